@@ -1,0 +1,265 @@
+//! Route handlers.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value as Json_, json};
+
+use super::{ApiError, AppState};
+use crate::store::{NewEvent, RunFilter, RunStatus};
+
+/// Parses a JSON body, naming the problem (and the field, when serde knows it) on error.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::Invalid {
+            field: None,
+            message: "the request body is empty; send a JSON object".into(),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .map(str::to_string);
+        ApiError::Invalid { field, message }
+    })
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn list_workflows(State(state): State<AppState>) -> impl IntoResponse {
+    let catalog = state.engine.catalog();
+    Json(json!({
+        "workflows": catalog.summaries(),
+        "diagnostics": catalog.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRunBody {
+    #[serde(default)]
+    input: Option<Json_>,
+}
+
+/// Starts a run. With an `Idempotency-Key` header, a repeated request (a client retrying
+/// after a timeout or a crash) returns the run the first one started instead of a second.
+pub async fn start_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Idempotency-Key",
+                        "must be 1 to 200 visible ASCII characters",
+                    )
+                })?;
+            Some(format!("api:{name}:{key}"))
+        }
+    };
+    let body: StartRunBody = if body.is_empty() {
+        StartRunBody { input: None }
+    } else {
+        parse_body(&body)?
+    };
+    let input = body.input.unwrap_or_else(|| json!({}));
+    let started = state
+        .engine
+        .start_run(&name, input, idempotency_key)
+        .await?;
+    let status = if started.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"id": started.run_id, "workflow": name, "created": started.created})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    payload: Option<Json_>,
+}
+
+pub async fn deliver_event(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: EventBody = parse_body(&body)?;
+    if body.event_type.trim().is_empty() {
+        return Err(ApiError::invalid("type", "the event type is empty"));
+    }
+    if body
+        .event_type
+        .starts_with(crate::workflow::TIMER_EVENT_PREFIX)
+    {
+        return Err(ApiError::invalid(
+            "type",
+            "event types starting with `timer.` are reserved for run timers",
+        ));
+    }
+    let delivered = state
+        .engine
+        .deliver_event(NewEvent {
+            event_type: body.event_type,
+            key: body.key.unwrap_or_default(),
+            payload: body.payload.unwrap_or_else(|| json!({})),
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(delivered)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRunsQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    parent: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_runs(
+    State(state): State<AppState>,
+    Query(query): Query<ListRunsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = match &query.status {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                format!(
+                    "unknown status `{s}`; use running, waiting, completed, failed or cancelled"
+                ),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let runs = state
+        .engine
+        .store()
+        .list_runs(&RunFilter {
+            workflow: query.workflow,
+            status,
+            parent_id: query.parent,
+            before: query.cursor,
+            limit,
+        })
+        .await?;
+    let next_cursor = (runs.len() == limit as usize)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
+}
+
+pub async fn get_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = state.engine.store();
+    let run = store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no run `{id}`")))?;
+    let steps = store.step_history(&id).await?;
+    let children = store.child_counts(&id).await?;
+    let mut body = serde_json::to_value(run).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["steps"] = serde_json::to_value(steps).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if children.total > 0 {
+        body["children"] =
+            serde_json::to_value(children).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    Ok(Json(body))
+}
+
+pub async fn list_records(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let records = state.engine.store().records(&collection).await?;
+    let records: Vec<Json_> = records
+        .into_iter()
+        .map(|(key, data)| json!({"key": key, "data": data}))
+        .collect();
+    Ok(Json(json!({"collection": collection, "records": records})))
+}
+
+/// The test clock and how many jobs are due at it (0 once the engine caught up).
+pub async fn get_clock(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let now = state.engine.clock().now();
+    let due_jobs = state.engine.store().due_jobs(now).await?;
+    Ok(Json(json!({"now": now, "due_jobs": due_jobs})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveClockBody {
+    /// A duration such as `90s`, `2h`, `3d`.
+    #[serde(default)]
+    advance: Option<String>,
+    /// An RFC 3339 time to jump to (forward only).
+    #[serde(default)]
+    set: Option<String>,
+}
+
+pub async fn move_clock(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let clock = state
+        .manual_clock
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("the manual clock is off".into()))?;
+    let body: MoveClockBody = parse_body(&body)?;
+    let now = match (body.advance, body.set) {
+        (Some(d), None) => {
+            let d = kontor_time::parse_duration(&d)
+                .map_err(|e| ApiError::invalid("advance", e.to_string()))?;
+            clock.advance(d)
+        }
+        (None, Some(t)) => {
+            let t = chrono::DateTime::parse_from_rfc3339(&t)
+                .map_err(|e| ApiError::invalid("set", e.to_string()))?;
+            clock.set(t.to_utc())
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "advance",
+                "give exactly one of `advance` or `set`",
+            ));
+        }
+    };
+    state.engine.wake();
+    Ok(Json(json!({"now": now})))
+}

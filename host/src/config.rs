@@ -1,0 +1,223 @@
+//! Configuration: one typed [`Config`], from an optional `kontor.toml` plus `KONTOR_*`
+//! environment variables, loaded once at startup and passed down.
+//!
+//! Unknown keys are an error, not silently ignored. Every default works on one machine:
+//! the SQLite file `data/kontor.db`, `workflows/` and `plugins/` in the working directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// `sqlite://data/kontor.db` (default).
+    pub database_url: String,
+    pub workflows_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub engine: EngineConfig,
+    pub log: LogConfig,
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub workers: usize,
+    pub batch_size: u32,
+    pub lease_seconds: u64,
+    pub poll_interval_ms: u64,
+    pub max_steps_per_run: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` (default) or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `kontor=debug`; `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+/// Controls for tests. Off by default; never enable them in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Drive time by hand through `POST /api/v1/testing/clock` instead of the wall clock.
+    pub manual_clock: bool,
+    /// Start of the manual clock (RFC 3339); default: the wall clock at startup.
+    pub clock_start: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://data/kontor.db".into(),
+            workflows_dir: "workflows".into(),
+            plugins_dir: "plugins".into(),
+            engine: EngineConfig::default(),
+            log: LogConfig::default(),
+            testing: TestingConfig::default(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 2,
+            batch_size: 32,
+            lease_seconds: 60,
+            poll_interval_ms: 500,
+            max_steps_per_run: 10_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables that override the file, and the key each one sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("KONTOR_LISTEN", "listen"),
+    ("KONTOR_DATABASE_URL", "database_url"),
+    ("KONTOR_WORKFLOWS_DIR", "workflows_dir"),
+    ("KONTOR_PLUGINS_DIR", "plugins_dir"),
+    ("KONTOR_ENGINE_WORKERS", "engine.workers"),
+    ("KONTOR_ENGINE_BATCH_SIZE", "engine.batch_size"),
+    ("KONTOR_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
+    ("KONTOR_ENGINE_POLL_INTERVAL_MS", "engine.poll_interval_ms"),
+    (
+        "KONTOR_ENGINE_MAX_STEPS_PER_RUN",
+        "engine.max_steps_per_run",
+    ),
+    ("KONTOR_LOG_FORMAT", "log.format"),
+    ("KONTOR_LOG_LEVEL", "log.level"),
+    ("KONTOR_TESTING_MANUAL_CLOCK", "testing.manual_clock"),
+    ("KONTOR_TESTING_CLOCK_START", "testing.clock_start"),
+];
+
+impl Config {
+    /// Loads `path` (if given, it must exist; otherwise `kontor.toml` if present) and
+    /// applies `KONTOR_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None if Path::new("kontor.toml").is_file() => (
+                std::fs::read_to_string("kontor.toml").context("reading kontor.toml")?,
+                "kontor.toml".to_string(),
+            ),
+            None => (String::new(), "defaults".to_string()),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {origin}"))?;
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(value) = env(var) {
+                set_key(&mut table, key, &value);
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("invalid configuration ({origin} and KONTOR_* variables)"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            bail!(
+                "log.format must be `pretty` or `json`, not `{}`",
+                self.log.format
+            );
+        }
+        if self.engine.workers == 0 {
+            bail!("engine.workers must be at least 1");
+        }
+        if self.engine.lease_seconds < 5 {
+            bail!("engine.lease_seconds must be at least 5");
+        }
+        Ok(())
+    }
+}
+
+/// Sets a dotted key from an environment string, typed as TOML would read it (numbers and
+/// booleans), falling back to a string.
+fn set_key(table: &mut toml::Table, key: &str, raw: &str) {
+    let value: toml::Value = raw
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| raw.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = entry.as_table_mut().expect("just made a table");
+    }
+    // A string key (like a path or URL) stays a string even if it looks like a number.
+    let value = match (last, &value) {
+        (
+            "listen" | "database_url" | "workflows_dir" | "plugins_dir" | "format" | "level"
+            | "clock_start",
+            v,
+        ) if !v.is_str() => toml::Value::String(raw.to_string()),
+        _ => value,
+    };
+    current.insert(last.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[engine]\nworkerz = 3\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[engine]\nworkers = 3\n").unwrap();
+        let env: HashMap<&str, &str> = [
+            ("KONTOR_ENGINE_WORKERS", "5"),
+            ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+        ]
+        .into_iter()
+        .collect();
+        let config = Config::load(Some(&path), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.engine.workers, 5);
+        assert!(config.testing.manual_clock);
+        assert_eq!(config.database_url, "sqlite://data/kontor.db");
+    }
+}

@@ -1,0 +1,420 @@
+//! The engine: claims due jobs, executes steps, commits their outcomes.
+//!
+//! ```text
+//! trigger (API, event, cron, timer) ──▶ store: run + job ──▶ worker claims a batch
+//!     ──▶ execute (pure: workflow + run + job → JobOutcome) ──▶ store.commit (one tx)
+//! ```
+//!
+//! Workers wake on an in-process [`Notify`] when work is added, when the manual clock
+//! moves, or when the next job is due; polling is only the fallback. Execution is
+//! at-least-once per step: a step's result, its next jobs and its effects commit together,
+//! so after a crash a step re-runs only if its commit never happened.
+
+pub mod cron;
+pub mod effects;
+pub mod execute;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration as StdDuration;
+
+use serde_json::Value as Json;
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::clock::SharedClock;
+use crate::store::{Delivered, Job, NewEvent, NewRun, Started, Store, StoreError};
+use crate::workflow::compile::{Environment, compile_workflow};
+use crate::workflow::{Catalog, Trigger, Workflow};
+pub use execute::{Limits, new_run_id};
+
+/// Engine settings (from `[engine]` in kontor.toml).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub workers: usize,
+    /// Jobs claimed per batch.
+    pub batch_size: u32,
+    /// How long a claimed job stays leased (real time); longer than any step takes.
+    pub lease: chrono::Duration,
+    /// Upper bound on how long an idle worker sleeps before looking again.
+    pub poll_interval: StdDuration,
+    pub limits: Limits,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            workers: 2,
+            batch_size: 32,
+            lease: chrono::Duration::seconds(60),
+            poll_interval: StdDuration::from_millis(500),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("there is no workflow `{0}`")]
+    UnknownWorkflow(String),
+    #[error("workflow `{name}` is invalid: {first}")]
+    InvalidWorkflow { name: String, first: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    store: Store,
+    clock: SharedClock,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Compiled workflow versions by hash, including versions no longer on disk.
+    versions: Mutex<HashMap<String, Arc<Workflow>>>,
+    wake: Notify,
+    /// Lease owner name of this process.
+    owner: String,
+    settings: EngineSettings,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        catalog: Catalog,
+        settings: EngineSettings,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            clock,
+            catalog: RwLock::new(Arc::new(catalog)),
+            versions: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            owner: format!(
+                "kontor-{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
+            settings,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a reloaded catalog; new runs use it, running ones keep their version.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        self.wake.notify_waiters();
+    }
+
+    /// Wakes idle workers: new jobs exist or the clock moved.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<Workflow>, EngineError> {
+        let catalog = self.catalog();
+        match catalog.workflows.get(name) {
+            None => Err(EngineError::UnknownWorkflow(name.to_string())),
+            Some(crate::workflow::WorkflowEntry::Invalid { diagnostics, .. }) => {
+                Err(EngineError::InvalidWorkflow {
+                    name: name.to_string(),
+                    first: diagnostics
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                })
+            }
+            Some(crate::workflow::WorkflowEntry::Valid(w)) => Ok(w.clone()),
+        }
+    }
+
+    /// A run to start `workflow` with `input`, validated against its input schema.
+    pub fn new_run(
+        &self,
+        workflow: &Workflow,
+        input: Json,
+        trigger_key: Option<String>,
+    ) -> Result<NewRun, EngineError> {
+        workflow
+            .validate_input(&input)
+            .map_err(EngineError::InvalidInput)?;
+        Ok(NewRun {
+            id: new_run_id(),
+            workflow: workflow.name.clone(),
+            version: workflow.version.clone(),
+            source: workflow.source.clone(),
+            input,
+            parent_id: None,
+            trigger_key,
+            first_step: workflow.steps[0].id.clone(),
+            due_at: self.clock.now(),
+        })
+    }
+
+    /// Starts a run of the current version of `workflow`.
+    pub async fn start_run(
+        &self,
+        workflow: &str,
+        input: Json,
+        trigger_key: Option<String>,
+    ) -> Result<Started, EngineError> {
+        let workflow = self.workflow(workflow)?;
+        let run = self.new_run(&workflow, input, trigger_key)?;
+        let started = self.store.start_runs(&[run], self.clock.now()).await?;
+        self.wake();
+        Ok(started.into_iter().next().expect("one run in, one out"))
+    }
+
+    /// Stores an event, resumes the runs waiting for it and starts the workflows it
+    /// triggers.
+    pub async fn deliver_event(&self, event: NewEvent) -> Result<Delivered, EngineError> {
+        let catalog = self.catalog();
+        let mut starts = Vec::new();
+        for workflow in catalog.valid() {
+            if matches!(&workflow.trigger, Trigger::Event(t) if *t == event.event_type) {
+                match self.new_run(workflow, event.payload.clone(), None) {
+                    Ok(run) => starts.push(run),
+                    Err(e) => {
+                        warn!(workflow = %workflow.name, error = %e, "event does not fit the workflow's input; no run started")
+                    }
+                }
+            }
+        }
+        let delivered = self
+            .store
+            .deliver_event(&event, &starts, self.clock.now())
+            .await?;
+        self.wake();
+        Ok(delivered)
+    }
+
+    /// The compiled workflow of a pinned version: from the cache, the catalog, or the
+    /// source stored with the version.
+    async fn version(&self, version: &str) -> Result<Arc<Workflow>, String> {
+        if let Some(w) = self
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(version)
+        {
+            return Ok(w.clone());
+        }
+        let catalog = self.catalog();
+        let workflow = match catalog.valid().find(|w| w.version == version) {
+            Some(w) => w.clone(),
+            None => {
+                let (name, source) = self
+                    .store
+                    .workflow_source(version)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("workflow version {version} is not stored"))?;
+                let names = catalog.workflows.keys().cloned().collect();
+                let environment = Environment {
+                    calendars: &catalog.calendars,
+                    workflow_names: &names,
+                };
+                let path = catalog.root.join(format!("{name}.yaml"));
+                let compiled = compile_workflow(&path, &source, &environment).map_err(|d| {
+                    format!(
+                        "stored version {version} of `{name}` no longer compiles: {}",
+                        d.first().map(ToString::to_string).unwrap_or_default()
+                    )
+                })?;
+                Arc::new(compiled)
+            }
+        };
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version.to_string(), workflow.clone());
+        Ok(workflow)
+    }
+
+    /// Claims one batch of due jobs, executes them and commits their outcomes in one
+    /// transaction. Returns how many jobs were handled.
+    pub async fn run_batch(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let jobs = self
+            .store
+            .claim_jobs(
+                &self.owner,
+                now,
+                chrono::Utc::now(),
+                self.settings.lease,
+                self.settings.batch_size,
+            )
+            .await?;
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let span = info_span!("job", run_id = %job.run_id, step = %job.step, kind = job.kind.as_str(), attempt = job.attempt);
+            if let Some(outcome) = self.execute(job).instrument(span).await? {
+                outcomes.push(outcome);
+            }
+        }
+        let applied = self
+            .store
+            .commit(&self.owner, &outcomes, self.clock.now())
+            .await?;
+        let lost = applied.iter().filter(|a| !**a).count();
+        if lost > 0 {
+            warn!(
+                lost,
+                "jobs were taken over by another worker before their commit"
+            );
+        }
+        self.wake();
+        Ok(jobs.len())
+    }
+
+    async fn execute(&self, job: &Job) -> Result<Option<crate::store::JobOutcome>, StoreError> {
+        let Some(run) = self.store.load_run(&job.run_id).await? else {
+            warn!("job of a missing run; dropping it");
+            return Ok(Some(crate::store::JobOutcome {
+                job_id: job.id,
+                run_id: job.run_id.clone(),
+                ..Default::default()
+            }));
+        };
+        if run.status.is_finished() {
+            debug!("run already finished; dropping a stale job");
+            return Ok(Some(crate::store::JobOutcome {
+                job_id: job.id,
+                run_id: job.run_id.clone(),
+                ..Default::default()
+            }));
+        }
+        let workflow = match self.version(&run.version).await {
+            Ok(w) => w,
+            Err(message) => {
+                warn!(%message, "cannot load the run's workflow version");
+                // Fail the run rather than retry forever.
+                return Ok(Some(crate::store::JobOutcome {
+                    job_id: job.id,
+                    run_id: job.run_id.clone(),
+                    run: Some(crate::store::RunUpdate {
+                        status: crate::store::RunStatus::Failed,
+                        context: run.context.clone(),
+                        current_step: Some(job.step.clone()),
+                        output: None,
+                        error: Some(message),
+                        step_count: run.step_count,
+                    }),
+                    ..Default::default()
+                }));
+            }
+        };
+        let catalog = self.catalog();
+        let executor = execute::Executor {
+            workflow: &workflow,
+            catalog: &catalog,
+            calendars: &catalog.calendars,
+            limits: &self.settings.limits,
+            now: self.clock.now(),
+        };
+        Ok(Some(executor.execute(job, &run)))
+    }
+
+    /// Runs `settings.workers` workers until `shutdown` turns true.
+    pub fn spawn_workers(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.settings.workers.max(1))
+            .map(|i| {
+                let engine = self.clone();
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    engine.work(i, &mut shutdown).await;
+                })
+            })
+            .collect()
+    }
+
+    async fn work(&self, worker: usize, shutdown: &mut watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            // Register for wakeups before looking, so a notification in between is kept.
+            let woken = self.wake.notified();
+            let clock_moved = self.clock.changed().map(|n| n.notified());
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let handled = match self.run_batch().await {
+                Ok(n) => {
+                    failures = 0;
+                    n
+                }
+                Err(e) => {
+                    failures += 1;
+                    warn!(worker, error = %e, "engine batch failed; retrying");
+                    tokio::time::sleep(StdDuration::from_millis(100 * u64::from(failures.min(50))))
+                        .await;
+                    continue;
+                }
+            };
+            if handled > 0 {
+                continue;
+            }
+            let sleep = self.idle_sleep().await;
+            match clock_moved {
+                Some(moved) => tokio::select! {
+                    _ = &mut woken => {}
+                    _ = moved => {}
+                    _ = tokio::time::sleep(sleep) => {}
+                    _ = shutdown.changed() => {}
+                },
+                None => tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(sleep) => {}
+                    _ = shutdown.changed() => {}
+                },
+            }
+        }
+    }
+
+    /// How long an idle worker may sleep: until the next job is due, at most the poll
+    /// interval.
+    async fn idle_sleep(&self) -> StdDuration {
+        let poll = self.settings.poll_interval;
+        if self.clock.is_manual() {
+            return poll;
+        }
+        match self.store.next_due().await {
+            Ok(Some(due)) => (due - self.clock.now())
+                .to_std()
+                .unwrap_or(StdDuration::ZERO)
+                .min(poll),
+            _ => poll,
+        }
+    }
+
+    /// Runs batches until no job is due now (tests and `kontor bench`).
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_batch().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Kontor: a workflow and campaign automation server for companies that run a CRM next to
+//! an ERP.
+//!
+//! Declarative workflow files (`workflows/*.yaml`) become durable runs: each step's
+//! result, its next jobs and its effects commit in one transaction, so a run survives a
+//! crash at any moment and resumes where its last commit left it.
+//!
+//! # Layout
+//!
+//! Data flows one way: trigger → engine → step → effects.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | `kontor.toml` + `KONTOR_*` overrides, typed, unknown keys rejected |
+//! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
+//! | [`diagnostics`] | compiler-style `file:line:col` messages |
+//! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
+//! | [`workflow`] | workflow files: YAML source with spans → checks → compiled [`workflow::Workflow`]; the [`workflow::Catalog`] of a `workflows/` folder |
+//! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |
+//! | [`store`] | the only module that speaks SQL: runs, jobs, events, waits, effects, tokens |
+//! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
+//! | [`server`] | wires config, store, engine and API into `kontor serve` |
+//!
+//! Business calendars, German public holidays, durations and cron schedules live in the
+//! `kontor-time` crate (`host/time/`), so they build and test on their own.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod diagnostics;
+pub mod engine;
+pub mod expr;
+pub mod server;
+pub mod store;
+pub mod workflow;

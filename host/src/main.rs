@@ -1,0 +1,176 @@
+//! The `kontor` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kontor::config::Config;
+use kontor::workflow::Catalog;
+
+#[derive(Parser)]
+#[command(
+    name = "kontor",
+    version,
+    about = "Workflow and campaign automation for CRM + ERP"
+)]
+struct Cli {
+    /// Configuration file (default: ./kontor.toml if it exists). `KONTOR_*` variables
+    /// override it, e.g. KONTOR_LISTEN, KONTOR_DATABASE_URL, KONTOR_WORKFLOWS_DIR.
+    #[arg(long, global = true, env = "KONTOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP API, engine workers and cron triggers.
+    Serve,
+    /// Check workflow files without running them; prints `file:line:col: error: ...`
+    /// for every problem and exits non-zero if there is any.
+    Check {
+        /// Workflow folders or files (default: `workflows_dir` from the config).
+        paths: Vec<PathBuf>,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        /// The token's role.
+        #[arg(long, default_value = "admin", value_parser = ["admin"])]
+        role: String,
+        /// A note on what the token is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    match cli.command {
+        Command::Check { paths } => Ok(check(&config, paths)),
+        Command::Serve => {
+            init_tracing(&config);
+            runtime()?.block_on(kontor::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, description },
+        } => runtime()?.block_on(async {
+            let store = kontor::store::Store::open(&config.database_url)
+                .await
+                .with_context(|| format!("opening the store at {}", config.database_url))?;
+            let (token, hash) = kontor::api::new_token();
+            let id = uuid::Uuid::now_v7().to_string();
+            store
+                .insert_token(
+                    &id,
+                    &hash,
+                    &role,
+                    description.as_deref(),
+                    chrono::Utc::now(),
+                )
+                .await?;
+            println!("{token}");
+            eprintln!("created {role} token {id}; it is shown only once");
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// `kontor check`: every problem under the given folders, or only in the given files.
+fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
+    let paths = if paths.is_empty() {
+        vec![config.workflows_dir.clone()]
+    } else {
+        paths
+    };
+    let mut problems = 0usize;
+    let mut checked = 0usize;
+    for path in &paths {
+        let (root, only) = if path.is_dir() {
+            (path.clone(), None)
+        } else if path.is_file() {
+            let parent = path.parent().map(PathBuf::from).unwrap_or_default();
+            // A calendar file's catalog is the folder above `calendars/`.
+            let root = if parent.file_name().is_some_and(|n| n == "calendars") {
+                parent.parent().map(PathBuf::from).unwrap_or_default()
+            } else {
+                parent
+            };
+            (root, Some(path.clone()))
+        } else {
+            eprintln!("{}: error: no such file or folder", path.display());
+            problems += 1;
+            continue;
+        };
+        let catalog = Catalog::load(&root);
+        checked += match &only {
+            Some(_) => 1,
+            None => catalog.workflows.len(),
+        };
+        for diagnostic in catalog.all_diagnostics() {
+            if only
+                .as_ref()
+                .is_some_and(|f| !same_file(f, &diagnostic.file))
+            {
+                continue;
+            }
+            println!("{diagnostic}");
+            problems += 1;
+        }
+    }
+    if problems > 0 {
+        eprintln!("{problems} problem(s) found");
+        ExitCode::FAILURE
+    } else {
+        eprintln!("ok: {checked} workflow file(s) checked, no problems");
+        ExitCode::SUCCESS
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,137 @@
+//! `kontor serve`: config → store → catalog → engine (workers + cron) → HTTP API, and a
+//! graceful stop on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::clock::{ManualClock, SharedClock, SystemClock};
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings, Limits};
+use crate::store::Store;
+use crate::workflow::Catalog;
+
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        workers: config.engine.workers,
+        batch_size: config.engine.batch_size.max(1),
+        lease: chrono::Duration::seconds(config.engine.lease_seconds as i64),
+        poll_interval: std::time::Duration::from_millis(config.engine.poll_interval_ms.max(10)),
+        limits: Limits {
+            max_steps_per_run: config.engine.max_steps_per_run,
+            ..Limits::default()
+        },
+    }
+}
+
+/// The clock `config` asks for; the manual one is returned separately for the API.
+pub fn clock_for(config: &Config) -> anyhow::Result<(SharedClock, Option<Arc<ManualClock>>)> {
+    if !config.testing.manual_clock {
+        return Ok((Arc::new(SystemClock), None));
+    }
+    let start = match &config.testing.clock_start {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| format!("testing.clock_start `{t}` is not an RFC 3339 time"))?
+            .to_utc(),
+        None => chrono::Utc::now(),
+    };
+    let manual = Arc::new(ManualClock::new(start));
+    Ok((manual.clone(), Some(manual)))
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.database_url))?;
+    // The embedded store belongs to this process alone: leases left by a killed process
+    // are released so its runs resume at once.
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        info!(released, "released jobs leased by a previous process");
+    }
+    if store.count_tokens().await? == 0 {
+        // First start on a fresh database: one admin token, so the quick start needs no
+        // second command. Shown once; only its hash is stored.
+        let (token, hash) = api::new_token();
+        store
+            .insert_token(
+                &uuid::Uuid::now_v7().to_string(),
+                &hash,
+                "admin",
+                Some("first start"),
+                chrono::Utc::now(),
+            )
+            .await?;
+        println!("first start: created admin token {token}");
+        println!("  (shown once; create more with `kontor token create --role admin`)");
+    }
+    let catalog = Catalog::load(&config.workflows_dir);
+    for diagnostic in catalog.all_diagnostics() {
+        warn!("{diagnostic}");
+    }
+    info!(
+        valid = catalog.valid().count(),
+        invalid = catalog.workflows.len() - catalog.valid().count(),
+        dir = %config.workflows_dir.display(),
+        "workflows loaded"
+    );
+    let (clock, manual_clock) = clock_for(&config)?;
+    if manual_clock.is_some() {
+        warn!("the manual test clock is on: time moves only through POST /api/v1/testing/clock");
+    }
+    let engine = Engine::new(store, clock, catalog, engine_settings(&config));
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = engine.spawn_workers(stopped.clone());
+    tasks.push(engine.spawn_cron(stopped.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to find a port chosen by the OS (`:0`).
+    println!("kontor listening on http://{address}");
+    info!(%address, "listening");
+    let app = api::router(AppState {
+        engine: engine.clone(),
+        manual_clock,
+    });
+    let mut stopped_http = stopped.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stopped_http.changed().await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown_signal().await;
+    info!("shutting down: finishing the current batches");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = server.await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,966 @@
+//! The SQLite backend: one file in WAL mode, one writer connection.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::StoreError;
+use super::types::*;
+use crate::engine::effects::Effect;
+
+/// The store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Exactly one connection: every write transaction is serialized in-process, so
+    /// SQLite never answers `SQLITE_BUSY` to our own workers.
+    writer: SqlitePool,
+    /// Readers see committed data only (WAL) and never block the writer.
+    reader: SqlitePool,
+}
+
+type Tx<'a> = Transaction<'a, Sqlite>;
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and
+    /// applies migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::Open {
+                url: url.to_string(),
+                reason: "only sqlite:// URLs are supported by this build".into(),
+            })?;
+        let path = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                url: url.to_string(),
+                reason: format!("cannot create {}: {e}", parent.display()),
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(StdDuration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Store { writer, reader })
+    }
+
+    /// Returns true when the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+
+    // ----- runs ------------------------------------------------------------------------
+
+    /// Starts runs (each with its first job), idempotently by trigger key.
+    pub async fn start_runs(
+        &self,
+        runs: &[NewRun],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Started>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut started = Vec::with_capacity(runs.len());
+        for run in runs {
+            started.push(insert_run(&mut tx, run, now).await?);
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    pub async fn load_run(&self, id: &str) -> Result<Option<RunState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, workflow, version, status, input, context, parent_id, step_count, created_at
+             FROM runs WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|r| {
+            Ok(RunState {
+                id: r.get("id"),
+                workflow: r.get("workflow"),
+                version: r.get("version"),
+                status: status_of(&r)?,
+                input: json_of(&r, "input")?,
+                context: json_of(&r, "context")?,
+                parent_id: r.get("parent_id"),
+                step_count: r.get("step_count"),
+                created_at: from_millis(r.get("created_at")),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunView>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| run_view(&r)).transpose()
+    }
+
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunView>, StoreError> {
+        // Fixed SQL with optional filters: `? IS NULL OR column = ?`.
+        let rows = sqlx::query(
+            "SELECT * FROM runs
+             WHERE (?1 IS NULL OR workflow = ?1)
+               AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR parent_id = ?3)
+               AND (?4 IS NULL OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?4))
+             ORDER BY created_at DESC, id DESC
+             LIMIT ?5",
+        )
+        .bind(&filter.workflow)
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(&filter.parent_id)
+        .bind(&filter.before)
+        .bind(i64::from(filter.limit.clamp(1, 1000)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(run_view).collect()
+    }
+
+    pub async fn step_history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRecord {
+                    step: r.get("step"),
+                    action: r.get("action"),
+                    attempt: r.get::<i64, _>("attempt") as u32,
+                    status: r.get("status"),
+                    input: opt_json_of(r, "input")?,
+                    output: opt_json_of(r, "output")?,
+                    error: r.get("error"),
+                    started_at: from_millis(r.get("started_at")),
+                    finished_at: from_millis(r.get("finished_at")),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn child_counts(&self, parent_id: &str) -> Result<ChildCounts, StoreError> {
+        child_counts(&self.reader, parent_id).await
+    }
+
+    /// The stored source of a workflow version (for runs whose file has changed since).
+    pub async fn workflow_source(
+        &self,
+        version: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT name, source FROM workflow_versions WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| (r.get("name"), r.get("source"))))
+    }
+
+    /// Records of a collection (what `record` steps wrote), for the API and tests.
+    pub async fn records(&self, collection: &str) -> Result<Vec<(String, Json)>, StoreError> {
+        let rows = sqlx::query("SELECT key, data FROM records WHERE collection = ? ORDER BY key")
+            .bind(collection)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get("key"), json_of(r, "data")?)))
+            .collect()
+    }
+
+    /// All effect idempotency keys, in commit order (crash tests compare them).
+    pub async fn effect_keys(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT idempotency_key FROM effects ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    // ----- jobs --------------------------------------------------------------------------
+
+    /// Leases up to `limit` due jobs, at most one per run and none of a run that already
+    /// has a leased job. `now` is engine time (due dates); `wall_now` and `lease` are
+    /// real time, since leases are about process liveness.
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        wall_now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+             WHERE id IN (
+                 SELECT j.id FROM jobs j
+                 WHERE j.due_at <= ?3
+                   AND (j.lease_until IS NULL OR j.lease_until < ?4)
+                   AND j.id = (SELECT min(m.id) FROM jobs m WHERE m.run_id = j.run_id AND m.due_at <= ?3)
+                   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = j.run_id AND k.lease_until >= ?4)
+                 ORDER BY j.due_at, j.id
+                 LIMIT ?5)
+             RETURNING id, run_id, kind, step, timer, payload, due_at, attempt",
+        )
+        .bind(owner)
+        .bind(millis(wall_now + lease))
+        .bind(millis(now))
+        .bind(millis(wall_now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut jobs: Vec<Job> = rows
+            .iter()
+            .map(|r| {
+                Ok(Job {
+                    id: r.get("id"),
+                    run_id: r.get("run_id"),
+                    kind: JobKind::parse(r.get("kind"))
+                        .ok_or_else(|| StoreError::Corrupt("unknown job kind".into()))?,
+                    step: r.get("step"),
+                    timer: r.get("timer"),
+                    payload: opt_json_of(r, "payload")?,
+                    due_at: from_millis(r.get("due_at")),
+                    attempt: r.get::<i64, _>("attempt") as u32,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        jobs.sort_by_key(|j| (j.due_at, j.id));
+        Ok(jobs)
+    }
+
+    /// Frees every lease. Only for the embedded backend at startup: one process owns
+    /// the file, so leases left behind belong to a process that is gone.
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Gives a job back unprocessed (shutdown, or a run another worker holds).
+    pub async fn release_job(&self, job_id: i64, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+            .bind(job_id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// When the earliest unleased job is due, if any.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row: Option<i64> =
+            sqlx::query_scalar("SELECT min(due_at) FROM jobs WHERE lease_owner IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(row.map(from_millis))
+    }
+
+    /// Jobs due at `now` (leased or not): work the engine has not finished yet.
+    pub async fn due_jobs(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE due_at <= ?")
+                .bind(millis(now))
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Number of jobs (all kinds), for tests and readiness.
+    pub async fn pending_jobs(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    /// Commits the outcomes of many jobs in one transaction. An outcome whose job is no
+    /// longer leased by `owner` is skipped (another process took it over) and reported as
+    /// `false`.
+    pub async fn commit(
+        &self,
+        owner: &str,
+        outcomes: &[JobOutcome],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            applied.push(apply_outcome(&mut tx, owner, outcome, now).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    // ----- events ------------------------------------------------------------------------
+
+    /// Stores an event, resumes the runs waiting for it and starts the runs it triggers
+    /// (`starts`, whose trigger keys are derived from the event id), atomically.
+    pub async fn deliver_event(
+        &self,
+        event: &NewEvent,
+        starts: &[NewRun],
+        now: DateTime<Utc>,
+    ) -> Result<Delivered, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let (event_id, resumed_runs) = insert_event(&mut tx, event, now).await?;
+        let mut started_runs = Vec::new();
+        for run in starts {
+            let mut run = run.clone();
+            run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
+            started_runs.push(insert_run(&mut tx, &run, now).await?.run_id);
+        }
+        tx.commit().await?;
+        Ok(Delivered {
+            event_id,
+            resumed_runs,
+            started_runs,
+        })
+    }
+
+    // ----- tokens ------------------------------------------------------------------------
+
+    pub async fn insert_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        role: &str,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, token_hash, role, description, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(token_hash)
+            .bind(role)
+            .bind(description)
+            .bind(millis(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn count_tokens(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM api_tokens")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    /// The role of the token with this hash, if any.
+    pub async fn token_role(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    // ----- cron --------------------------------------------------------------------------
+
+    /// Up to when the schedule of `workflow` has been handled.
+    pub async fn cron_cursor(&self, workflow: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT checked_to FROM cron_cursors WHERE workflow = ?")
+                .bind(workflow)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(v.map(from_millis))
+    }
+
+    /// Records one firing and starts its run, unless this (workflow, local time) fired
+    /// already; moves the cursor. Returns whether a run was started.
+    pub async fn fire_cron(
+        &self,
+        workflow: &str,
+        local_time: &str,
+        run: Option<&NewRun>,
+        checked_to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut fired = false;
+        if let Some(run) = run {
+            let inserted = sqlx::query(
+                "INSERT INTO cron_firings (workflow, local_time, fired_at, run_id) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (workflow, local_time) DO NOTHING",
+            )
+            .bind(workflow)
+            .bind(local_time)
+            .bind(millis(now))
+            .bind(&run.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                insert_run(&mut tx, run, now).await?;
+                fired = true;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO cron_cursors (workflow, checked_to) VALUES (?1, ?2)
+             ON CONFLICT (workflow) DO UPDATE SET checked_to = max(checked_to, ?2)",
+        )
+        .bind(workflow)
+        .bind(millis(checked_to))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(fired)
+    }
+
+    /// Every recorded firing of a workflow's schedule: (local time, run id).
+    pub async fn cron_firings(
+        &self,
+        workflow: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT local_time, run_id FROM cron_firings WHERE workflow = ? ORDER BY fired_at, local_time")
+            .bind(workflow)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+// ----- helpers inside a transaction ------------------------------------------------------
+
+async fn insert_run(
+    tx: &mut Tx<'_>,
+    run: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<Started, StoreError> {
+    if let Some(key) = &run.trigger_key {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE trigger_key = ?")
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(run_id) = existing {
+            return Ok(Started {
+                run_id,
+                created: false,
+            });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO workflow_versions (version, name, source, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (version) DO NOTHING",
+    )
+    .bind(&run.version)
+    .bind(&run.workflow)
+    .bind(&run.source)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    let events_after: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
+                           trigger_key, events_after, created_at, updated_at)
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&run.id)
+    .bind(&run.workflow)
+    .bind(&run.version)
+    .bind(run.input.to_string())
+    .bind(serde_json::json!({"vars": {}, "steps": {}}).to_string())
+    .bind(&run.first_step)
+    .bind(&run.parent_id)
+    .bind(&run.trigger_key)
+    .bind(events_after)
+    .bind(millis(now))
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    insert_job(
+        tx,
+        &run.id,
+        &NewJob {
+            kind: JobKind::Step,
+            step: run.first_step.clone(),
+            timer: None,
+            payload: None,
+            due_at: run.due_at,
+            attempt: 1,
+        },
+    )
+    .await?;
+    Ok(Started {
+        run_id: run.id.clone(),
+        created: true,
+    })
+}
+
+async fn insert_job(tx: &mut Tx<'_>, run_id: &str, job: &NewJob) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run_id)
+    .bind(job.kind.as_str())
+    .bind(&job.step)
+    .bind(&job.timer)
+    .bind(job.payload.as_ref().map(Json::to_string))
+    .bind(millis(job.due_at))
+    .bind(i64::from(job.attempt))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply_outcome(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    outcome: &JobOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    // The job must still be ours; deleting it is the commit point of its execution.
+    let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_owner = ?")
+        .bind(outcome.job_id)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    let run_id = outcome.run_id.as_str();
+    let seq_base: i64 = sqlx::query_scalar("SELECT count(*) FROM step_runs WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    for (i, step) in outcome.steps.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO step_runs (run_id, seq, step, action, attempt, status, input, output, error, started_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(seq_base + i as i64 + 1)
+        .bind(&step.step)
+        .bind(&step.action)
+        .bind(i64::from(step.attempt))
+        .bind(&step.status)
+        .bind(step.input.as_ref().map(Json::to_string))
+        .bind(step.output.as_ref().map(Json::to_string))
+        .bind(&step.error)
+        .bind(millis(step.started_at))
+        .bind(millis(step.finished_at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (key, effect) in &outcome.effects {
+        apply_effect(tx, run_id, key, effect, now).await?;
+    }
+    for name in &outcome.cancel_timers {
+        forget_timer(tx, run_id, name).await?;
+    }
+    for timer in &outcome.start_timers {
+        if let Some(name) = &timer.timer {
+            forget_timer(tx, run_id, name).await?;
+        }
+        insert_job(tx, run_id, timer).await?;
+    }
+    for job in &outcome.jobs {
+        insert_job(tx, run_id, job).await?;
+    }
+    for child in &outcome.children {
+        insert_run(tx, child, now).await?;
+    }
+    let mut finished_parent: Option<String> = None;
+    if let Some(update) = &outcome.run {
+        let mut status = update.status;
+        // Whatever the run waited for before is over: a new wait is registered below.
+        sqlx::query("DELETE FROM waits WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM jobs WHERE run_id = ? AND kind = 'timeout'")
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+        // Park the run: register its wait, unless what it waits for is already there.
+        match &outcome.wait {
+            Some(WaitFor::Events {
+                step,
+                keys,
+                timeout,
+            }) => match find_arrived_event(tx, run_id, keys).await? {
+                Some(event) => {
+                    consume(tx, run_id, event["event_id"].as_i64().unwrap_or_default()).await?;
+                    insert_job(tx, run_id, &resume_job(step, event, now)).await?;
+                    status = RunStatus::Running;
+                }
+                None => {
+                    for (event_type, key) in keys {
+                        sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, ?, ?, ?)")
+                                .bind(run_id)
+                                .bind(event_type)
+                                .bind(key)
+                                .bind(step)
+                                .execute(&mut **tx)
+                                .await?;
+                    }
+                    if let Some(timeout) = timeout {
+                        insert_job(tx, run_id, timeout).await?;
+                    }
+                }
+            },
+            Some(WaitFor::Children { step }) => {
+                if has_unfinished_children(tx, run_id).await? {
+                    sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, 'children', '', ?)")
+                        .bind(run_id)
+                        .bind(step)
+                        .execute(&mut **tx)
+                        .await?;
+                } else {
+                    let counts = child_counts(&mut **tx, run_id).await?;
+                    insert_job(
+                        tx,
+                        run_id,
+                        &resume_job(step, serde_json::to_value(counts)?, now),
+                    )
+                    .await?;
+                    status = RunStatus::Running;
+                }
+            }
+            None => {}
+        }
+        let finished = status.is_finished();
+        sqlx::query(
+            "UPDATE runs SET status = ?, context = ?, current_step = ?, output = ?, error = ?, step_count = ?,
+                             updated_at = ?, finished_at = ?
+             WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(update.context.to_string())
+        .bind(&update.current_step)
+        .bind(update.output.as_ref().map(Json::to_string))
+        .bind(&update.error)
+        .bind(update.step_count)
+        .bind(millis(now))
+        .bind(finished.then(|| millis(now)))
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+        if finished {
+            // A finished run leaves nothing behind: no timers, no waits.
+            sqlx::query("DELETE FROM jobs WHERE run_id = ?")
+                .bind(run_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM waits WHERE run_id = ?")
+                .bind(run_id)
+                .execute(&mut **tx)
+                .await?;
+            finished_parent = sqlx::query_scalar("SELECT parent_id FROM runs WHERE id = ?")
+                .bind(run_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        }
+    }
+    for event in &outcome.events {
+        insert_event(tx, event, now).await?;
+    }
+    if let Some(parent) = finished_parent {
+        wake_parent(tx, &parent, now).await?;
+    }
+    Ok(true)
+}
+
+fn resume_job(step: &str, payload: Json, now: DateTime<Utc>) -> NewJob {
+    NewJob {
+        kind: JobKind::Resume,
+        step: step.to_string(),
+        timer: None,
+        payload: Some(payload),
+        due_at: now,
+        attempt: 1,
+    }
+}
+
+/// Deletes a pending timer and marks its fired-but-unconsumed events as consumed, so a
+/// restarted timer is not satisfied by its previous firing.
+async fn forget_timer(tx: &mut Tx<'_>, run_id: &str, name: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE run_id = ? AND timer = ?")
+        .bind(run_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO consumed_events (run_id, event_id)
+         SELECT ?1, id FROM events WHERE type = ?2 AND key = ?1",
+    )
+    .bind(run_id)
+    .bind(format!("{}{name}", crate::workflow::TIMER_EVENT_PREFIX))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn consume(tx: &mut Tx<'_>, run_id: &str, event_id: i64) -> Result<(), StoreError> {
+    sqlx::query("INSERT OR IGNORE INTO consumed_events (run_id, event_id) VALUES (?, ?)")
+        .bind(run_id)
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn event_output(row: &SqliteRow) -> Result<Json, StoreError> {
+    Ok(serde_json::json!({
+        "event_id": row.get::<i64, _>("id"),
+        "type": row.get::<String, _>("type"),
+        "key": row.get::<String, _>("key"),
+        "payload": json_of(row, "payload")?,
+        "received_at": from_millis(row.get("received_at")),
+    }))
+}
+
+/// The oldest event matching one of `keys` that arrived after the run started and that
+/// the run has not consumed yet.
+async fn find_arrived_event(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    keys: &[(String, String)],
+) -> Result<Option<Json>, StoreError> {
+    let mut best: Option<(i64, Json)> = None;
+    for (event_type, key) in keys {
+        let row = sqlx::query(
+            "SELECT e.* FROM events e
+             WHERE e.type = ? AND e.key = ?
+               AND e.id > (SELECT events_after FROM runs WHERE id = ?3)
+               AND NOT EXISTS (SELECT 1 FROM consumed_events c WHERE c.run_id = ?3 AND c.event_id = e.id)
+             ORDER BY e.id LIMIT 1",
+        )
+        .bind(event_type)
+        .bind(key)
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = row {
+            let id: i64 = row.get("id");
+            if best.as_ref().is_none_or(|(b, _)| id < *b) {
+                best = Some((id, event_output(&row)?));
+            }
+        }
+    }
+    Ok(best.map(|(_, e)| e))
+}
+
+/// Stores an event and resumes every run waiting for it. Returns the event id and the
+/// resumed runs.
+async fn insert_event(
+    tx: &mut Tx<'_>,
+    event: &NewEvent,
+    now: DateTime<Utc>,
+) -> Result<(i64, Vec<String>), StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO events (type, key, payload, received_at) VALUES (?, ?, ?, ?) RETURNING *",
+    )
+    .bind(&event.event_type)
+    .bind(&event.key)
+    .bind(event.payload.to_string())
+    .bind(millis(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    let event_id: i64 = row.get("id");
+    let output = event_output(&row)?;
+    let waiting = sqlx::query("SELECT run_id, step FROM waits WHERE event_type = ? AND key = ?")
+        .bind(&event.event_type)
+        .bind(&event.key)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut resumed = Vec::new();
+    for w in waiting {
+        let run_id: String = w.get("run_id");
+        let step: String = w.get("step");
+        resume_waiting_run(tx, &run_id, &step, output.clone(), now).await?;
+        consume(tx, &run_id, event_id).await?;
+        resumed.push(run_id);
+    }
+    Ok((event_id, resumed))
+}
+
+/// Ends a run's wait: drops its wait rows and timeout, schedules the resume.
+async fn resume_waiting_run(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    step: &str,
+    payload: Json,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM waits WHERE run_id = ?")
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM jobs WHERE run_id = ? AND kind = 'timeout'")
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    insert_job(tx, run_id, &resume_job(step, payload, now)).await?;
+    sqlx::query(
+        "UPDATE runs SET status = 'running', updated_at = ? WHERE id = ? AND status = 'waiting'",
+    )
+    .bind(millis(now))
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn has_unfinished_children(tx: &mut Tx<'_>, parent: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM runs WHERE parent_id = ? AND status IN ('running', 'waiting') LIMIT 1",
+    )
+    .bind(parent)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(found.is_some())
+}
+
+async fn wake_parent(tx: &mut Tx<'_>, parent: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let step: Option<String> =
+        sqlx::query_scalar("SELECT step FROM waits WHERE run_id = ? AND event_type = 'children'")
+            .bind(parent)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(step) = step else { return Ok(()) };
+    if has_unfinished_children(tx, parent).await? {
+        return Ok(());
+    }
+    let counts = child_counts(&mut **tx, parent).await?;
+    resume_waiting_run(tx, parent, &step, serde_json::to_value(counts)?, now).await
+}
+
+async fn child_counts<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
+    executor: E,
+    parent: &str,
+) -> Result<ChildCounts, StoreError> {
+    let rows =
+        sqlx::query("SELECT status, count(*) AS n FROM runs WHERE parent_id = ? GROUP BY status")
+            .bind(parent)
+            .fetch_all(executor)
+            .await?;
+    let mut counts = ChildCounts::default();
+    for r in rows {
+        let n: i64 = r.get("n");
+        counts.total += n;
+        match r.get::<String, _>("status").as_str() {
+            "completed" => counts.completed += n,
+            "failed" => counts.failed += n,
+            "cancelled" => counts.cancelled += n,
+            _ => counts.running += n,
+        }
+    }
+    Ok(counts)
+}
+
+async fn apply_effect(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    key: &str,
+    effect: &Effect,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(run_id)
+    .bind(key.rsplit(':').nth(1).unwrap_or_default())
+    .bind(effect.kind())
+    .bind(serde_json::to_string(effect)?)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(());
+    }
+    match effect {
+        Effect::Record {
+            collection,
+            key,
+            data,
+        } => {
+            sqlx::query(
+                "INSERT INTO records (collection, key, data, run_id, updated_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
+                                                             updated_at = excluded.updated_at",
+            )
+            .bind(collection)
+            .bind(key)
+            .bind(data.to_string())
+            .bind(run_id)
+            .bind(millis(now))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+// ----- row decoding ------------------------------------------------------------------------
+
+fn json_of(row: &SqliteRow, column: &str) -> Result<Json, StoreError> {
+    let text: String = row.get(column);
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn opt_json_of(row: &SqliteRow, column: &str) -> Result<Option<Json>, StoreError> {
+    let text: Option<String> = row.get(column);
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+fn status_of(row: &SqliteRow) -> Result<RunStatus, StoreError> {
+    let s: String = row.get("status");
+    RunStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status {s}")))
+}
+
+fn run_view(r: &SqliteRow) -> Result<RunView, StoreError> {
+    Ok(RunView {
+        id: r.get("id"),
+        workflow: r.get("workflow"),
+        version: r.get("version"),
+        status: status_of(r)?,
+        input: json_of(r, "input")?,
+        output: opt_json_of(r, "output")?,
+        error: r.get("error"),
+        current_step: r.get("current_step"),
+        parent_id: r.get("parent_id"),
+        context: json_of(r, "context")?,
+        created_at: from_millis(r.get("created_at")),
+        updated_at: from_millis(r.get("updated_at")),
+        finished_at: r.get::<Option<i64>, _>("finished_at").map(from_millis),
+    })
+}

@@ -1,0 +1,273 @@
+//! What goes in and out of the store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::engine::effects::Effect;
+
+/// Milliseconds since the epoch, the store's time unit.
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Waiting,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// A run to create, with its first job.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    /// The workflow file's text, stored once per version.
+    pub source: String,
+    pub input: Json,
+    pub parent_id: Option<String>,
+    /// Makes the start idempotent: a second start with the same key returns the first run.
+    pub trigger_key: Option<String>,
+    pub first_step: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Result of starting a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub run_id: String,
+    /// False when the trigger key matched an existing run.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Execute the step from the beginning.
+    Step,
+    /// The step was waiting; its output is in the payload; continue after it.
+    Resume,
+    /// A `wait_for` timed out.
+    Timeout,
+    /// A timer of the run is due: deliver its event.
+    Timer,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Step => "step",
+            JobKind::Resume => "resume",
+            JobKind::Timeout => "timeout",
+            JobKind::Timer => "timer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        Some(match s {
+            "step" => JobKind::Step,
+            "resume" => JobKind::Resume,
+            "timeout" => JobKind::Timeout,
+            "timer" => JobKind::Timer,
+            _ => return None,
+        })
+    }
+}
+
+/// A job leased to a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub run_id: String,
+    pub kind: JobKind,
+    pub step: String,
+    pub timer: Option<String>,
+    pub payload: Option<Json>,
+    pub due_at: DateTime<Utc>,
+    pub attempt: u32,
+}
+
+/// A job to schedule.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub step: String,
+    pub timer: Option<String>,
+    pub payload: Option<Json>,
+    pub due_at: DateTime<Utc>,
+    pub attempt: u32,
+}
+
+/// The part of a run the engine needs to execute its next step.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub input: Json,
+    pub context: Json,
+    pub parent_id: Option<String>,
+    pub step_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of a run's step history.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub action: String,
+    pub attempt: u32,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// How a job changes its run.
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    pub status: RunStatus,
+    pub context: Json,
+    pub current_step: Option<String>,
+    pub output: Option<Json>,
+    pub error: Option<String>,
+    pub step_count: i64,
+}
+
+/// What a parked run waits for.
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// Any of these (event type, correlation key) pairs; events stored since the run
+    /// started count too. The timeout job is scheduled only if nothing matched yet.
+    Events {
+        step: String,
+        keys: Vec<(String, String)>,
+        timeout: Option<NewJob>,
+    },
+    /// All child runs finished.
+    Children { step: String },
+}
+
+/// An event to store and match against waiting runs.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub key: String,
+    pub payload: Json,
+}
+
+/// Everything one job produced, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct JobOutcome {
+    pub job_id: i64,
+    pub run_id: String,
+    pub steps: Vec<StepRecord>,
+    pub run: Option<RunUpdate>,
+    pub jobs: Vec<NewJob>,
+    /// Timers to start: replaces a pending timer of the same name, and forgets fired but
+    /// unconsumed events of it.
+    pub start_timers: Vec<NewJob>,
+    pub cancel_timers: Vec<String>,
+    pub wait: Option<WaitFor>,
+    pub events: Vec<NewEvent>,
+    pub effects: Vec<(String, Effect)>,
+    pub children: Vec<NewRun>,
+}
+
+/// Result of delivering an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivered {
+    pub event_id: i64,
+    /// Runs that were waiting for it and now continue.
+    pub resumed_runs: Vec<String>,
+    /// Runs started because their workflow is triggered by this event type.
+    pub started_runs: Vec<String>,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub input: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub context: Json,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and a cursor for listing runs (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub parent_id: Option<String>,
+    /// Only runs created before this run (the previous page's last id).
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Child runs of a parent, counted by status.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct ChildCounts {
+    pub total: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub running: i64,
+}

@@ -1,0 +1,223 @@
+//! Workflows: the declarative files under `workflows/`, compiled into something the engine
+//! can run.
+//!
+//! ```text
+//! workflows/
+//!   *.yaml            one workflow each (this module)
+//!   calendars/*.yaml  business calendars (kontor-time), referenced by name
+//!   templates/        email templates (email issue)
+//!   territories/, sla/  routing tables and SLA policies (later issues)
+//! ```
+//!
+//! Loading goes file → [`source::WorkflowFile`] (serde, with line/column spans) →
+//! [`compile::compile_workflow`] (checks, resolves step ids, compiles expressions) →
+//! [`Workflow`]. A file with problems yields [`Diagnostic`]s instead; the [`Catalog`] keeps
+//! both so the server can list invalid workflows while running the valid ones.
+
+pub mod catalog;
+pub mod compile;
+pub mod source;
+pub mod template;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Duration;
+use kontor_time::CronSchedule;
+
+use crate::expr::Expression;
+pub use catalog::{Catalog, WorkflowEntry};
+pub use template::ValueTemplate;
+
+/// A compiled, valid workflow: one version of one file, identified by its content hash.
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    /// SHA-256 of the file's bytes; runs pin the version they started with.
+    pub version: String,
+    /// The file's text, stored with each new version so old runs can resume after the
+    /// file changed.
+    pub source: String,
+    pub file: PathBuf,
+    pub input_schema: Option<Arc<jsonschema::Validator>>,
+    pub input_schema_json: Option<serde_json::Value>,
+    pub trigger: Trigger,
+    pub steps: Vec<Step>,
+    pub step_index: HashMap<String, usize>,
+}
+
+impl Workflow {
+    pub fn step(&self, id: &str) -> Option<(usize, &Step)> {
+        self.step_index.get(id).map(|&i| (i, &self.steps[i]))
+    }
+
+    /// Validates a run's input against the workflow's input schema; the error names the
+    /// failing field by JSON pointer.
+    pub fn validate_input(&self, input: &serde_json::Value) -> Result<(), String> {
+        let Some(validator) = &self.input_schema else {
+            return Ok(());
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(input)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                if path.is_empty() {
+                    format!("input: {e}")
+                } else {
+                    format!("input{path}: {e}")
+                }
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// How runs of a workflow start (besides the API, which can start any workflow).
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    Api,
+    Event(String),
+    Cron {
+        expression: String,
+        schedule: Arc<CronSchedule>,
+        input: Option<ValueTemplate>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    /// Index of the step that follows; `None` ends the run.
+    pub next: Option<usize>,
+    pub retry: RetryPolicy,
+    pub action: Action,
+}
+
+/// What a step does. Pure actions (`Set`, `Branch`, `CancelTimer`, `Record`, `Fail`,
+/// `End`) run inline; the others park the run or start other runs.
+#[derive(Debug)]
+pub enum Action {
+    Set(Vec<(String, ValueTemplate)>),
+    Branch {
+        cases: Vec<(Expression, usize)>,
+        otherwise: Option<usize>,
+    },
+    Wait(Delay),
+    WaitFor {
+        events: Vec<String>,
+        key: Option<Expression>,
+        timeout: Option<Delay>,
+        on_timeout: Option<usize>,
+    },
+    Timer {
+        name: String,
+        delay: Delay,
+    },
+    CancelTimer(String),
+    Start {
+        workflow: String,
+        for_each: Option<Expression>,
+        input: ValueTemplate,
+    },
+    WaitChildren,
+    Record {
+        collection: String,
+        key: Expression,
+        data: ValueTemplate,
+    },
+    Fail {
+        message: ValueTemplate,
+        retryable: bool,
+    },
+    End {
+        output: Option<ValueTemplate>,
+    },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Set(_) => "set",
+            Action::Branch { .. } => "branch",
+            Action::Wait(_) => "wait",
+            Action::WaitFor { .. } => "wait_for",
+            Action::Timer { .. } => "timer",
+            Action::CancelTimer(_) => "cancel_timer",
+            Action::Start { .. } => "start",
+            Action::WaitChildren => "wait_children",
+            Action::Record { .. } => "record",
+            Action::Fail { .. } => "fail",
+            Action::End { .. } => "end",
+        }
+    }
+}
+
+/// A point in time relative to now.
+#[derive(Debug, Clone)]
+pub enum Delay {
+    /// Plain elapsed time.
+    Duration(Duration),
+    /// Working time on a named business calendar.
+    Business {
+        duration: Duration,
+        calendar: String,
+    },
+    /// An absolute time computed by an expression.
+    Until(Expression),
+}
+
+/// Event types that come from a run's own timers start with this prefix.
+pub const TIMER_EVENT_PREFIX: &str = "timer.";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            backoff: Duration::seconds(1),
+            max_backoff: Duration::hours(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `attempt + 1` (attempts count from 1): exponential, capped.
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let factor = 2i32.saturating_pow(attempt.saturating_sub(1).min(30));
+        let millis = self
+            .backoff
+            .num_milliseconds()
+            .saturating_mul(i64::from(factor));
+        Duration::milliseconds(millis).min(self.max_backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            backoff: Duration::seconds(2),
+            max_backoff: Duration::seconds(30),
+        };
+        let got: Vec<i64> = (1..=6)
+            .map(|a| policy.backoff_after(a).num_seconds())
+            .collect();
+        assert_eq!(got, [2, 4, 8, 16, 30, 30]);
+    }
+}

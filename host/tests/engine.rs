@@ -1,0 +1,533 @@
+//! Behaviour of the durable engine on a real SQLite file with a manual clock.
+
+mod common;
+
+use chrono::Duration;
+use common::*;
+use kontor::store::RunStatus;
+use serde_json::json;
+
+#[tokio::test]
+async fn pure_steps_run_inline_and_commit_together() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "score",
+            r#"
+name: score
+input:
+  type: object
+  required: [employees]
+  properties:
+    employees: { type: integer }
+    name: { type: string }
+steps:
+  - id: compute
+    set:
+      score: "${input.employees > 100 ? 30 : 10}"
+      greeting: "Grüß Gott, ${input.name}!"
+  - id: decide
+    branch:
+      cases:
+        - when: vars.score >= 30
+          goto: big
+      otherwise: small
+  - id: small
+    end:
+      output: { size: small }
+  - id: big
+    record:
+      collection: leads
+      key: "'L-1'"
+      data:
+        score: "${vars.score}"
+  - id: finish
+    end:
+      output:
+        size: big
+        greeting: "${vars.greeting}"
+"#,
+        )],
+    )
+    .await;
+    let id = f
+        .start("score", json!({"employees": 250, "name": "Jürgen Müller"}))
+        .await;
+    f.settle().await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(json!({"size": "big", "greeting": "Grüß Gott, Jürgen Müller!"}))
+    );
+    assert_eq!(
+        f.steps(&id).await,
+        [
+            "compute:completed",
+            "decide:completed",
+            "big:completed",
+            "finish:completed"
+        ]
+    );
+    assert_eq!(
+        f.records("leads").await,
+        [("L-1".to_string(), json!({"score": 30}))]
+    );
+
+    let err = f
+        .engine
+        .start_run("score", json!({"employees": "many"}), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/employees"), "{err}");
+}
+
+#[tokio::test]
+async fn waits_for_a_duration_and_a_business_duration() {
+    let f = fixture(
+        // Friday 2026-06-05 15:00 Berlin (13:00 UTC).
+        "2026-06-05T13:00:00Z",
+        &[(
+            "pause",
+            r#"
+name: pause
+steps:
+  - id: short
+    wait:
+      duration: 30m
+  - id: business
+    wait:
+      duration: 4h
+      calendar: office
+  - id: done
+    end: {}
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("pause", json!({})).await;
+    f.settle().await;
+    assert_eq!(f.run(&id).await.status, RunStatus::Waiting);
+    f.advance(Duration::minutes(29)).await;
+    assert_eq!(f.run(&id).await.current_step.as_deref(), Some("short"));
+    f.advance(Duration::minutes(1)).await;
+    // 15:30 Friday + 4 business hours (08-17): 1.5 h on Friday, 2.5 h on Monday → Mon 10:30.
+    let history = f.history(&id).await;
+    let business = history.iter().find(|s| s.step == "business").unwrap();
+    assert_eq!(
+        business.input.as_ref().unwrap()["until"],
+        json!("2026-06-08T08:30:00Z")
+    );
+    f.advance(Duration::days(2)).await;
+    assert_eq!(f.run(&id).await.status, RunStatus::Waiting);
+    f.clock.set(at("2026-06-08T08:30:00Z"));
+    f.settle().await;
+    assert_eq!(f.run(&id).await.status, RunStatus::Completed);
+}
+
+const AWAIT: &str = r#"
+name: await
+input:
+  type: object
+  properties:
+    lead: { type: string }
+steps:
+  - id: first_a_pause
+    wait:
+      duration: 1h
+  - id: feedback
+    wait_for:
+      events: [lead.accepted, lead.rejected]
+      key: input.lead
+      timeout:
+        duration: 2d
+      on_timeout: nobody_answered
+  - id: answered
+    end:
+      output:
+        answer: "${steps.feedback.type}"
+        reason: "${steps.feedback.payload.reason}"
+  - id: nobody_answered
+    end:
+      output:
+        answer: none
+"#;
+
+#[tokio::test]
+async fn an_event_that_arrives_before_wait_for_is_not_lost() {
+    let f = fixture("2026-06-01T10:00:00Z", &[("await", AWAIT)]).await;
+    // An event from before the run started belongs to history, not to this run.
+    f.event("lead.rejected", "L-7", json!({"reason": "alt"}))
+        .await;
+    let id = f.start("await", json!({"lead": "L-7"})).await;
+    f.settle().await;
+    f.event("lead.accepted", "L-8", json!({"reason": "other lead"}))
+        .await;
+    f.event("lead.rejected", "L-7", json!({"reason": "zu teuer"}))
+        .await;
+    assert_eq!(
+        f.run(&id).await.status,
+        RunStatus::Waiting,
+        "still in its first wait"
+    );
+    f.advance(Duration::hours(1)).await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(json!({"answer": "lead.rejected", "reason": "zu teuer"}))
+    );
+}
+
+#[tokio::test]
+async fn wait_for_resumes_on_the_event_or_takes_the_timeout_path() {
+    let f = fixture("2026-06-01T10:00:00Z", &[("await", AWAIT)]).await;
+    let answered = f.start("await", json!({"lead": "A"})).await;
+    let silent = f.start("await", json!({"lead": "B"})).await;
+    f.settle().await;
+    f.advance(Duration::hours(1)).await;
+    assert_eq!(f.run(&answered).await.status, RunStatus::Waiting);
+    f.event("lead.accepted", "A", json!({"reason": "passt"}))
+        .await;
+    assert_eq!(
+        f.run(&answered).await.output,
+        Some(json!({"answer": "lead.accepted", "reason": "passt"}))
+    );
+    f.advance(Duration::hours(47)).await;
+    assert_eq!(f.run(&silent).await.status, RunStatus::Waiting);
+    f.advance(Duration::hours(1)).await;
+    let run = f.run(&silent).await;
+    assert_eq!(run.output, Some(json!({"answer": "none"})));
+    assert!(
+        f.steps(&silent)
+            .await
+            .contains(&"nobody_answered:completed".to_string())
+    );
+    // A late event changes nothing and is harmless.
+    f.event("lead.accepted", "B", json!({})).await;
+    assert_eq!(f.run(&silent).await.output, Some(json!({"answer": "none"})));
+}
+
+#[tokio::test]
+async fn fan_out_starts_children_and_waits_for_all() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[
+            (
+                "parent",
+                r#"
+name: parent
+steps:
+  - id: spawn
+    start:
+      workflow: child
+      for_each: "['a', 'b', 'c']"
+      input:
+        name: "${item}"
+        position: "${index}"
+  - id: join
+    wait_children: {}
+  - id: report
+    end:
+      output:
+        total: "${steps.join.total}"
+        completed: "${steps.join.completed}"
+        failed: "${steps.join.failed}"
+"#,
+            ),
+            (
+                "child",
+                r#"
+name: child
+input:
+  type: object
+  required: [name, position]
+steps:
+  - id: maybe_fail
+    branch:
+      cases:
+        - when: input.name == 'b'
+          goto: broken
+  - id: work
+    wait:
+      duration: "1h"
+  - id: ok
+    end: {}
+  - id: broken
+    fail:
+      message: "child ${input.name} is broken"
+"#,
+            ),
+        ],
+    )
+    .await;
+    let parent = f.start("parent", json!({})).await;
+    f.settle().await;
+    assert_eq!(f.run(&parent).await.status, RunStatus::Waiting);
+    let children = f
+        .engine
+        .store()
+        .list_runs(&kontor::store::RunFilter {
+            parent_id: Some(parent.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 3);
+    f.advance(Duration::hours(1)).await;
+    let run = f.run(&parent).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(json!({"total": 3, "completed": 2, "failed": 1}))
+    );
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_exponentially_then_fail_the_run() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "flaky",
+            r#"
+name: flaky
+steps:
+  - id: call
+    retry:
+      max_attempts: 3
+      backoff: 10s
+    fail:
+      message: ERP busy
+      retryable: true
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("flaky", json!({})).await;
+    f.settle().await;
+    assert_eq!(f.steps(&id).await, ["call:retrying"]);
+    f.advance(Duration::seconds(9)).await;
+    assert_eq!(f.steps(&id).await.len(), 1, "backoff not over yet");
+    f.advance(Duration::seconds(1)).await;
+    assert_eq!(f.steps(&id).await, ["call:retrying", "call:retrying"]);
+    f.advance(Duration::seconds(19)).await;
+    assert_eq!(f.steps(&id).await.len(), 2, "second backoff is 20 s");
+    f.advance(Duration::seconds(1)).await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error.as_deref(),
+        Some("step `call` failed: ERP busy (gave up after 3 attempts)")
+    );
+    let attempts: Vec<u32> = f.history(&id).await.iter().map(|s| s.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn failing_expressions_fail_the_run_readably() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "broken",
+            r#"
+name: broken
+steps:
+  - id: divide
+    set:
+      x: "${1 / (size(input) - size(input))}"
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("broken", json!({})).await;
+    f.settle().await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.error
+            .unwrap()
+            .contains("step `divide` failed: expression"),
+        "readable error"
+    );
+}
+
+#[tokio::test]
+async fn a_loop_without_waits_is_stopped_by_the_step_limit() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "spin",
+            r#"
+name: spin
+steps:
+  - id: again
+    set:
+      n: 1
+    next: again
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("spin", json!({})).await;
+    f.settle().await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.unwrap().contains("limit"));
+}
+
+#[tokio::test]
+async fn timers_fire_and_can_be_recomputed_or_cancelled() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "sla",
+            r#"
+name: sla
+input:
+  type: object
+  properties:
+    ticket: { type: string }
+steps:
+  - id: arm
+    timer:
+      name: reminder
+      duration: 2h
+  - id: watch
+    wait_for:
+      events: [timer.reminder, ticket.snoozed, ticket.closed]
+      key: input.ticket
+  - id: react
+    branch:
+      cases:
+        - when: steps.watch.type == 'ticket.snoozed'
+          goto: arm
+        - when: steps.watch.type == 'ticket.closed'
+          goto: close
+  - id: remind
+    record:
+      collection: reminders
+      key: input.ticket
+      data:
+        at: "${now}"
+    next: watch
+  - id: close
+    cancel_timer: reminder
+  - id: done
+    end: {}
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("sla", json!({"ticket": "T-1"})).await;
+    f.settle().await;
+    f.advance(Duration::minutes(90)).await;
+    // Snoozing re-arms the timer: it now fires 2 h after the snooze, not after the start.
+    f.event("ticket.snoozed", "T-1", json!({})).await;
+    f.advance(Duration::minutes(60)).await;
+    assert!(
+        f.records("reminders").await.is_empty(),
+        "the first timer was replaced"
+    );
+    f.advance(Duration::minutes(60)).await;
+    assert_eq!(
+        f.records("reminders").await[0].1,
+        json!({"at": "2026-06-01T13:30:00+00:00"})
+    );
+    f.event("ticket.closed", "T-1", json!({})).await;
+    assert_eq!(f.run(&id).await.status, RunStatus::Completed);
+    assert_eq!(
+        f.engine.store().pending_jobs().await.unwrap(),
+        0,
+        "no timer left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_run_keeps_its_workflow_version_after_the_file_changes() {
+    let v1 = "name: versioned\nsteps:\n  - id: pause\n    wait:\n      duration: 1h\n  - id: done\n    end:\n      output: { version: 1 }\n";
+    let v2 = "name: versioned\nsteps:\n  - id: other\n    end:\n      output: { version: 2 }\n";
+    let f = fixture("2026-06-01T10:00:00Z", &[("versioned", v1)]).await;
+    let old = f.start("versioned", json!({})).await;
+    f.settle().await;
+    let root = f.dir.path().join("workflows");
+    std::fs::write(root.join("versioned.yaml"), v2).unwrap();
+    f.engine.set_catalog(kontor::workflow::Catalog::load(&root));
+    let new = f.start("versioned", json!({})).await;
+    f.advance(Duration::hours(1)).await;
+    assert_eq!(f.run(&old).await.output, Some(json!({"version": 1})));
+    assert_eq!(f.run(&new).await.output, Some(json!({"version": 2})));
+    assert_ne!(f.run(&old).await.version, f.run(&new).await.version);
+}
+
+#[tokio::test]
+async fn cron_fires_exactly_once_on_both_dst_switch_days() {
+    let f = fixture(
+        "2026-03-28T00:00:00Z",
+        &[(
+            "nightly",
+            r#"
+name: nightly
+trigger:
+  cron: "30 2 * * *"
+  timezone: Europe/Berlin
+steps:
+  - id: done
+    end: {}
+"#,
+        )],
+    )
+    .await;
+    f.engine.fire_due_cron().await.unwrap();
+    // Walk through the March switch (2026-03-29, 02:30 does not exist) in 10-minute steps.
+    for _ in 0..(3 * 24 * 6) {
+        f.advance(Duration::minutes(10)).await;
+    }
+    let march = f.engine.store().cron_firings("nightly").await.unwrap();
+    let locals: Vec<&str> = march
+        .iter()
+        .filter(|(l, _)| !l.is_empty())
+        .map(|(l, _)| l.as_str())
+        .collect();
+    assert_eq!(
+        locals,
+        [
+            "2026-03-28T02:30:00",
+            "2026-03-29T02:30:00",
+            "2026-03-30T02:30:00"
+        ]
+    );
+
+    // October: 02:30 happens twice on 2026-10-25; it fires once.
+    f.clock.set(at("2026-10-24T00:00:00Z"));
+    f.engine.fire_due_cron().await.unwrap();
+    for _ in 0..(3 * 24 * 6) {
+        f.advance(Duration::minutes(10)).await;
+    }
+    let all = f.engine.store().cron_firings("nightly").await.unwrap();
+    let october: Vec<&str> = all
+        .iter()
+        .map(|(l, _)| l.as_str())
+        .filter(|l| l.starts_with("2026-10"))
+        .collect();
+    assert_eq!(
+        october,
+        [
+            "2026-10-24T02:30:00",
+            "2026-10-25T02:30:00",
+            "2026-10-26T02:30:00"
+        ]
+    );
+    let completed = f
+        .engine
+        .store()
+        .list_runs(&kontor::store::RunFilter {
+            workflow: Some("nightly".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), 6);
+    assert!(completed.iter().all(|r| r.status == RunStatus::Completed));
+}

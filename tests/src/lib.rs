@@ -1,0 +1,248 @@
+//! Helpers for end-to-end tests: start the real `kontor` binary on a temp SQLite file,
+//! talk to it over HTTP, kill it with SIGKILL and start it again.
+//!
+//! The binary is the one `cargo test --workspace` builds next to the test executables
+//! (`target/<profile>/kontor`).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Path of the `kontor` binary built for this test run.
+pub fn kontor_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/kontor
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join(format!("kontor{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound and released), reused across restarts of one server.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `kontor serve` child process and what is needed to restart it identically.
+pub struct Server {
+    child: Option<Child>,
+    /// The HTTP API; the same address and token across restarts.
+    pub api: Api,
+    env: Vec<(String, String)>,
+    pub dir: tempfile::TempDir,
+}
+
+/// An HTTP client for one server's API, with its bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on a fresh database in a temp dir, with `workflows` as its
+    /// workflows folder and extra `KONTOR_*` settings.
+    pub fn start(workflows: &Path, extra_env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("KONTOR_LISTEN".into(), format!("127.0.0.1:{port}")),
+            (
+                "KONTOR_DATABASE_URL".into(),
+                format!("sqlite://{}/kontor.db", dir.path().display()),
+            ),
+            (
+                "KONTOR_WORKFLOWS_DIR".into(),
+                workflows.display().to_string(),
+            ),
+            ("KONTOR_ENGINE_POLL_INTERVAL_MS".into(), "100".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let token = create_token(&env, dir.path())?;
+        let mut server = Server {
+            child: None,
+            api: Api {
+                url: format!("http://127.0.0.1:{port}"),
+                token,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .build()?,
+            },
+            env,
+            dir,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/kontor.db", self.dir.path().display())
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(kontor_bin())
+            .arg("serve")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning kontor serve")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("kontor listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.kill();
+                bail!("kontor serve did not start listening within 60 s")
+            }
+        }
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        bail!("kontor serve did not stop within 10 s of SIGTERM")
+    }
+}
+
+impl Api {
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.post_with(path, body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// A request without a token.
+    pub async fn get_anonymous(&self, path: &str) -> anyhow::Result<u16> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await?
+            .status()
+            .as_u16())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn create_token(env: &[(String, String)], dir: &Path) -> anyhow::Result<String> {
+    let output = Command::new(kontor_bin())
+        .args(["token", "create", "--role", "admin"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(dir)
+        .output()
+        .context("running kontor token create")?;
+    if !output.status.success() {
+        bail!(
+            "kontor token create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
+/// The repository's `workflows/` folder.
+pub fn shipped_workflows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+}
+
+/// A fixture folder under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}

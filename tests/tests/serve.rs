@@ -1,0 +1,225 @@
+//! End-to-end: a real `kontor serve` process on 127.0.0.1, driven over HTTP, with the
+//! manual test clock moved through the API.
+
+use kontor_tests::{Server, shipped_workflows};
+use serde_json::{Value, json};
+
+/// A copy of the shipped workflows plus one broken file.
+fn workflows_with_a_broken_one() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = shipped_workflows();
+    std::fs::create_dir_all(dir.path().join("calendars")).unwrap();
+    for sub in ["", "calendars"] {
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "name: broken\nsteps:\n  - id: a\n    branch:\n      cases:\n        - when: \"x >\"\n          goto: a\n",
+    )
+    .unwrap();
+    dir
+}
+
+async fn advance(server: &Server, by: &str) {
+    let (status, body) = server
+        .api
+        .post("/api/v1/testing/clock", &json!({"advance": by}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Workers wake on the clock change; give them a moment to commit.
+    settle(server).await;
+}
+
+/// Waits until the engine has done everything due at the test clock's time.
+async fn settle(server: &Server) {
+    for _ in 0..400 {
+        let (_, body) = server.api.get("/api/v1/testing/clock").await.unwrap();
+        if body["due_jobs"] == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("runs kept running");
+}
+
+async fn records(server: &Server, collection: &str) -> Vec<Value> {
+    let (status, body) = server
+        .api
+        .get(&format!("/api/v1/records/{collection}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    body["records"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn serves_the_api_with_tokens_and_lists_invalid_workflows() {
+    let workflows = workflows_with_a_broken_one();
+    let mut server = Server::start(workflows.path(), &[]).unwrap();
+
+    assert_eq!(server.api.get_anonymous("/healthz").await.unwrap(), 200);
+    assert_eq!(
+        server.api.get_anonymous("/api/v1/workflows").await.unwrap(),
+        401
+    );
+
+    let (status, body) = server.api.get("/api/v1/workflows").await.unwrap();
+    assert_eq!(status, 200);
+    let list = body["workflows"].as_array().unwrap();
+    let broken = list.iter().find(|w| w["name"] == "broken").unwrap();
+    assert_eq!(broken["valid"], false);
+    assert!(
+        broken["diagnostics"][0]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml:6:"),
+        "{broken}"
+    );
+    assert!(
+        list.iter()
+            .any(|w| w["name"] == "lead-routing" && w["valid"] == true)
+    );
+
+    // The valid workflows run although one file is broken.
+    let (status, body) = server
+        .api
+        .post(
+            "/api/v1/workflows/recall-campaign/runs",
+            &json!({"input": {"campaign": "R-1", "series": "X-7", "customers": []}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let mut run = Value::Null;
+    for _ in 0..200 {
+        run = server
+            .api
+            .get(&format!("/api/v1/runs/{id}"))
+            .await
+            .unwrap()
+            .1;
+        if run["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["contacted"], 0);
+
+    let (status, body) = server
+        .api
+        .post("/api/v1/workflows/broken/runs", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = server.api.get("/api/v1/runs/no-such-run").await.unwrap();
+    assert_eq!(status, 404);
+    let (status, body) = server
+        .api
+        .post(
+            "/api/v1/workflows/lead-routing/runs",
+            &json!({"input": {"id": "L-1"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "input", "{body}");
+
+    // The manual clock is off unless configured.
+    let (status, _) = server
+        .api
+        .post("/api/v1/testing/clock", &json!({"advance": "1h"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    let exit = server.terminate().unwrap();
+    assert!(exit.success(), "SIGTERM stops the server cleanly: {exit:?}");
+}
+
+#[tokio::test]
+async fn ticket_escalation_follows_business_hours_on_the_test_clock() {
+    // Monday 2026-06-08 09:00 in Berlin.
+    let server = Server::start(
+        &shipped_workflows(),
+        &[
+            ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+            ("KONTOR_TESTING_CLOCK_START", "2026-06-08T07:00:00Z"),
+        ],
+    )
+    .unwrap();
+    let (status, body) = server
+        .api
+        .post(
+            "/api/v1/events",
+            &json!({"type": "ticket.created", "payload": {
+                "id": "T-100", "customer_id": "K-4711", "priority": "hoch",
+                "subject": "Kühlaggregat fällt aus", "service_lead": "frau.özdemir"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["started_runs"].as_array().unwrap().len(), 1);
+    let run_id = body["started_runs"][0].as_str().unwrap().to_string();
+    settle(&server).await;
+
+    // "hoch": warning after 6 business hours, breach after 8. Monday's hours are 08–12 and
+    // 13–17: 09–12 is 3 h, 13–16 another 3 h → warning Mon 16:00; 13–17 gives 7 h in all,
+    // so the breach comes after the first hour of Tuesday → Tue 09:00.
+    advance(&server, "6h").await; // Mon 15:00
+    assert!(records(&server, "ticket_escalations").await.is_empty());
+    advance(&server, "1h").await; // Mon 16:00
+    let escalations = records(&server, "ticket_escalations").await;
+    assert_eq!(escalations.len(), 1, "warning at Mon 16:00");
+    assert_eq!(escalations[0]["data"]["level"], 1);
+    assert_eq!(
+        escalations[0]["data"]["message"],
+        "Ticket T-100 („Kühlaggregat fällt aus“) erreicht bald sein SLA-Ziel"
+    );
+
+    advance(&server, "16h").await; // Tue 08:00 — still before the breach.
+    assert_eq!(
+        records(&server, "ticket_escalations").await[0]["data"]["level"],
+        1
+    );
+    advance(&server, "1h").await; // Tue 09:00
+    assert_eq!(
+        records(&server, "ticket_escalations").await[0]["data"]["level"],
+        2
+    );
+
+    let (status, _) = server
+        .api
+        .post(
+            "/api/v1/events",
+            &json!({"type": "ticket.resolved", "key": "T-100", "payload": {}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    settle(&server).await;
+    let (_, run) = server
+        .api
+        .get(&format!("/api/v1/runs/{run_id}"))
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["escalation_level"], 2);
+    let steps: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"warn") && steps.contains(&"escalate") && steps.contains(&"resolved"),
+        "{steps:?}"
+    );
+}
