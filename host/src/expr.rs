@@ -222,9 +222,10 @@ fn collect_references(
     bound: &mut Vec<String>,
     found: &mut Vec<(Vec<String>, u64)>,
 ) {
-    if let Some(path) = qualified_path(expr) {
+    if let Some((path, root_id)) = qualified_path(expr) {
         if !bound.iter().any(|b| *b == path[0]) {
-            found.push((path, expr.id));
+            // Point at the start of the name, not at its last `.`.
+            found.push((path, root_id));
         }
         return;
     }
@@ -276,14 +277,15 @@ fn collect_references(
     }
 }
 
-/// `a.b.c` as `["a", "b", "c"]`; `None` for anything that is not a plain qualified name.
-fn qualified_path(expr: &IdedExpr) -> Option<Vec<String>> {
+/// `a.b.c` as `["a", "b", "c"]` with the id of `a`; `None` for anything that is not a
+/// plain qualified name.
+fn qualified_path(expr: &IdedExpr) -> Option<(Vec<String>, u64)> {
     match &expr.expr {
-        Expr::Ident(name) => Some(vec![name.clone()]),
+        Expr::Ident(name) => Some((vec![name.clone()], expr.id)),
         Expr::Select(select) => {
-            let mut path = qualified_path(&select.operand)?;
+            let (mut path, root) = qualified_path(&select.operand)?;
             path.push(select.field.clone());
-            Some(path)
+            Some((path, root))
         }
         _ => None,
     }

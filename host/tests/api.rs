@@ -1,0 +1,312 @@
+//! Router tests: the axum router driven with `tower::ServiceExt::oneshot`, on a real
+//! SQLite file and the shipped workflows.
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kontor::api::{AppState, hash_token, router};
+use kontor::clock::Clock;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "kt_test_token";
+
+async fn app() -> (Router, common::Fixture) {
+    let f = common::shipped_workflows("2026-06-08T07:00:00Z").await;
+    f.engine
+        .store()
+        .insert_token("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    let app = router(AppState {
+        engine: f.engine.clone(),
+        manual_clock: Some(f.clock.clone()),
+    });
+    (app, f)
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(
+            request
+                .body(
+                    body.map(|b| Body::from(b.to_string()))
+                        .unwrap_or_else(Body::empty),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_valid_token() {
+    let (app, _f) = app().await;
+    for (method, uri) in [
+        ("GET", "/api/v1/workflows"),
+        ("GET", "/api/v1/runs"),
+        ("POST", "/api/v1/events"),
+    ] {
+        for auth in [None, Some("Bearer wrong"), Some("Basic abc")] {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(a) = auth {
+                request = request.header("authorization", a);
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {auth:?}"
+            );
+        }
+    }
+    let response = app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn starts_a_run_and_shows_its_step_history() {
+    let (app, f) = app().await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(r#"{"input": {"campaign": "R-1", "series": "S-9", "customers": [{"id": "K-1", "name": "Groß", "email": "a@b.de"}]}}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    f.settle().await;
+    let (status, run) = call(&app, "GET", &format!("/api/v1/runs/{id}"), None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["status"], "waiting");
+    assert_eq!(run["children"]["total"], 1);
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"], "contact_all");
+    assert_eq!(
+        steps[0]["output"],
+        json!({"workflow": "recall-contact", "started": 1})
+    );
+    assert_eq!(steps[0]["attempt"], 1);
+    let (_, children) = call(&app, "GET", &format!("/api/v1/runs?parent={id}"), None, &[]).await;
+    assert_eq!(children["runs"][0]["input"]["customer"]["name"], "Groß");
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_run() {
+    let (app, _f) = app().await;
+    let body = r#"{"input": {"campaign": "R-1", "series": "S-9", "customers": []}}"#;
+    let key = [("idempotency-key", "abc-123")];
+    let (first, a) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(body),
+        &key,
+    )
+    .await;
+    let (second, b) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(body),
+        &key,
+    )
+    .await;
+    assert_eq!((first, second), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(a["id"], b["id"]);
+    let (_, list) = call(
+        &app,
+        "GET",
+        "/api/v1/runs?workflow=recall-campaign",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_problem() {
+    let (app, _f) = app().await;
+    let (status, body) = call(&app, "POST", "/api/v1/workflows/nope/runs", Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["message"], "there is no workflow `nope`");
+
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(r#"{"input": {"campaign": 5}}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "input");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input/campaign"),
+        "{body}"
+    );
+
+    let (status, body) = call(&app, "POST", "/api/v1/events", Some(r#"{"key": "x"}"#), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "type", "{body}");
+
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/events",
+        Some(r#"{"type": "a", "colour": 1}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "colour", "{body}");
+
+    let (status, _) = call(&app, "POST", "/api/v1/events", Some("{not json"), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, body) = call(&app, "GET", "/api/v1/runs?status=sleeping", None, &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "status");
+
+    let (status, _) = call(&app, "GET", "/api/v1/runs/0000", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let huge = format!(
+        r#"{{"type": "a", "payload": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, _) = call(&app, "POST", "/api/v1/events", Some(&huge), &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn lists_runs_page_by_page() {
+    let (app, _f) = app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body =
+            format!(r#"{{"input": {{"campaign": "R-{i}", "series": "S", "customers": []}}}}"#);
+        let (_, run) = call(
+            &app,
+            "POST",
+            "/api/v1/workflows/recall-campaign/runs",
+            Some(&body),
+            &[],
+        )
+        .await;
+        ids.push(run["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/runs?limit=2".to_string();
+    loop {
+        let (status, page) = call(&app, "GET", &uri, None, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        seen.extend(
+            page["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/runs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+}
+
+#[tokio::test]
+async fn the_test_clock_moves_time_for_waiting_runs() {
+    let (app, f) = app().await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/testing/clock",
+        Some(r#"{"advance": "90m"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["now"], "2026-06-08T08:30:00Z");
+    assert_eq!(f.clock.now().to_rfc3339(), "2026-06-08T08:30:00+00:00");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/testing/clock",
+        Some(r#"{"advance": "soon"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "advance");
+}
+
+#[tokio::test]
+async fn workflows_list_shows_validation_state() {
+    let (app, _f) = app().await;
+    let (status, body) = call(&app, "GET", "/api/v1/workflows", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = body["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lead-routing",
+            "recall-campaign",
+            "recall-contact",
+            "ticket-escalation"
+        ]
+    );
+    assert!(
+        body["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["valid"] == true)
+    );
+    assert_eq!(body["workflows"][0]["trigger"], "event lead.created");
+}
