@@ -20,6 +20,7 @@
 //! | [`store`] | the only module that speaks SQL: runs, jobs, events, waits, effects, tokens |
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
+//! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
 //! Business calendars, German public holidays, durations and cron schedules live in the
 //! `kontor-time` crate (`host/time/`), so they build and test on their own.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod diagnostics;

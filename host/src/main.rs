@@ -33,10 +33,31 @@ enum Command {
         /// Workflow folders or files (default: `workflows_dir` from the config).
         paths: Vec<PathBuf>,
     },
+    /// Measure performance on this machine (temp SQLite file; see README for figures).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// No-op step throughput and the end-to-end latency of a 3-step workflow.
+    Engine {
+        /// Runs of the one-step workflow for the throughput figure.
+        #[arg(long, default_value_t = 20_000)]
+        runs: usize,
+        /// Runs of the 3-step workflow for the latency figures.
+        #[arg(long, default_value_t = 1_000)]
+        latency_runs: usize,
+        /// Engine workers (default: `engine.workers` from the config).
+        #[arg(long)]
+        workers: Option<usize>,
     },
 }
 
@@ -71,6 +92,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             init_tracing(&config);
             runtime()?.block_on(kontor::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Engine {
+                    runs,
+                    latency_runs,
+                    workers,
+                },
+        } => {
+            let mut settings = kontor::server::engine_settings(&config);
+            if let Some(w) = workers {
+                settings.workers = w.max(1);
+            }
+            runtime()?.block_on(kontor::bench::engine(kontor::bench::EngineBenchOptions {
+                runs,
+                latency_runs,
+                settings,
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -50,7 +50,6 @@ CREATE UNIQUE INDEX jobs_one_timer ON jobs(run_id, timer) WHERE timer IS NOT NUL
 CREATE TABLE step_runs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id       TEXT NOT NULL REFERENCES runs(id),
-    seq          INTEGER NOT NULL,      -- position in the run's history
     step         TEXT NOT NULL,
     action       TEXT NOT NULL,
     attempt      INTEGER NOT NULL,

@@ -73,6 +73,8 @@ pub struct Engine {
     /// Compiled workflow versions by hash, including versions no longer on disk.
     versions: Mutex<HashMap<String, Arc<Workflow>>>,
     wake: Notify,
+    /// Ids of runs whose completion (or failure) was just committed.
+    finished: tokio::sync::broadcast::Sender<String>,
     /// Lease owner name of this process.
     owner: String,
     settings: EngineSettings,
@@ -91,6 +93,7 @@ impl Engine {
             catalog: RwLock::new(Arc::new(catalog)),
             versions: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            finished: tokio::sync::broadcast::channel(1024).0,
             owner: format!(
                 "kontor-{}-{}",
                 std::process::id(),
@@ -119,6 +122,11 @@ impl Engine {
     pub fn set_catalog(&self, catalog: Catalog) {
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
         self.wake.notify_waiters();
+    }
+
+    /// A feed of run ids, sent when a run's completion or failure has been committed.
+    pub fn subscribe_finished(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.finished.subscribe()
     }
 
     /// Wakes idle workers: new jobs exist or the clock moved.
@@ -263,17 +271,32 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(0);
         }
+        let ids: Vec<&str> = jobs.iter().map(|j| j.run_id.as_str()).collect();
+        let runs: HashMap<String, crate::store::RunState> = self
+            .store
+            .load_runs(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let span = info_span!("job", run_id = %job.run_id, step = %job.step, kind = job.kind.as_str(), attempt = job.attempt);
-            if let Some(outcome) = self.execute(job).instrument(span).await? {
-                outcomes.push(outcome);
-            }
+            outcomes.push(
+                self.execute(job, runs.get(&job.run_id))
+                    .instrument(span)
+                    .await,
+            );
         }
         let applied = self
             .store
             .commit(&self.owner, &outcomes, self.clock.now())
             .await?;
+        for (outcome, applied) in outcomes.iter().zip(&applied) {
+            if *applied && outcome.run.as_ref().is_some_and(|r| r.status.is_finished()) {
+                let _ = self.finished.send(outcome.run_id.clone());
+            }
+        }
         let lost = applied.iter().filter(|a| !**a).count();
         if lost > 0 {
             warn!(
@@ -285,29 +308,30 @@ impl Engine {
         Ok(jobs.len())
     }
 
-    async fn execute(&self, job: &Job) -> Result<Option<crate::store::JobOutcome>, StoreError> {
-        let Some(run) = self.store.load_run(&job.run_id).await? else {
+    async fn execute(
+        &self,
+        job: &Job,
+        run: Option<&crate::store::RunState>,
+    ) -> crate::store::JobOutcome {
+        let drop_job = crate::store::JobOutcome {
+            job_id: job.id,
+            run_id: job.run_id.clone(),
+            ..Default::default()
+        };
+        let Some(run) = run else {
             warn!("job of a missing run; dropping it");
-            return Ok(Some(crate::store::JobOutcome {
-                job_id: job.id,
-                run_id: job.run_id.clone(),
-                ..Default::default()
-            }));
+            return drop_job;
         };
         if run.status.is_finished() {
             debug!("run already finished; dropping a stale job");
-            return Ok(Some(crate::store::JobOutcome {
-                job_id: job.id,
-                run_id: job.run_id.clone(),
-                ..Default::default()
-            }));
+            return drop_job;
         }
         let workflow = match self.version(&run.version).await {
             Ok(w) => w,
             Err(message) => {
                 warn!(%message, "cannot load the run's workflow version");
                 // Fail the run rather than retry forever.
-                return Ok(Some(crate::store::JobOutcome {
+                return crate::store::JobOutcome {
                     job_id: job.id,
                     run_id: job.run_id.clone(),
                     run: Some(crate::store::RunUpdate {
@@ -319,7 +343,7 @@ impl Engine {
                         step_count: run.step_count,
                     }),
                     ..Default::default()
-                }));
+                };
             }
         };
         let catalog = self.catalog();
@@ -330,7 +354,7 @@ impl Engine {
             limits: &self.settings.limits,
             now: self.clock.now(),
         };
-        Ok(Some(executor.execute(job, &run)))
+        executor.execute(job, run)
     }
 
     /// Runs `settings.workers` workers until `shutdown` turns true.

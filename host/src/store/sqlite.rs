@@ -73,6 +73,33 @@ impl Store {
         Ok(Store { writer, reader })
     }
 
+    /// The durability settings in force, e.g. `journal_mode=wal, synchronous=FULL`.
+    pub async fn durability(&self) -> Result<String, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        let level = match synchronous {
+            0 => "OFF",
+            1 => "NORMAL",
+            2 => "FULL",
+            _ => "EXTRA",
+        };
+        Ok(format!(
+            "journal_mode={journal}, synchronous={level} (every commit is fsynced)"
+        ))
+    }
+
+    /// Step records committed so far (benchmarks count these).
+    pub async fn committed_steps(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM step_runs")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     /// Returns true when the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
@@ -95,28 +122,30 @@ impl Store {
         Ok(started)
     }
 
-    pub async fn load_run(&self, id: &str) -> Result<Option<RunState>, StoreError> {
-        let row = sqlx::query(
+    /// The state of several runs in one query (the runs of a claimed batch).
+    pub async fn load_runs(&self, ids: &[&str]) -> Result<Vec<RunState>, StoreError> {
+        let rows = sqlx::query(
             "SELECT id, workflow, version, status, input, context, parent_id, step_count, created_at
-             FROM runs WHERE id = ?",
+             FROM runs WHERE id IN (SELECT value FROM json_each(?))",
         )
-        .bind(id)
-        .fetch_optional(&self.writer)
+        .bind(serde_json::to_string(ids)?)
+        .fetch_all(&self.reader)
         .await?;
-        row.map(|r| {
-            Ok(RunState {
-                id: r.get("id"),
-                workflow: r.get("workflow"),
-                version: r.get("version"),
-                status: status_of(&r)?,
-                input: json_of(&r, "input")?,
-                context: json_of(&r, "context")?,
-                parent_id: r.get("parent_id"),
-                step_count: r.get("step_count"),
-                created_at: from_millis(r.get("created_at")),
+        rows.iter()
+            .map(|r| {
+                Ok(RunState {
+                    id: r.get("id"),
+                    workflow: r.get("workflow"),
+                    version: r.get("version"),
+                    status: status_of(r)?,
+                    input: json_of(r, "input")?,
+                    context: json_of(r, "context")?,
+                    parent_id: r.get("parent_id"),
+                    step_count: r.get("step_count"),
+                    created_at: from_millis(r.get("created_at")),
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunView>, StoreError> {
@@ -313,11 +342,11 @@ impl Store {
         outcomes: &[JobOutcome],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let mut applied = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            applied.push(apply_outcome(&mut tx, owner, outcome, now).await?);
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut tx = self.writer.begin().await?;
+        let applied = commit_outcomes(&mut tx, owner, outcomes, now).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -537,163 +566,260 @@ async fn insert_job(tx: &mut Tx<'_>, run_id: &str, job: &NewJob) -> Result<(), S
     Ok(())
 }
 
-async fn apply_outcome(
+/// Applies the outcomes of a batch of jobs with a handful of statements for the whole
+/// batch (each statement is a round trip to SQLite's thread), plus per-outcome statements
+/// only for what is rare: waits, timers, effects, events, children.
+///
+/// Outcomes in one batch belong to different runs (claims take one job per run).
+async fn commit_outcomes(
     tx: &mut Tx<'_>,
     owner: &str,
-    outcome: &JobOutcome,
+    outcomes: &[JobOutcome],
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    // The job must still be ours; deleting it is the commit point of its execution.
-    let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_owner = ?")
-        .bind(outcome.job_id)
-        .bind(owner)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Ok(false);
-    }
-    let run_id = outcome.run_id.as_str();
-    let seq_base: i64 = sqlx::query_scalar("SELECT count(*) FROM step_runs WHERE run_id = ?")
-        .bind(run_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    for (i, step) in outcome.steps.iter().enumerate() {
+) -> Result<Vec<bool>, StoreError> {
+    // The commit point of each execution: its job, still leased by us, is deleted.
+    let job_ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM jobs WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+    )
+    .bind(owner)
+    .bind(serde_json::to_string(&job_ids)?)
+    .fetch_all(&mut **tx)
+    .await?;
+    let deleted: std::collections::HashSet<i64> = deleted.into_iter().collect();
+    let applied: Vec<bool> = outcomes
+        .iter()
+        .map(|o| deleted.contains(&o.job_id))
+        .collect();
+    let live: Vec<&JobOutcome> = outcomes
+        .iter()
+        .zip(&applied)
+        .filter(|(_, a)| **a)
+        .map(|(o, _)| o)
+        .collect();
+
+    // Step history.
+    let records: Vec<Json> = live
+        .iter()
+        .flat_map(|o| {
+            o.steps.iter().map(move |s| {
+                serde_json::json!({
+                    "run": o.run_id, "step": s.step, "action": s.action, "attempt": s.attempt,
+                    "status": s.status, "input": s.input.as_ref().map(Json::to_string),
+                    "output": s.output.as_ref().map(Json::to_string), "error": s.error,
+                    "started": millis(s.started_at), "finished": millis(s.finished_at),
+                })
+            })
+        })
+        .collect();
+    if !records.is_empty() {
         sqlx::query(
-            "INSERT INTO step_runs (run_id, seq, step, action, attempt, status, input, output, error, started_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO step_runs (run_id, step, action, attempt, status, input, output, error, started_at, finished_at)
+             SELECT value ->> '$.run', value ->> '$.step', value ->> '$.action', value ->> '$.attempt',
+                    value ->> '$.status', value ->> '$.input', value ->> '$.output', value ->> '$.error',
+                    value ->> '$.started', value ->> '$.finished'
+             FROM json_each(?)",
         )
-        .bind(run_id)
-        .bind(seq_base + i as i64 + 1)
-        .bind(&step.step)
-        .bind(&step.action)
-        .bind(i64::from(step.attempt))
-        .bind(&step.status)
-        .bind(step.input.as_ref().map(Json::to_string))
-        .bind(step.output.as_ref().map(Json::to_string))
-        .bind(&step.error)
-        .bind(millis(step.started_at))
-        .bind(millis(step.finished_at))
+        .bind(Json::Array(records).to_string())
         .execute(&mut **tx)
         .await?;
     }
-    for (key, effect) in &outcome.effects {
-        apply_effect(tx, run_id, key, effect, now).await?;
-    }
-    for name in &outcome.cancel_timers {
-        forget_timer(tx, run_id, name).await?;
-    }
-    for timer in &outcome.start_timers {
-        if let Some(name) = &timer.timer {
+
+    for outcome in &live {
+        let run_id = outcome.run_id.as_str();
+        for (key, effect) in &outcome.effects {
+            apply_effect(tx, run_id, key, effect, now).await?;
+        }
+        for name in &outcome.cancel_timers {
             forget_timer(tx, run_id, name).await?;
         }
-        insert_job(tx, run_id, timer).await?;
+        for timer in &outcome.start_timers {
+            if let Some(name) = &timer.timer {
+                forget_timer(tx, run_id, name).await?;
+            }
+            insert_job(tx, run_id, timer).await?;
+        }
+        for child in &outcome.children {
+            insert_run(tx, child, now).await?;
+        }
     }
-    for job in &outcome.jobs {
-        insert_job(tx, run_id, job).await?;
-    }
-    for child in &outcome.children {
-        insert_run(tx, child, now).await?;
-    }
-    let mut finished_parent: Option<String> = None;
-    if let Some(update) = &outcome.run {
-        let mut status = update.status;
-        // Whatever the run waited for before is over: a new wait is registered below.
-        sqlx::query("DELETE FROM waits WHERE run_id = ?")
-            .bind(run_id)
+
+    // New jobs of the whole batch.
+    let jobs: Vec<Json> = live
+        .iter()
+        .flat_map(|o| o.jobs.iter().map(move |j| job_json(&o.run_id, j)))
+        .collect();
+    insert_jobs(tx, jobs).await?;
+
+    // Run updates: whatever a run waited for before is over; new waits are registered,
+    // unless what they wait for is already there (then the run resumes at once).
+    let updated: Vec<&JobOutcome> = live.iter().copied().filter(|o| o.run.is_some()).collect();
+    if !updated.is_empty() {
+        let ids = serde_json::to_string(
+            &updated
+                .iter()
+                .map(|o| o.run_id.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        sqlx::query("DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM jobs WHERE run_id = ? AND kind = 'timeout'")
-            .bind(run_id)
+        sqlx::query("DELETE FROM jobs WHERE kind = 'timeout' AND run_id IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
             .execute(&mut **tx)
             .await?;
-        // Park the run: register its wait, unless what it waits for is already there.
-        match &outcome.wait {
-            Some(WaitFor::Events {
-                step,
-                keys,
-                timeout,
-            }) => match find_arrived_event(tx, run_id, keys).await? {
-                Some(event) => {
-                    consume(tx, run_id, event["event_id"].as_i64().unwrap_or_default()).await?;
-                    insert_job(tx, run_id, &resume_job(step, event, now)).await?;
-                    status = RunStatus::Running;
-                }
-                None => {
-                    for (event_type, key) in keys {
-                        sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, ?, ?, ?)")
-                                .bind(run_id)
-                                .bind(event_type)
-                                .bind(key)
-                                .bind(step)
-                                .execute(&mut **tx)
-                                .await?;
-                    }
-                    if let Some(timeout) = timeout {
-                        insert_job(tx, run_id, timeout).await?;
-                    }
-                }
-            },
-            Some(WaitFor::Children { step }) => {
-                if has_unfinished_children(tx, run_id).await? {
-                    sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, 'children', '', ?)")
+        let mut rows = Vec::with_capacity(updated.len());
+        let mut finished = Vec::new();
+        for outcome in &updated {
+            let Some(update) = &outcome.run else { continue };
+            let status = match &outcome.wait {
+                Some(wait) => register_wait(tx, &outcome.run_id, wait, update.status, now).await?,
+                None => update.status,
+            };
+            if status.is_finished() {
+                finished.push(outcome.run_id.as_str());
+            }
+            rows.push(serde_json::json!({
+                "id": outcome.run_id, "status": status.as_str(), "context": update.context.to_string(),
+                "current_step": update.current_step, "output": update.output.as_ref().map(Json::to_string),
+                "error": update.error, "step_count": update.step_count,
+                "finished_at": status.is_finished().then(|| millis(now)),
+            }));
+        }
+        sqlx::query(
+            "UPDATE runs SET status = u.status, context = u.context, current_step = u.current_step,
+                             output = u.output, error = u.error, step_count = u.step_count,
+                             updated_at = ?1, finished_at = u.finished_at
+             FROM (SELECT value ->> '$.id' AS id, value ->> '$.status' AS status,
+                          value ->> '$.context' AS context, value ->> '$.current_step' AS current_step,
+                          value ->> '$.output' AS output, value ->> '$.error' AS error,
+                          value ->> '$.step_count' AS step_count, value ->> '$.finished_at' AS finished_at
+                   FROM json_each(?2)) AS u
+             WHERE runs.id = u.id",
+        )
+        .bind(millis(now))
+        .bind(Json::Array(rows).to_string())
+        .execute(&mut **tx)
+        .await?;
+        if !finished.is_empty() {
+            // A finished run leaves nothing behind: no timers, no waits.
+            let ids = serde_json::to_string(&finished)?;
+            sqlx::query("DELETE FROM jobs WHERE run_id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for outcome in &live {
+            for event in &outcome.events {
+                insert_event(tx, event, now).await?;
+            }
+        }
+        if !finished.is_empty() {
+            let parents: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT parent_id FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
+            )
+            .bind(serde_json::to_string(&finished)?)
+            .fetch_all(&mut **tx)
+            .await?;
+            for parent in parents {
+                wake_parent(tx, &parent, now).await?;
+            }
+        }
+    } else {
+        for outcome in &live {
+            for event in &outcome.events {
+                insert_event(tx, event, now).await?;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// Registers a parked run's wait; returns the run's status: `Running` if what it waits
+/// for is already there (a resume job is scheduled), else the status it asked for.
+async fn register_wait(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    wait: &WaitFor,
+    status: RunStatus,
+    now: DateTime<Utc>,
+) -> Result<RunStatus, StoreError> {
+    match wait {
+        WaitFor::Events {
+            step,
+            keys,
+            timeout,
+        } => match find_arrived_event(tx, run_id, keys).await? {
+            Some(event) => {
+                consume(tx, run_id, event["event_id"].as_i64().unwrap_or_default()).await?;
+                insert_job(tx, run_id, &resume_job(step, event, now)).await?;
+                Ok(RunStatus::Running)
+            }
+            None => {
+                for (event_type, key) in keys {
+                    sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, ?, ?, ?)")
                         .bind(run_id)
+                        .bind(event_type)
+                        .bind(key)
                         .bind(step)
                         .execute(&mut **tx)
                         .await?;
-                } else {
-                    let counts = child_counts(&mut **tx, run_id).await?;
-                    insert_job(
-                        tx,
-                        run_id,
-                        &resume_job(step, serde_json::to_value(counts)?, now),
-                    )
-                    .await?;
-                    status = RunStatus::Running;
                 }
+                if let Some(timeout) = timeout {
+                    insert_job(tx, run_id, timeout).await?;
+                }
+                Ok(status)
             }
-            None => {}
-        }
-        let finished = status.is_finished();
-        sqlx::query(
-            "UPDATE runs SET status = ?, context = ?, current_step = ?, output = ?, error = ?, step_count = ?,
-                             updated_at = ?, finished_at = ?
-             WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(update.context.to_string())
-        .bind(&update.current_step)
-        .bind(update.output.as_ref().map(Json::to_string))
-        .bind(&update.error)
-        .bind(update.step_count)
-        .bind(millis(now))
-        .bind(finished.then(|| millis(now)))
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
-        if finished {
-            // A finished run leaves nothing behind: no timers, no waits.
-            sqlx::query("DELETE FROM jobs WHERE run_id = ?")
-                .bind(run_id)
-                .execute(&mut **tx)
+        },
+        WaitFor::Children { step } => {
+            if has_unfinished_children(tx, run_id).await? {
+                sqlx::query("INSERT OR IGNORE INTO waits (run_id, event_type, key, step) VALUES (?, 'children', '', ?)")
+                    .bind(run_id)
+                    .bind(step)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(status)
+            } else {
+                let counts = child_counts(&mut **tx, run_id).await?;
+                insert_job(
+                    tx,
+                    run_id,
+                    &resume_job(step, serde_json::to_value(counts)?, now),
+                )
                 .await?;
-            sqlx::query("DELETE FROM waits WHERE run_id = ?")
-                .bind(run_id)
-                .execute(&mut **tx)
-                .await?;
-            finished_parent = sqlx::query_scalar("SELECT parent_id FROM runs WHERE id = ?")
-                .bind(run_id)
-                .fetch_one(&mut **tx)
-                .await?;
+                Ok(RunStatus::Running)
+            }
         }
     }
-    for event in &outcome.events {
-        insert_event(tx, event, now).await?;
+}
+
+fn job_json(run_id: &str, job: &NewJob) -> Json {
+    serde_json::json!({
+        "run": run_id, "kind": job.kind.as_str(), "step": job.step, "timer": job.timer,
+        "payload": job.payload.as_ref().map(Json::to_string), "due": millis(job.due_at), "attempt": job.attempt,
+    })
+}
+
+/// Inserts many jobs with one statement.
+async fn insert_jobs(tx: &mut Tx<'_>, jobs: Vec<Json>) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
     }
-    if let Some(parent) = finished_parent {
-        wake_parent(tx, &parent, now).await?;
-    }
-    Ok(true)
+    sqlx::query(
+        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt)
+         SELECT value ->> '$.run', value ->> '$.kind', value ->> '$.step', value ->> '$.timer',
+                value ->> '$.payload', value ->> '$.due', value ->> '$.attempt'
+         FROM json_each(?)",
+    )
+    .bind(Json::Array(jobs).to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn resume_job(step: &str, payload: Json, now: DateTime<Utc>) -> NewJob {
