@@ -102,6 +102,8 @@ impl Executor<'_> {
             outcome: JobOutcome {
                 job_id: job.id,
                 run_id: run.id.clone(),
+                parent_id: run.parent_id.clone(),
+                ends_wait: job.kind == JobKind::Timeout,
                 ..JobOutcome::default()
             },
         };

@@ -334,6 +334,7 @@ impl Engine {
                 return crate::store::JobOutcome {
                     job_id: job.id,
                     run_id: job.run_id.clone(),
+                    parent_id: run.parent_id.clone(),
                     run: Some(crate::store::RunUpdate {
                         status: crate::store::RunStatus::Failed,
                         context: run.context.clone(),

@@ -1,7 +1,9 @@
 //! The SQLite backend: one file in WAL mode, one writer connection.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +26,18 @@ pub struct Store {
     writer: SqlitePool,
     /// Readers see committed data only (WAL) and never block the writer.
     reader: SqlitePool,
+    /// Jobs claimed by this process's workers and not committed yet. The embedded store
+    /// belongs to one process, so its leases live here rather than in the file: a claim
+    /// is a read, not a write transaction, and a killed process leaves no lease behind.
+    claims: Arc<tokio::sync::Mutex<Claims>>,
+    /// Workflow versions known to be stored, so starting a run skips that insert.
+    stored_versions: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+#[derive(Debug, Default)]
+struct Claims {
+    jobs: HashSet<i64>,
+    runs: HashSet<String>,
 }
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -70,7 +84,12 @@ impl Store {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Store { writer, reader })
+        Ok(Store {
+            writer,
+            reader,
+            claims: Arc::default(),
+            stored_versions: Arc::default(),
+        })
     }
 
     /// The durability settings in force, e.g. `journal_mode=wal, synchronous=FULL`.
@@ -116,13 +135,25 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let mut started = Vec::with_capacity(runs.len());
         for run in runs {
-            started.push(insert_run(&mut tx, run, now).await?);
+            started.push(insert_run(&mut tx, run, self.version_stored(&run.version), now).await?);
         }
         tx.commit().await?;
+        let mut stored = self
+            .stored_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        stored.extend(runs.iter().map(|r| r.version.clone()));
         Ok(started)
     }
 
     /// The state of several runs in one query (the runs of a claimed batch).
+    fn version_stored(&self, version: &str) -> bool {
+        self.stored_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(version)
+    }
+
     pub async fn load_runs(&self, ids: &[&str]) -> Result<Vec<RunState>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, workflow, version, status, input, context, parent_id, step_count, created_at
@@ -236,36 +267,37 @@ impl Store {
 
     // ----- jobs --------------------------------------------------------------------------
 
-    /// Leases up to `limit` due jobs, at most one per run and none of a run that already
-    /// has a leased job. `now` is engine time (due dates); `wall_now` and `lease` are
-    /// real time, since leases are about process liveness.
+    /// Claims up to `limit` due jobs, at most one per run and none of a run that already
+    /// has a claimed job. `now` is engine time (due dates). The lease arguments exist for
+    /// backends shared by several processes; here claims are held in memory.
     pub async fn claim_jobs(
         &self,
-        owner: &str,
+        _owner: &str,
         now: DateTime<Utc>,
-        wall_now: DateTime<Utc>,
-        lease: chrono::Duration,
+        _wall_now: DateTime<Utc>,
+        _lease: chrono::Duration,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
+        let mut claims = self.claims.lock().await;
+        let busy: Vec<&String> = claims.runs.iter().collect();
         let rows = sqlx::query(
-            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
-             WHERE id IN (
-                 SELECT j.id FROM jobs j
-                 WHERE j.due_at <= ?3
-                   AND (j.lease_until IS NULL OR j.lease_until < ?4)
-                   AND j.id = (SELECT min(m.id) FROM jobs m WHERE m.run_id = j.run_id AND m.due_at <= ?3)
-                   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = j.run_id AND k.lease_until >= ?4)
-                 ORDER BY j.due_at, j.id
-                 LIMIT ?5)
-             RETURNING id, run_id, kind, step, timer, payload, due_at, attempt",
+            "SELECT j.id, j.run_id, j.kind, j.step, j.timer, j.payload, j.due_at, j.attempt FROM jobs j
+             WHERE j.due_at <= ?1
+               AND j.id = (SELECT min(m.id) FROM jobs m WHERE m.run_id = j.run_id AND m.due_at <= ?1)
+               AND j.run_id NOT IN (SELECT value FROM json_each(?2))
+             ORDER BY j.due_at, j.id
+             LIMIT ?3",
         )
-        .bind(owner)
-        .bind(millis(wall_now + lease))
         .bind(millis(now))
-        .bind(millis(wall_now))
+        .bind(serde_json::to_string(&busy)?)
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
+        for r in &rows {
+            claims.jobs.insert(r.get("id"));
+            claims.runs.insert(r.get("run_id"));
+        }
+        drop(claims);
         let mut jobs: Vec<Job> = rows
             .iter()
             .map(|r| {
@@ -297,14 +329,13 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Gives a job back unprocessed (shutdown, or a run another worker holds).
-    pub async fn release_job(&self, job_id: i64, owner: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
-            .bind(job_id)
-            .bind(owner)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+    /// Forgets the claims of these jobs (committed, or given back).
+    async fn release(&self, outcomes: &[JobOutcome]) {
+        let mut claims = self.claims.lock().await;
+        for outcome in outcomes {
+            claims.jobs.remove(&outcome.job_id);
+            claims.runs.remove(&outcome.run_id);
+        }
     }
 
     /// When the earliest unleased job is due, if any.
@@ -333,22 +364,29 @@ impl Store {
             .await?)
     }
 
-    /// Commits the outcomes of many jobs in one transaction. An outcome whose job is no
-    /// longer leased by `owner` is skipped (another process took it over) and reported as
-    /// `false`.
+    /// Commits the outcomes of many jobs in one transaction. An outcome whose job no
+    /// longer exists (deleted meanwhile, e.g. a timeout an event made moot) is skipped
+    /// and reported as `false`. `owner` names the lease holder for backends shared by
+    /// several processes.
     pub async fn commit(
         &self,
-        owner: &str,
+        _owner: &str,
         outcomes: &[JobOutcome],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
-        let applied = commit_outcomes(&mut tx, owner, outcomes, now).await?;
-        tx.commit().await?;
-        Ok(applied)
+        let result = async {
+            let mut tx = self.writer.begin().await?;
+            let applied = commit_outcomes(&mut tx, outcomes, now).await?;
+            tx.commit().await?;
+            Ok(applied)
+        }
+        .await;
+        // Committed or not, the claims end here; uncommitted jobs are claimed again.
+        self.release(outcomes).await;
+        result
     }
 
     // ----- events ------------------------------------------------------------------------
@@ -367,7 +405,7 @@ impl Store {
         for run in starts {
             let mut run = run.clone();
             run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
-            started_runs.push(insert_run(&mut tx, &run, now).await?.run_id);
+            started_runs.push(insert_run(&mut tx, &run, false, now).await?.run_id);
         }
         tx.commit().await?;
         Ok(Delivered {
@@ -451,7 +489,7 @@ impl Store {
             .await?
             .rows_affected();
             if inserted == 1 {
-                insert_run(&mut tx, run, now).await?;
+                insert_run(&mut tx, run, false, now).await?;
                 fired = true;
             }
         }
@@ -482,9 +520,11 @@ impl Store {
 
 // ----- helpers inside a transaction ------------------------------------------------------
 
+/// Inserts a run and its first job; `version_stored` skips storing the workflow version.
 async fn insert_run(
     tx: &mut Tx<'_>,
     run: &NewRun,
+    version_stored: bool,
     now: DateTime<Utc>,
 ) -> Result<Started, StoreError> {
     if let Some(key) = &run.trigger_key {
@@ -500,23 +540,22 @@ async fn insert_run(
             });
         }
     }
-    sqlx::query(
-        "INSERT INTO workflow_versions (version, name, source, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (version) DO NOTHING",
-    )
-    .bind(&run.version)
-    .bind(&run.workflow)
-    .bind(&run.source)
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?;
-    let events_after: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
-        .fetch_one(&mut **tx)
+    if !version_stored {
+        sqlx::query(
+            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(&run.version)
+        .bind(&run.workflow)
+        .bind(&run.source)
+        .bind(millis(now))
+        .execute(&mut **tx)
         .await?;
+    }
     sqlx::query(
         "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
                            trigger_key, events_after, created_at, updated_at)
-         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events), ?, ?)",
     )
     .bind(&run.id)
     .bind(&run.workflow)
@@ -526,7 +565,6 @@ async fn insert_run(
     .bind(&run.first_step)
     .bind(&run.parent_id)
     .bind(&run.trigger_key)
-    .bind(events_after)
     .bind(millis(now))
     .bind(millis(now))
     .execute(&mut **tx)
@@ -573,16 +611,15 @@ async fn insert_job(tx: &mut Tx<'_>, run_id: &str, job: &NewJob) -> Result<(), S
 /// Outcomes in one batch belong to different runs (claims take one job per run).
 async fn commit_outcomes(
     tx: &mut Tx<'_>,
-    owner: &str,
     outcomes: &[JobOutcome],
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
-    // The commit point of each execution: its job, still leased by us, is deleted.
+    // The commit point of each execution: its job is deleted. A job that is gone already
+    // (an event ended the wait whose timeout this was) makes its outcome void.
     let job_ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
     let deleted: Vec<i64> = sqlx::query_scalar(
-        "DELETE FROM jobs WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+        "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?)) RETURNING id",
     )
-    .bind(owner)
     .bind(serde_json::to_string(&job_ids)?)
     .fetch_all(&mut **tx)
     .await?;
@@ -640,7 +677,7 @@ async fn commit_outcomes(
             insert_job(tx, run_id, timer).await?;
         }
         for child in &outcome.children {
-            insert_run(tx, child, now).await?;
+            insert_run(tx, child, false, now).await?;
         }
     }
 
@@ -651,42 +688,44 @@ async fn commit_outcomes(
         .collect();
     insert_jobs(tx, jobs).await?;
 
-    // Run updates: whatever a run waited for before is over; new waits are registered,
-    // unless what they wait for is already there (then the run resumes at once).
-    let updated: Vec<&JobOutcome> = live.iter().copied().filter(|o| o.run.is_some()).collect();
-    if !updated.is_empty() {
-        let ids = serde_json::to_string(
-            &updated
-                .iter()
-                .map(|o| o.run_id.as_str())
-                .collect::<Vec<_>>(),
-        )?;
+    // A timed-out wait is over: its other event keys no longer apply. (A wait ended by
+    // an event was cleared when the event arrived.)
+    let ended: Vec<&str> = live
+        .iter()
+        .filter(|o| o.ends_wait)
+        .map(|o| o.run_id.as_str())
+        .collect();
+    if !ended.is_empty() {
+        let ids = serde_json::to_string(&ended)?;
         sqlx::query("DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))")
             .bind(&ids)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM jobs WHERE kind = 'timeout' AND run_id IN (SELECT value FROM json_each(?))")
-            .bind(&ids)
-            .execute(&mut **tx)
-            .await?;
-        let mut rows = Vec::with_capacity(updated.len());
-        let mut finished = Vec::new();
-        for outcome in &updated {
-            let Some(update) = &outcome.run else { continue };
-            let status = match &outcome.wait {
-                Some(wait) => register_wait(tx, &outcome.run_id, wait, update.status, now).await?,
-                None => update.status,
-            };
-            if status.is_finished() {
-                finished.push(outcome.run_id.as_str());
-            }
-            rows.push(serde_json::json!({
-                "id": outcome.run_id, "status": status.as_str(), "context": update.context.to_string(),
-                "current_step": update.current_step, "output": update.output.as_ref().map(Json::to_string),
-                "error": update.error, "step_count": update.step_count,
-                "finished_at": status.is_finished().then(|| millis(now)),
-            }));
+    }
+
+    // Run updates; new waits are registered, unless what they wait for is already there
+    // (then the run resumes at once).
+    let mut rows = Vec::new();
+    let mut finished = Vec::new();
+    let mut parents = std::collections::BTreeSet::new();
+    for outcome in &live {
+        let Some(update) = &outcome.run else { continue };
+        let status = match &outcome.wait {
+            Some(wait) => register_wait(tx, &outcome.run_id, wait, update.status, now).await?,
+            None => update.status,
+        };
+        if status.is_finished() {
+            finished.push(outcome.run_id.as_str());
+            parents.extend(outcome.parent_id.iter());
         }
+        rows.push(serde_json::json!({
+            "id": outcome.run_id, "status": status.as_str(), "context": update.context.to_string(),
+            "current_step": update.current_step, "output": update.output.as_ref().map(Json::to_string),
+            "error": update.error, "step_count": update.step_count,
+            "finished_at": status.is_finished().then(|| millis(now)),
+        }));
+    }
+    if !rows.is_empty() {
         sqlx::query(
             "UPDATE runs SET status = u.status, context = u.context, current_step = u.current_step,
                              output = u.output, error = u.error, step_count = u.step_count,
@@ -702,40 +741,21 @@ async fn commit_outcomes(
         .bind(Json::Array(rows).to_string())
         .execute(&mut **tx)
         .await?;
-        if !finished.is_empty() {
-            // A finished run leaves nothing behind: no timers, no waits.
-            let ids = serde_json::to_string(&finished)?;
-            sqlx::query("DELETE FROM jobs WHERE run_id IN (SELECT value FROM json_each(?))")
-                .bind(&ids)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))")
-                .bind(&ids)
-                .execute(&mut **tx)
-                .await?;
-        }
-        for outcome in &live {
-            for event in &outcome.events {
-                insert_event(tx, event, now).await?;
-            }
-        }
-        if !finished.is_empty() {
-            let parents: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT parent_id FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
-            )
+    }
+    if !finished.is_empty() {
+        // A finished run leaves no timers behind.
+        sqlx::query("DELETE FROM jobs WHERE run_id IN (SELECT value FROM json_each(?))")
             .bind(serde_json::to_string(&finished)?)
-            .fetch_all(&mut **tx)
+            .execute(&mut **tx)
             .await?;
-            for parent in parents {
-                wake_parent(tx, &parent, now).await?;
-            }
+    }
+    for outcome in &live {
+        for event in &outcome.events {
+            insert_event(tx, event, now).await?;
         }
-    } else {
-        for outcome in &live {
-            for event in &outcome.events {
-                insert_event(tx, event, now).await?;
-            }
-        }
+    }
+    for parent in parents {
+        wake_parent(tx, parent, now).await?;
     }
     Ok(applied)
 }

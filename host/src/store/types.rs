@@ -205,6 +205,10 @@ pub struct NewEvent {
 pub struct JobOutcome {
     pub job_id: i64,
     pub run_id: String,
+    /// The run's parent, woken when this outcome finishes the run.
+    pub parent_id: Option<String>,
+    /// This job ended a wait by timing out: the wait's event keys are dropped.
+    pub ends_wait: bool,
     pub steps: Vec<StepRecord>,
     pub run: Option<RunUpdate>,
     pub jobs: Vec<NewJob>,
