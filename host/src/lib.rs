@@ -19,6 +19,7 @@
 //! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |
 //! | [`store`] | the only module that speaks SQL: runs, jobs, events, waits, effects, tokens |
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
+//! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
@@ -34,6 +35,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine;
 pub mod expr;
+pub mod observability;
 pub mod server;
 pub mod store;
 pub mod workflow;

@@ -82,6 +82,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if manual_clock.is_some() {
         warn!("the manual test clock is on: time moves only through POST /api/v1/testing/clock");
     }
+    crate::observability::metrics_handle();
     let engine = Engine::new(store, clock, catalog, engine_settings(&config));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = engine.spawn_workers(stopped.clone());
@@ -94,8 +95,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to find a port chosen by the OS (`:0`).
     println!("kontor listening on http://{address}");
     info!(%address, "listening");
+    tasks.push(spawn_workflow_watcher(
+        engine.clone(),
+        config.workflows_dir.clone(),
+        stopped.clone(),
+    ));
     let app = api::router(AppState {
         engine: engine.clone(),
+        workflows_dir: config.workflows_dir.clone(),
         manual_clock,
     });
     let mut stopped_http = stopped.clone();
@@ -113,6 +120,61 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     Ok(())
+}
+
+/// Reloads the catalog when a file under the workflows folder changes (checked every
+/// two seconds by modification time and size: no platform watcher needed). New runs use
+/// the new versions; running ones keep theirs.
+fn spawn_workflow_watcher(
+    engine: Arc<Engine>,
+    dir: std::path::PathBuf,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = fingerprint(&dir);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                _ = stopped.changed() => return,
+            }
+            let now = fingerprint(&dir);
+            if now != last {
+                last = now;
+                let catalog = Catalog::load(&dir);
+                for diagnostic in catalog.all_diagnostics() {
+                    warn!("{diagnostic}");
+                }
+                info!(
+                    valid = catalog.valid().count(),
+                    "workflows changed on disk; reloaded"
+                );
+                engine.set_catalog(catalog);
+            }
+        }
+    })
+}
+
+/// (path, modified, size) of every file under `dir`, one level of subfolders deep.
+fn fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        folders.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for folder in folders {
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_file() {
+                    files.push((entry.path(), meta.modified().ok(), meta.len()));
+                }
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 async fn shutdown_signal() {

@@ -23,6 +23,7 @@ async fn app() -> (Router, common::Fixture) {
         .unwrap();
     let app = router(AppState {
         engine: f.engine.clone(),
+        workflows_dir: std::path::PathBuf::from("../workflows"),
         manual_clock: Some(f.clock.clone()),
     });
     (app, f)
@@ -309,4 +310,222 @@ async fn workflows_list_shows_validation_state() {
             .all(|w| w["valid"] == true)
     );
     assert_eq!(body["workflows"][0]["trigger"], "event lead.created");
+}
+
+const FLAKY: &str = r#"
+name: flaky
+steps:
+  - id: check
+    branch:
+      cases:
+        - when: now < timestamp('2026-06-09T00:00:00Z')
+          goto: broken
+  - id: fine
+    end:
+      output: { ok: true }
+  - id: broken
+    fail:
+      message: the ERP is down until tomorrow
+"#;
+
+async fn app_with(workflows: &[(&str, &str)]) -> (Router, common::Fixture) {
+    let f = common::fixture("2026-06-08T07:00:00Z", workflows).await;
+    f.engine
+        .store()
+        .insert_token("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    let app = router(AppState {
+        engine: f.engine.clone(),
+        workflows_dir: f.dir.path().join("workflows"),
+        manual_clock: Some(f.clock.clone()),
+    });
+    (app, f)
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_from_its_failed_step() {
+    let (app, f) = app_with(&[("flaky", FLAKY)]).await;
+    let (_, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/flaky/runs",
+        Some("{}"),
+        &[],
+    )
+    .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    f.settle().await;
+    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Failed);
+    let (status, _) = call(&app, "POST", "/api/v1/runs/nope/retry", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Retrying re-runs the failed step (`broken`), which fails again today...
+    let (status, body) = call(&app, "POST", &format!("/api/v1/runs/{id}/retry"), None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["retrying_step"], "broken");
+    f.settle().await;
+    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Failed);
+    let history = f.steps(&id).await;
+    assert_eq!(
+        history,
+        ["check:completed", "broken:failed", "broken:failed"]
+    );
+
+    // ...and a completed run cannot be retried.
+    f.clock.set(common::at("2026-06-09T08:00:00Z"));
+    let (_, later) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/flaky/runs",
+        Some("{}"),
+        &[],
+    )
+    .await;
+    f.settle().await;
+    let later = later["id"].as_str().unwrap();
+    assert_eq!(
+        f.run(later).await.status,
+        kontor::store::RunStatus::Completed
+    );
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/runs/{later}/retry"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn cancelling_a_campaign_cancels_its_children() {
+    let (app, f) = app().await;
+    let (_, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(r#"{"input": {"campaign": "R-1", "series": "S", "customers": [{"id": "1", "name": "A", "email": "a@x.de"}, {"id": "2", "name": "B", "email": "b@x.de"}]}}"#),
+        &[],
+    )
+    .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    f.settle().await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled_runs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        f.engine.store().pending_jobs().await.unwrap(),
+        0,
+        "no timeouts left"
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A late response changes nothing.
+    f.event("recall.response", "R-1/1", json!({})).await;
+    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn reload_picks_up_changed_workflows_for_new_runs_only() {
+    let v1 = "name: w\nsteps:\n  - id: pause\n    wait:\n      duration: 1h\n  - id: done\n    end:\n      output: { v: 1 }\n";
+    let (app, f) = app_with(&[("w", v1)]).await;
+    let (_, old) = call(&app, "POST", "/api/v1/workflows/w/runs", Some("{}"), &[]).await;
+    f.settle().await;
+    std::fs::write(
+        f.dir.path().join("workflows/w.yaml"),
+        "name: w\nsteps:\n  - id: done\n    end:\n      output: { v: 2 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.dir.path().join("workflows/broken.yaml"),
+        "name: broken\nsteps: 5\n",
+    )
+    .unwrap();
+    let (status, body) = call(&app, "POST", "/api/v1/workflows/reload", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let broken = body["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "broken")
+        .unwrap()
+        .clone();
+    assert_eq!(broken["valid"], false);
+    let (_, new) = call(&app, "POST", "/api/v1/workflows/w/runs", Some("{}"), &[]).await;
+    f.advance(chrono::Duration::hours(1)).await;
+    assert_eq!(
+        f.run(old["id"].as_str().unwrap()).await.output,
+        Some(json!({"v": 1}))
+    );
+    assert_eq!(
+        f.run(new["id"].as_str().unwrap()).await.output,
+        Some(json!({"v": 2}))
+    );
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_for_operators() {
+    let (app, f) = app().await;
+    let (_, _) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(r#"{"input": {"campaign": "R", "series": "S", "customers": []}}"#),
+        &[],
+    )
+    .await;
+    f.settle().await;
+    let response = app
+        .clone()
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("kontor_runs_started_total{workflow=\"recall-campaign\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "kontor_runs_finished_total{workflow=\"recall-campaign\",status=\"completed\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("kontor_queue_depth"), "{text}");
+    assert!(
+        text.contains("kontor_job_duration_seconds_bucket"),
+        "{text}"
+    );
 }

@@ -27,18 +27,25 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Where `POST /api/v1/workflows/reload` reads workflows from.
+    pub workflows_dir: std::path::PathBuf,
     /// Present only when `[testing] manual_clock = true`.
     pub manual_clock: Option<Arc<ManualClock>>,
 }
 
 /// Builds the router (tests drive it with `tower::ServiceExt::oneshot`).
 pub fn router(state: AppState) -> Router {
+    // Install the metrics recorder before anything is counted.
+    crate::observability::metrics_handle();
     let mut api = Router::new()
         .route("/workflows", get(routes::list_workflows))
+        .route("/workflows/reload", post(routes::reload_workflows))
         .route("/workflows/{name}/runs", post(routes::start_run))
         .route("/events", post(routes::deliver_event))
         .route("/runs", get(routes::list_runs))
         .route("/runs/{id}", get(routes::get_run))
+        .route("/runs/{id}/cancel", post(routes::cancel_run))
+        .route("/runs/{id}/retry", post(routes::retry_run))
         .route("/records/{collection}", get(routes::list_records));
     if state.manual_clock.is_some() {
         api = api.route(
@@ -52,6 +59,8 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

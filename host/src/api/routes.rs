@@ -35,6 +35,87 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the store answers and the workflows folder was loaded.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.engine.store().ping().await;
+    let catalog = state.engine.catalog();
+    let workflows = catalog.root.is_dir();
+    let body = json!({
+        "store": if store { "ok" } else { "unreachable" },
+        "workflows": {"valid": catalog.valid().count(), "invalid": catalog.workflows.len() - catalog.valid().count()},
+        "ready": store && workflows,
+    });
+    let status = if store && workflows {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus metrics (see the `observability` module for names).
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let now = state.engine.clock().now();
+    let (depth, oldest) = state.engine.store().queue_stats(now).await?;
+    metrics::gauge!("kontor_queue_depth").set(depth as f64);
+    let age = oldest
+        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    metrics::gauge!("kontor_oldest_due_job_age_seconds").set(age);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::observability::metrics_handle().render(),
+    ))
+}
+
+/// Reloads the workflows folder; new runs use the new versions, running ones keep theirs.
+pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoResponse {
+    let catalog = crate::workflow::Catalog::load(&state.workflows_dir);
+    let summaries = catalog.summaries();
+    let diagnostics: Vec<String> = catalog
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    state.engine.set_catalog(catalog);
+    Json(json!({"workflows": summaries, "diagnostics": diagnostics}))
+}
+
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    match state.engine.cancel_run(&id).await? {
+        None => Err(ApiError::NotFound(format!("there is no run `{id}`"))),
+        Some(cancelled) if cancelled.is_empty() => Err(ApiError::Conflict(format!(
+            "run `{id}` has already finished"
+        ))),
+        Some(cancelled) => Ok(Json(
+            json!({"id": id, "status": "cancelled", "cancelled_runs": cancelled}),
+        )),
+    }
+}
+
+pub async fn retry_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    match state.engine.retry_run(&id).await? {
+        Ok(step) => Ok(Json(
+            json!({"id": id, "status": "running", "retrying_step": step}),
+        )),
+        Err(crate::store::RetryRefused::NotFound) => {
+            Err(ApiError::NotFound(format!("there is no run `{id}`")))
+        }
+        Err(crate::store::RetryRefused::NotFailed(status)) => Err(ApiError::Conflict(format!(
+            "run `{id}` is {status}; only failed runs can be retried"
+        ))),
+    }
+}
+
 pub async fn list_workflows(State(state): State<AppState>) -> impl IntoResponse {
     let catalog = state.engine.catalog();
     Json(json!({

@@ -102,6 +102,7 @@ impl Engine {
                     .await?
                 {
                     info!(workflow = %workflow.name, local = %local, "cron fired");
+                    metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone()).increment(1);
                     started += 1;
                 }
                 cursor = firing.at;

@@ -184,6 +184,10 @@ impl Engine {
         let workflow = self.workflow(workflow)?;
         let run = self.new_run(&workflow, input, trigger_key)?;
         let started = self.store.start_runs(&[run], self.clock.now()).await?;
+        if started.iter().any(|s| s.created) {
+            metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone())
+                .increment(1);
+        }
         self.wake();
         Ok(started.into_iter().next().expect("one run in, one out"))
     }
@@ -207,8 +211,33 @@ impl Engine {
             .store
             .deliver_event(&event, &starts, self.clock.now())
             .await?;
+        for run in &starts {
+            metrics::counter!("kontor_runs_started_total", "workflow" => run.workflow.clone())
+                .increment(1);
+        }
         self.wake();
         Ok(delivered)
+    }
+
+    /// Cancels a run and its descendants. `None` if there is no such run; the list is
+    /// empty if it had finished already.
+    pub async fn cancel_run(&self, id: &str) -> Result<Option<Vec<String>>, EngineError> {
+        let cancelled = self.store.cancel_run(id, self.clock.now()).await?;
+        if let Some(ids) = cancelled.as_ref().filter(|ids| !ids.is_empty()) {
+            metrics::counter!("kontor_runs_cancelled_total").increment(ids.len() as u64);
+        }
+        self.wake();
+        Ok(cancelled)
+    }
+
+    /// Retries a failed run from its failed step, on the version it started with.
+    pub async fn retry_run(
+        &self,
+        id: &str,
+    ) -> Result<Result<String, crate::store::RetryRefused>, EngineError> {
+        let retried = self.store.retry_run(id, self.clock.now()).await?;
+        self.wake();
+        Ok(retried)
     }
 
     /// The compiled workflow of a pinned version: from the cache, the catalog, or the
@@ -281,19 +310,50 @@ impl Engine {
             .collect();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let span = info_span!("job", run_id = %job.run_id, step = %job.step, kind = job.kind.as_str(), attempt = job.attempt);
-            outcomes.push(
-                self.execute(job, runs.get(&job.run_id))
-                    .instrument(span)
-                    .await,
+            let run = runs.get(&job.run_id);
+            let span = info_span!(
+                "job",
+                run_id = %job.run_id,
+                workflow = run.map(|r| r.workflow.as_str()).unwrap_or_default(),
+                step = %job.step,
+                kind = job.kind.as_str(),
+                attempt = job.attempt
             );
+            let started = std::time::Instant::now();
+            outcomes.push(self.execute(job, run).instrument(span).await);
+            metrics::histogram!("kontor_job_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
         }
+        let started = std::time::Instant::now();
         let applied = self
             .store
             .commit(&self.owner, &outcomes, self.clock.now())
             .await?;
+        metrics::histogram!("kontor_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         for (outcome, applied) in outcomes.iter().zip(&applied) {
-            if *applied && outcome.run.as_ref().is_some_and(|r| r.status.is_finished()) {
+            if !*applied {
+                continue;
+            }
+            let workflow = runs
+                .get(&outcome.run_id)
+                .map(|r| r.workflow.clone())
+                .unwrap_or_default();
+            let retries = outcome
+                .steps
+                .iter()
+                .filter(|s| s.status == "retrying")
+                .count();
+            if retries > 0 {
+                metrics::counter!("kontor_step_retries_total", "workflow" => workflow.clone())
+                    .increment(retries as u64);
+            }
+            for child in &outcome.children {
+                metrics::counter!("kontor_runs_started_total", "workflow" => child.workflow.clone()).increment(1);
+            }
+            if let Some(update) = outcome.run.as_ref().filter(|r| r.status.is_finished()) {
+                metrics::counter!("kontor_runs_finished_total", "workflow" => workflow, "status" => update.status.as_str())
+                    .increment(1);
                 let _ = self.finished.send(outcome.run_id.clone());
             }
         }

@@ -357,6 +357,106 @@ impl Store {
         )
     }
 
+    /// How many jobs are due at `now` and since when the oldest of them has been due.
+    pub async fn queue_stats(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let row =
+            sqlx::query("SELECT count(*) AS n, min(due_at) AS oldest FROM jobs WHERE due_at <= ?")
+                .bind(millis(now))
+                .fetch_one(&self.reader)
+                .await?;
+        Ok((
+            row.get("n"),
+            row.get::<Option<i64>, _>("oldest").map(from_millis),
+        ))
+    }
+
+    /// Cancels a run that has not finished, and all its descendants; returns the
+    /// cancelled run ids, or `None` if the run does not exist.
+    pub async fn cancel_run(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM runs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(parent) = parent else {
+            return Ok(None);
+        };
+        let cancelled: Vec<String> = sqlx::query_scalar(
+            "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION ALL SELECT r.id FROM runs r JOIN tree ON r.parent_id = tree.id)
+             UPDATE runs SET status = 'cancelled', error = 'cancelled', updated_at = ?2, finished_at = ?2
+             WHERE id IN (SELECT id FROM tree) AND status IN ('running', 'waiting')
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = serde_json::to_string(&cancelled)?;
+        sqlx::query("DELETE FROM jobs WHERE run_id IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(parent) = parent.filter(|_| cancelled.iter().any(|c| c == id)) {
+            wake_parent(&mut tx, &parent, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(cancelled))
+    }
+
+    /// Puts a failed run back to work at the step that failed, with a fresh attempt
+    /// count; the run keeps its workflow version. Returns the step, or why not.
+    pub async fn retry_run(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<String, RetryRefused>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT status, current_step FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(RetryRefused::NotFound));
+        };
+        let status: String = row.get("status");
+        let step: Option<String> = row.get("current_step");
+        let Some(step) = step.filter(|_| status == "failed") else {
+            return Ok(Err(RetryRefused::NotFailed(status)));
+        };
+        sqlx::query("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?")
+            .bind(millis(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_job(
+            &mut tx,
+            id,
+            &NewJob {
+                kind: JobKind::Step,
+                step: step.clone(),
+                timer: None,
+                payload: None,
+                due_at: now,
+                attempt: 1,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(step))
+    }
+
     /// Number of jobs (all kinds), for tests and readiness.
     pub async fn pending_jobs(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM jobs")

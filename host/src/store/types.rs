@@ -275,3 +275,11 @@ pub struct ChildCounts {
     pub cancelled: i64,
     pub running: i64,
 }
+
+/// Why a run cannot be retried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryRefused {
+    NotFound,
+    /// Only failed runs are retried; this is the run's status.
+    NotFailed(String),
+}
