@@ -81,3 +81,35 @@ impl IntoResponse for ApiError {
         (status, Json(json!({ "error": error }))).into_response()
     }
 }
+
+/// axum answers an over-long body with plain text; give it the same JSON shape as every
+/// other error.
+pub async fn too_large_as_json(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let message = format!(
+        "the request body is larger than {} bytes",
+        super::BODY_LIMIT
+    );
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(json!({"error": {"code": "too_large", "message": message}})),
+    )
+        .into_response()
+}
+
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// unauthorized, not_found, invalid, conflict, too_large or internal
+    pub code: String,
+    pub message: String,
+    /// The request field the problem is about, when known.
+    pub field: Option<String>,
+}

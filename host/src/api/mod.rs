@@ -1,19 +1,24 @@
 //! The HTTP API: the only module that speaks HTTP.
 //!
-//! Every route under `/api/v1` needs a bearer token (`kontor token create`). Handlers
-//! parse and validate, call the engine or the store, and answer JSON; errors go through
-//! [`ApiError`].
+//! Every route under `/api/v1` needs a bearer token (`kontor token create`), except the
+//! OpenAPI document (`/api/v1/openapi.json`) and its browsable page (`/api/v1/docs`,
+//! Swagger UI served from the binary, no CDN). Handlers parse and validate, call the
+//! engine or the store, and answer JSON; errors go through [`ApiError`].
 
 mod auth;
 mod error;
+pub mod openapi;
 mod routes;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
@@ -33,35 +38,80 @@ pub struct AppState {
     pub manual_clock: Option<Arc<ManualClock>>,
 }
 
+/// Every route: method, path, handler. The router is built from this table, and a test
+/// checks it against the OpenAPI document, so an undocumented route cannot slip in.
+pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    let mut table = vec![
+        (Method::GET, "/healthz", get(routes::healthz)),
+        (Method::GET, "/readyz", get(routes::readyz)),
+        (Method::GET, "/metrics", get(routes::metrics)),
+        (
+            Method::GET,
+            "/api/v1/workflows",
+            get(routes::list_workflows),
+        ),
+        (
+            Method::POST,
+            "/api/v1/workflows/reload",
+            post(routes::reload_workflows),
+        ),
+        (
+            Method::POST,
+            "/api/v1/workflows/{name}/runs",
+            post(routes::start_run),
+        ),
+        (Method::POST, "/api/v1/events", post(routes::deliver_event)),
+        (Method::GET, "/api/v1/runs", get(routes::list_runs)),
+        (Method::GET, "/api/v1/runs/{id}", get(routes::get_run)),
+        (
+            Method::POST,
+            "/api/v1/runs/{id}/cancel",
+            post(routes::cancel_run),
+        ),
+        (
+            Method::POST,
+            "/api/v1/runs/{id}/retry",
+            post(routes::retry_run),
+        ),
+        (
+            Method::GET,
+            "/api/v1/records/{collection}",
+            get(routes::list_records),
+        ),
+    ];
+    if testing {
+        table.push((Method::GET, "/api/v1/testing/clock", get(routes::get_clock)));
+        table.push((
+            Method::POST,
+            "/api/v1/testing/clock",
+            post(routes::move_clock),
+        ));
+    }
+    table
+}
+
 /// Builds the router (tests drive it with `tower::ServiceExt::oneshot`).
 pub fn router(state: AppState) -> Router {
     // Install the metrics recorder before anything is counted.
     crate::observability::metrics_handle();
-    let mut api = Router::new()
-        .route("/workflows", get(routes::list_workflows))
-        .route("/workflows/reload", post(routes::reload_workflows))
-        .route("/workflows/{name}/runs", post(routes::start_run))
-        .route("/events", post(routes::deliver_event))
-        .route("/runs", get(routes::list_runs))
-        .route("/runs/{id}", get(routes::get_run))
-        .route("/runs/{id}/cancel", post(routes::cancel_run))
-        .route("/runs/{id}/retry", post(routes::retry_run))
-        .route("/records/{collection}", get(routes::list_records));
-    if state.manual_clock.is_some() {
-        api = api.route(
-            "/testing/clock",
-            get(routes::get_clock).post(routes::move_clock),
-        );
+    let mut open = Router::new();
+    let mut protected = Router::new();
+    for (_, path, handler) in route_table(state.manual_clock.is_some()) {
+        if path.starts_with("/api/v1/") {
+            protected = protected.route(path, handler);
+        } else {
+            open = open.route(path, handler);
+        }
     }
-    let api = api.route_layer(middleware::from_fn_with_state(
+    let protected = protected.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
     ));
-    Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .nest("/api/v1", api)
+    let docs =
+        SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi());
+    open.merge(protected)
+        .merge(docs)
+        .layer(middleware::map_response(error::too_large_as_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

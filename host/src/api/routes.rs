@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json_, json};
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::store::{Delivered, RunView};
 use crate::store::{NewEvent, RunFilter, RunStatus};
 
 /// Parses a JSON body, naming the problem (and the field, when serde knows it) on error.
@@ -31,11 +33,16 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process is alive")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when the store answers and the workflows folder was loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Store reachable and workflows loaded"),
+               (status = 503, description = "Not ready; the body says what is missing")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.engine.store().ping().await;
     let catalog = state.engine.catalog();
@@ -54,6 +61,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics (see the `observability` module for names).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.engine.clock().now();
     let (depth, oldest) = state.engine.store().queue_stats(now).await?;
@@ -72,6 +81,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 }
 
 /// Reloads the workflows folder; new runs use the new versions, running ones keep theirs.
+#[utoipa::path(post, path = "/api/v1/workflows/reload", tag = "workflows",
+    responses((status = 200, description = "The reloaded workflows with their validation state"),
+              (status = 401, body = ErrorBody)))]
 pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoResponse {
     let catalog = crate::workflow::Catalog::load(&state.workflows_dir);
     let summaries = catalog.summaries();
@@ -84,6 +96,10 @@ pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoRespons
     Json(json!({"workflows": summaries, "diagnostics": diagnostics}))
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "Cancelled, with the child runs cancelled with it"),
+              (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -99,6 +115,10 @@ pub async fn cancel_run(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The failed step is scheduled again"),
+              (status = 404, body = ErrorBody), (status = 409, description = "The run has not failed", body = ErrorBody)))]
 pub async fn retry_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -116,6 +136,9 @@ pub async fn retry_run(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows",
+    responses((status = 200, description = "Every workflow file, valid or with its diagnostics", body = WorkflowList),
+              (status = 401, body = ErrorBody)))]
 pub async fn list_workflows(State(state): State<AppState>) -> impl IntoResponse {
     let catalog = state.engine.catalog();
     Json(json!({
@@ -124,15 +147,49 @@ pub async fn list_workflows(State(state): State<AppState>) -> impl IntoResponse 
     }))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/workflows/{name}/runs`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StartRunBody {
+pub struct StartRunBody {
+    /// The run's input, checked against the workflow's input schema.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     input: Option<Json_>,
+}
+
+/// A started run.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StartedRun {
+    id: String,
+    workflow: String,
+    /// False when an earlier request with the same `Idempotency-Key` started it.
+    created: bool,
+}
+
+/// Every workflow file and the problems of shared files (calendars).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    workflows: Vec<crate::workflow::catalog::WorkflowSummary>,
+    diagnostics: Vec<String>,
+}
+
+/// One page of runs.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    runs: Vec<RunView>,
+    next_cursor: Option<String>,
 }
 
 /// Starts a run. With an `Idempotency-Key` header, a repeated request (a client retrying
 /// after a timeout or a crash) returns the run the first one started instead of a second.
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/runs", tag = "runs",
+    params(("name" = String, Path, description = "Workflow name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run")),
+    request_body = StartRunBody,
+    responses((status = 201, description = "Run started", body = StartedRun),
+              (status = 200, description = "Idempotency key seen before: the first run", body = StartedRun),
+              (status = 404, body = ErrorBody), (status = 409, description = "The workflow file is invalid", body = ErrorBody),
+              (status = 422, description = "The input does not match the workflow's input schema", body = ErrorBody)))]
 pub async fn start_run(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -176,17 +233,24 @@ pub async fn start_run(
     ))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/events`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventBody {
+pub struct EventBody {
+    /// Event type, e.g. `lead.accepted`.
     #[serde(rename = "type")]
     event_type: String,
+    /// Correlation key matched against `wait_for.key`.
     #[serde(default)]
     key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     payload: Option<Json_>,
 }
 
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBody,
+    responses((status = 202, description = "Stored; waiting runs resumed, triggered workflows started", body = Delivered),
+              (status = 422, body = ErrorBody)))]
 pub async fn deliver_event(
     State(state): State<AppState>,
     body: Bytes,
@@ -215,16 +279,25 @@ pub async fn deliver_event(
     Ok((StatusCode::ACCEPTED, Json(delivered)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListRunsQuery {
+    /// Only runs of this workflow.
     workflow: Option<String>,
+    /// running, waiting, completed, failed or cancelled.
     status: Option<String>,
+    /// Only child runs of this run.
     parent: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 1000, default 50.
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRunsQuery),
+    responses((status = 200, description = "Runs, newest first; pass `next_cursor` as `cursor` for the next page", body = RunPage),
+              (status = 422, body = ErrorBody)))]
 pub async fn list_runs(
     State(state): State<AppState>,
     Query(query): Query<ListRunsQuery>,
@@ -264,6 +337,10 @@ pub async fn list_runs(
     Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
 }
 
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The run, its step history (`steps`) and child counts (`children`)", body = RunView),
+              (status = 404, body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -284,6 +361,9 @@ pub async fn get_run(
     Ok(Json(body))
 }
 
+#[utoipa::path(get, path = "/api/v1/records/{collection}", tag = "records",
+    params(("collection" = String, Path, description = "Collection written by `record` steps")),
+    responses((status = 200, description = "The collection's records by key")))]
 pub async fn list_records(
     State(state): State<AppState>,
     Path(collection): Path<String>,
@@ -297,15 +377,18 @@ pub async fn list_records(
 }
 
 /// The test clock and how many jobs are due at it (0 once the engine caught up).
+#[utoipa::path(get, path = "/api/v1/testing/clock", tag = "testing",
+    responses((status = 200, description = "The manual clock and the jobs due at it (only with `[testing] manual_clock = true`)")))]
 pub async fn get_clock(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.engine.clock().now();
     let due_jobs = state.engine.store().due_jobs(now).await?;
     Ok(Json(json!({"now": now, "due_jobs": due_jobs})))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/testing/clock`: exactly one of the two.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MoveClockBody {
+pub struct MoveClockBody {
     /// A duration such as `90s`, `2h`, `3d`.
     #[serde(default)]
     advance: Option<String>,
@@ -314,6 +397,8 @@ struct MoveClockBody {
     set: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/testing/clock", tag = "testing", request_body = MoveClockBody,
+    responses((status = 200, description = "The clock's new time"), (status = 422, body = ErrorBody)))]
 pub async fn move_clock(
     State(state): State<AppState>,
     body: Bytes,

@@ -15,7 +15,7 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -151,15 +151,18 @@ pub struct RunState {
 }
 
 /// One line of a run's step history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub step: String,
     pub action: String,
     pub attempt: u32,
+    /// completed, waiting, retrying or failed
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub input: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -223,7 +226,7 @@ pub struct JobOutcome {
 }
 
 /// Result of delivering an event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivered {
     pub event_id: i64,
     /// Runs that were waiting for it and now continue.
@@ -233,14 +236,17 @@ pub struct Delivered {
 }
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub workflow: String,
+    /// SHA-256 of the workflow file the run started with.
     pub version: String,
     pub status: RunStatus,
+    #[schema(value_type = Object)]
     pub input: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -248,6 +254,8 @@ pub struct RunView {
     pub current_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// `{"vars": {...}, "steps": {...}}`
+    #[schema(value_type = Object)]
     pub context: Json,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -267,7 +275,7 @@ pub struct RunFilter {
 }
 
 /// Child runs of a parent, counted by status.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ChildCounts {
     pub total: i64,
     pub completed: i64,

@@ -33,9 +33,10 @@ pub struct Catalog {
 }
 
 /// A summary fit for the API's workflow listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkflowSummary {
     pub name: String,
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +46,7 @@ pub struct WorkflowSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub input_schema: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<String>,
