@@ -126,29 +126,48 @@ async fn starts_a_run_and_shows_its_step_history() {
     assert_eq!(children["runs"][0]["input"]["customer"]["name"], "Groß");
 }
 
+async fn call_raw(app: &Router, uri: &str, body: &str, key: &str) -> (StatusCode, Vec<u8>) {
+    let request = Request::post(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    (
+        status,
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+}
+
 #[tokio::test]
-async fn idempotency_key_returns_the_first_run() {
+async fn idempotency_key_replays_the_first_answer_byte_for_byte() {
     let (app, _f) = app().await;
+    let uri = "/api/v1/workflows/recall-campaign/runs";
     let body = r#"{"input": {"campaign": "R-1", "series": "S-9", "customers": []}}"#;
-    let key = [("idempotency-key", "abc-123")];
-    let (first, a) = call(
-        &app,
-        "POST",
-        "/api/v1/workflows/recall-campaign/runs",
-        Some(body),
-        &key,
-    )
-    .await;
-    let (second, b) = call(
-        &app,
-        "POST",
-        "/api/v1/workflows/recall-campaign/runs",
-        Some(body),
-        &key,
-    )
-    .await;
-    assert_eq!((first, second), (StatusCode::CREATED, StatusCode::OK));
-    assert_eq!(a["id"], b["id"]);
+    let first = call_raw(&app, uri, body, "abc-123").await;
+    let second = call_raw(&app, uri, body, "abc-123").await;
+    assert_eq!(first.0, StatusCode::CREATED);
+    assert_eq!(first, second, "same status, same bytes");
+
+    let other = r#"{"input": {"campaign": "R-2", "series": "S-9", "customers": []}}"#;
+    let (status, bytes) = call_raw(&app, uri, other, "abc-123").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error["error"]["field"], "Idempotency-Key");
+
+    // 50 concurrent identical requests start one run and all get the same answer.
+    let answers = futures_join(&app, uri, body, "concurrent-1", 50).await;
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "all answers identical"
+    );
     let (_, list) = call(
         &app,
         "GET",
@@ -157,7 +176,36 @@ async fn idempotency_key_returns_the_first_run() {
         &[],
     )
     .await;
-    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["runs"].as_array().unwrap().len(),
+        2,
+        "abc-123 and concurrent-1 once each"
+    );
+}
+
+async fn futures_join(
+    app: &Router,
+    uri: &str,
+    body: &str,
+    key: &str,
+    n: usize,
+) -> Vec<(StatusCode, Vec<u8>)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (app, uri, body, key) = (
+                app.clone(),
+                uri.to_string(),
+                body.to_string(),
+                key.to_string(),
+            );
+            tokio::spawn(async move { call_raw(&app, &uri, &body, &key).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
 }
 
 #[tokio::test]

@@ -127,3 +127,13 @@ CREATE TABLE cron_cursors (
     workflow    TEXT PRIMARY KEY,
     checked_to  INTEGER NOT NULL
 );
+
+-- Idempotency-Key of run starts: the first answer, replayed byte for byte.
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY,     -- workflow + client key
+    request_hash  TEXT NOT NULL,        -- SHA-256 of the request body
+    status        INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);

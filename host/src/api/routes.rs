@@ -4,15 +4,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json_, json};
+use sha2::{Digest, Sha256};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::store::{Delivered, RunView};
-use crate::store::{NewEvent, RunFilter, RunStatus};
+use crate::store::{NewEvent, Once, RunFilter, RunStatus, StoredAnswer};
 
 /// Parses a JSON body, naming the problem (and the field, when serde knows it) on error.
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -162,7 +163,7 @@ pub struct StartRunBody {
 pub struct StartedRun {
     id: String,
     workflow: String,
-    /// False when an earlier request with the same `Idempotency-Key` started it.
+    /// Always true: a repeated `Idempotency-Key` replays the first answer.
     created: bool,
 }
 
@@ -186,21 +187,19 @@ pub struct RunPage {
     params(("name" = String, Path, description = "Workflow name"),
            ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run")),
     request_body = StartRunBody,
-    responses((status = 201, description = "Run started", body = StartedRun),
-              (status = 200, description = "Idempotency key seen before: the first run", body = StartedRun),
+    responses((status = 201, description = "Run started; with an `Idempotency-Key` seen before (same body), the first answer byte for byte", body = StartedRun),
               (status = 404, body = ErrorBody), (status = 409, description = "The workflow file is invalid", body = ErrorBody),
-              (status = 422, description = "The input does not match the workflow's input schema", body = ErrorBody)))]
+              (status = 422, description = "The input does not match the workflow's input schema, or the `Idempotency-Key` was used with another body", body = ErrorBody)))]
 pub async fn start_run(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
+        Some(v) => Some(
+            v.to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 200)
                 .ok_or_else(|| {
@@ -208,29 +207,51 @@ pub async fn start_run(
                         "Idempotency-Key",
                         "must be 1 to 200 visible ASCII characters",
                     )
-                })?;
-            Some(format!("api:{name}:{key}"))
-        }
+                })?
+                .to_string(),
+        ),
     };
-    let body: StartRunBody = if body.is_empty() {
+    let body: StartRunBody = if raw.is_empty() {
         StartRunBody { input: None }
     } else {
-        parse_body(&body)?
+        parse_body(&raw)?
     };
     let input = body.input.unwrap_or_else(|| json!({}));
-    let started = state
-        .engine
-        .start_run(&name, input, idempotency_key)
-        .await?;
-    let status = if started.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let answer = |run_id: &str| StoredAnswer {
+        status: StatusCode::CREATED.as_u16(),
+        body: json!({"id": run_id, "workflow": name, "created": true}).to_string(),
     };
-    Ok((
+    let Some(key) = idempotency_key else {
+        let started = state.engine.start_run(&name, input, None).await?;
+        return Ok(stored_response(&answer(&started.run_id)));
+    };
+    let request_hash = hex::encode(Sha256::digest(&raw));
+    let (once, stored) = state
+        .engine
+        .start_run_once(&name, input, &key, &request_hash, answer)
+        .await?;
+    match once {
+        Once::Started => Ok(stored_response(&stored)),
+        Once::Replay {
+            request_hash: first,
+            answer,
+        } if first == request_hash => Ok(stored_response(&answer)),
+        Once::Replay { .. } => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "this key was used with a different request body; use a new key for a new request",
+        )),
+    }
+}
+
+/// An answer exactly as stored, bytes and status.
+fn stored_response(answer: &StoredAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    (
         status,
-        Json(json!({"id": started.run_id, "workflow": name, "created": started.created})),
-    ))
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer.body.clone(),
+    )
+        .into_response()
 }
 
 /// Body of `POST /api/v1/events`.

@@ -192,6 +192,37 @@ impl Engine {
         Ok(started.into_iter().next().expect("one run in, one out"))
     }
 
+    /// Starts a run at most once per `key`: a repeated key gets the first answer back.
+    /// `answer` builds the answer to store from the new run's id.
+    pub async fn start_run_once(
+        &self,
+        workflow: &str,
+        input: Json,
+        key: &str,
+        request_hash: &str,
+        answer: impl FnOnce(&str) -> crate::store::StoredAnswer,
+    ) -> Result<(crate::store::Once, crate::store::StoredAnswer), EngineError> {
+        let workflow = self.workflow(workflow)?;
+        let run = self.new_run(&workflow, input, None)?;
+        let stored = answer(&run.id);
+        let once = self
+            .store
+            .start_run_once(
+                &run,
+                &format!("{}:{key}", workflow.name),
+                request_hash,
+                &stored,
+                self.clock.now(),
+            )
+            .await?;
+        if once == crate::store::Once::Started {
+            metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone())
+                .increment(1);
+            self.wake();
+        }
+        Ok((once, stored))
+    }
+
     /// Stores an event, resumes the runs waiting for it and starts the workflows it
     /// triggers.
     pub async fn deliver_event(&self, event: NewEvent) -> Result<Delivered, EngineError> {

@@ -146,6 +146,52 @@ impl Store {
         Ok(started)
     }
 
+    /// Starts `run` unless `key` was used before; stores the answer for replays.
+    pub async fn start_run_once(
+        &self,
+        run: &NewRun,
+        key: &str,
+        request_hash: &str,
+        answer: &StoredAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<Once, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let existing = sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok(Once::Replay {
+                request_hash: row.get("request_hash"),
+                answer: StoredAnswer {
+                    status: row.get::<i64, _>("status") as u16,
+                    body: row.get("response"),
+                },
+            });
+        }
+        insert_run(&mut tx, run, self.version_stored(&run.version), now).await?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key, request_hash, status, response, run_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key)
+        .bind(request_hash)
+        .bind(i64::from(answer.status))
+        .bind(&answer.body)
+        .bind(&run.id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.stored_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.version.clone());
+        Ok(Once::Started)
+    }
+
     /// The state of several runs in one query (the runs of a claimed batch).
     fn version_stored(&self, version: &str) -> bool {
         self.stored_versions

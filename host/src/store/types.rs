@@ -291,3 +291,22 @@ pub enum RetryRefused {
     /// Only failed runs are retried; this is the run's status.
     NotFailed(String),
 }
+
+/// An answer kept for an idempotency key: status code and exact body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// What a start with an idempotency key did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once {
+    /// The run was started now; the given answer was stored.
+    Started,
+    /// The key was used before, for a request with this body hash and this answer.
+    Replay {
+        request_hash: String,
+        answer: StoredAnswer,
+    },
+}
