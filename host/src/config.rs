@@ -14,13 +14,57 @@ use serde::Deserialize;
 pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: String,
+    /// The externally reachable base URL (scheme, host, optional path prefix) used in
+    /// every link Kontor puts into an email; separate from `listen`, which may be an
+    /// internal address behind a proxy.
+    pub public_url: String,
     /// `sqlite://data/kontor.db` (default).
     pub database_url: String,
     pub workflows_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub engine: EngineConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
     pub testing: TestingConfig,
+}
+
+/// How long finished data is kept (durations like `30d`, `24h`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Completed and cancelled runs with their step history; failed runs are kept.
+    pub finished_runs: String,
+    pub events: String,
+    pub idempotency_keys: String,
+    /// How often the pruning pass runs.
+    pub interval: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            finished_runs: "30d".into(),
+            events: "30d".into(),
+            idempotency_keys: "24h".into(),
+            interval: "10m".into(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn settings(&self) -> anyhow::Result<crate::retention::RetentionSettings> {
+        let parse = |key: &str, value: &str| {
+            kontor_time::parse_duration(value).map_err(|e| anyhow::anyhow!("retention.{key}: {e}"))
+        };
+        Ok(crate::retention::RetentionSettings {
+            finished_runs: parse("finished_runs", &self.finished_runs)?,
+            events: parse("events", &self.events)?,
+            idempotency_keys: parse("idempotency_keys", &self.idempotency_keys)?,
+            interval: parse("interval", &self.interval)?
+                .to_std()
+                .map_err(|_| anyhow::anyhow!("retention.interval must be positive"))?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,11 +100,13 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
             database_url: "sqlite://data/kontor.db".into(),
             workflows_dir: "workflows".into(),
             plugins_dir: "plugins".into(),
             engine: EngineConfig::default(),
             log: LogConfig::default(),
+            retention: RetentionConfig::default(),
             testing: TestingConfig::default(),
         }
     }
@@ -90,6 +136,7 @@ impl Default for LogConfig {
 /// Environment variables that override the file, and the key each one sets.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_LISTEN", "listen"),
+    ("KONTOR_PUBLIC_URL", "public_url"),
     ("KONTOR_DATABASE_URL", "database_url"),
     ("KONTOR_WORKFLOWS_DIR", "workflows_dir"),
     ("KONTOR_PLUGINS_DIR", "plugins_dir"),
@@ -101,6 +148,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "KONTOR_ENGINE_MAX_STEPS_PER_RUN",
         "engine.max_steps_per_run",
     ),
+    ("KONTOR_RETENTION_FINISHED_RUNS", "retention.finished_runs"),
+    ("KONTOR_RETENTION_EVENTS", "retention.events"),
     ("KONTOR_LOG_FORMAT", "log.format"),
     ("KONTOR_LOG_LEVEL", "log.level"),
     ("KONTOR_TESTING_MANUAL_CLOCK", "testing.manual_clock"),
@@ -150,6 +199,23 @@ impl Config {
         if self.engine.workers == 0 {
             bail!("engine.workers must be at least 1");
         }
+        let url = self.public_url.trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "public_url must start with https:// or http://, not `{}`",
+                    self.public_url
+                )
+            })?;
+        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            bail!(
+                "public_url `{}` is not a base URL (scheme, host, optional path)",
+                self.public_url
+            );
+        }
+        self.retention.settings()?;
         if self.engine.lease_seconds < 5 {
             bail!("engine.lease_seconds must be at least 5");
         }
@@ -201,6 +267,27 @@ mod tests {
         std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[engine]\nworkerz = 3\n").unwrap();
         let err = Config::load(Some(&path), |_| None).unwrap_err();
         assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+    }
+
+    #[test]
+    fn public_url_and_retention_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(&path, "public_url = \"kontor.example.de\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("public_url"), "{err:#}");
+        std::fs::write(
+            &path,
+            "public_url = \"https://kontor.example.de/crm\"\n[retention]\nevents = \"a month\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("retention.events"), "{err:#}");
+        std::fs::write(&path, "public_url = \"https://kontor.example.de/crm\"\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&path), |_| None).unwrap().public_url,
+            "https://kontor.example.de/crm"
+        );
     }
 
     #[test]

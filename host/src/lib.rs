@@ -20,6 +20,7 @@
 //! | [`store`] | the only module that speaks SQL: runs, jobs, events, waits, effects, tokens |
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
+//! | [`retention`] | pruning of finished runs, old events and idempotency keys |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
@@ -36,6 +37,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod expr;
 pub mod observability;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod workflow;

@@ -95,6 +95,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to find a port chosen by the OS (`:0`).
     println!("kontor listening on http://{address}");
     info!(%address, "listening");
+    tasks.push(crate::retention::spawn(
+        engine.clone(),
+        config.retention.settings()?,
+        stopped.clone(),
+    ));
     tasks.push(spawn_workflow_watcher(
         engine.clone(),
         config.workflows_dir.clone(),

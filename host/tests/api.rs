@@ -647,3 +647,56 @@ async fn the_openapi_document_covers_exactly_the_routes() {
         "no CDN: the page works offline"
     );
 }
+
+#[tokio::test]
+async fn lists_runs_by_creation_time() {
+    let (app, f) = app().await;
+    let body = r#"{"input": {"campaign": "R", "series": "S", "customers": []}}"#;
+    call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(body),
+        &[],
+    )
+    .await;
+    f.clock.advance(chrono::Duration::hours(1));
+    let (_, late) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(body),
+        &[],
+    )
+    .await;
+    let (_, page) = call(
+        &app,
+        "GET",
+        "/api/v1/runs?created_after=2026-06-08T07:30:00Z",
+        None,
+        &[],
+    )
+    .await;
+    let runs = page["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["id"], late["id"]);
+    let (_, page) = call(
+        &app,
+        "GET",
+        "/api/v1/runs?created_before=2026-06-08T07:30:00Z",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/api/v1/runs?created_after=yesterday",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "created_after");
+}

@@ -531,3 +531,60 @@ steps:
     assert_eq!(completed.len(), 6);
     assert!(completed.iter().all(|r| r.status == RunStatus::Completed));
 }
+
+#[tokio::test]
+async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[
+            ("quick", "name: quick\nsteps:\n  - id: done\n    end: {}\n"),
+            ("broken", "name: broken\nsteps:\n  - id: boom\n    fail:\n      message: nope\n"),
+            (
+                "parent",
+                "name: parent\nsteps:\n  - id: spawn\n    start:\n      workflow: quick\n  - id: pause\n    wait:\n      duration: 60d\n  - id: join\n    wait_children: {}\n",
+            ),
+        ],
+    )
+    .await;
+    let quick = f.start("quick", json!({})).await;
+    let broken = f.start("broken", json!({})).await;
+    let parent = f.start("parent", json!({})).await;
+    f.settle().await;
+    f.event("some.event", "k", json!({})).await;
+    f.clock.advance(Duration::days(31));
+    let settings = kontor::retention::RetentionSettings {
+        finished_runs: Duration::days(30),
+        events: Duration::days(30),
+        idempotency_keys: Duration::hours(24),
+        interval: std::time::Duration::from_secs(600),
+    };
+    let pruned = kontor::retention::prune(&f.engine, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned.runs, pruned.events),
+        (1, 1),
+        "only the quick run; the parent's child stays"
+    );
+    assert!(f.engine.store().get_run(&quick).await.unwrap().is_none());
+    assert!(f.history(&quick).await.is_empty());
+    assert_eq!(
+        f.run(&broken).await.status,
+        RunStatus::Failed,
+        "failed runs are kept"
+    );
+    assert_eq!(
+        f.engine.store().child_counts(&parent).await.unwrap().total,
+        1,
+        "children of an active parent stay"
+    );
+    // Once the parent is done and old, parent and child go.
+    f.advance(Duration::days(30)).await;
+    assert_eq!(f.run(&parent).await.status, RunStatus::Completed);
+    f.clock.advance(Duration::days(31));
+    let pruned = kontor::retention::prune(&f.engine, &settings)
+        .await
+        .unwrap();
+    assert_eq!(pruned.runs, 2);
+    assert_eq!(f.engine.store().pending_jobs().await.unwrap(), 0);
+}

@@ -314,6 +314,26 @@ pub struct ListRunsQuery {
     cursor: Option<String>,
     /// 1 to 1000, default 50.
     limit: Option<u32>,
+    /// Only runs created at or after this time (RFC 3339).
+    created_after: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    created_before: Option<String>,
+}
+
+fn time_param(
+    field: &str,
+    value: &Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.to_utc())
+                .map_err(|e| {
+                    ApiError::invalid(field, format!("`{v}` is not an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
 }
 
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRunsQuery),
@@ -349,6 +369,8 @@ pub async fn list_runs(
             status,
             parent_id: query.parent,
             before: query.cursor,
+            created_after: time_param("created_after", &query.created_after)?,
+            created_before: time_param("created_before", &query.created_before)?,
             limit,
         })
         .await?;

@@ -241,6 +241,8 @@ impl Store {
                AND (?2 IS NULL OR status = ?2)
                AND (?3 IS NULL OR parent_id = ?3)
                AND (?4 IS NULL OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?4))
+               AND (?6 IS NULL OR created_at >= ?6)
+               AND (?7 IS NULL OR created_at < ?7)
              ORDER BY created_at DESC, id DESC
              LIMIT ?5",
         )
@@ -249,6 +251,8 @@ impl Store {
         .bind(&filter.parent_id)
         .bind(&filter.before)
         .bind(i64::from(filter.limit.clamp(1, 1000)))
+        .bind(filter.created_after.map(millis))
+        .bind(filter.created_before.map(millis))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(run_view).collect()
@@ -501,6 +505,88 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Ok(step))
+    }
+
+    /// Deletes up to `batch` finished runs (completed or cancelled) that finished before
+    /// `cutoff`, with their history. Failed runs are kept until someone handles them.
+    /// Runs that still have child rows, or whose parent is still active, wait for a later
+    /// pass (children go first). Returns how many runs were deleted.
+    pub async fn prune_runs(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT r.id FROM runs r
+             WHERE r.status IN ('completed', 'cancelled') AND r.finished_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.parent_id = r.id)
+               AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = r.parent_id AND p.status IN ('running', 'waiting'))
+             LIMIT ?2",
+        )
+        .bind(millis(cutoff))
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = serde_json::to_string(&ids)?;
+        for statement in [
+            "DELETE FROM step_runs WHERE run_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM consumed_events WHERE run_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM effects WHERE run_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM jobs WHERE run_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?))",
+        ] {
+            sqlx::query(statement).bind(&ids).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Deletes up to `batch` events received before `cutoff`.
+    pub async fn prune_events(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM events WHERE received_at < ? ORDER BY id LIMIT ?")
+                .bind(millis(cutoff))
+                .bind(i64::from(batch))
+                .fetch_all(&mut *tx)
+                .await?;
+        let ids = serde_json::to_string(&ids)?;
+        sqlx::query(
+            "DELETE FROM consumed_events WHERE event_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let deleted =
+            sqlx::query("DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Forgets idempotency keys stored before `cutoff` (at most `batch`).
+    pub async fn prune_idempotency_keys(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key IN
+               (SELECT key FROM idempotency_keys WHERE created_at < ? LIMIT ?)",
+        )
+        .bind(millis(cutoff))
+        .bind(i64::from(batch))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
     }
 
     /// Number of jobs (all kinds), for tests and readiness.

@@ -271,6 +271,10 @@ pub struct RunFilter {
     pub parent_id: Option<String>,
     /// Only runs created before this run (the previous page's last id).
     pub before: Option<String>,
+    /// Only runs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
     pub limit: u32,
 }
 
