@@ -25,7 +25,48 @@ pub struct Config {
     pub engine: EngineConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    pub secrets: SecretsConfig,
     pub testing: TestingConfig,
+    /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
+    /// environment, never from the file; never printed.
+    #[serde(skip)]
+    pub master_key: Option<Redacted>,
+}
+
+/// A string that prints as `[redacted]`.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Where the master key lives (created on first use) unless `KONTOR_MASTER_KEY` is set.
+    /// Keep it outside the database's backups, or back it up separately.
+    pub master_key_file: PathBuf,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            master_key_file: "data/master.key".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The master key of the secrets store (see [`crate::secrets`]).
+    pub fn master_key(&self) -> Result<crate::secrets::MasterKey, crate::secrets::SecretsError> {
+        crate::secrets::MasterKey::load(
+            self.master_key.as_ref().map(|k| k.0.as_str()),
+            &self.secrets.master_key_file,
+        )
+    }
 }
 
 /// How long finished data is kept (durations like `30d`, `24h`).
@@ -107,6 +148,8 @@ impl Default for Config {
             engine: EngineConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
+            secrets: SecretsConfig::default(),
+            master_key: None,
             testing: TestingConfig::default(),
         }
     }
@@ -150,6 +193,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("KONTOR_RETENTION_FINISHED_RUNS", "retention.finished_runs"),
     ("KONTOR_RETENTION_EVENTS", "retention.events"),
+    ("KONTOR_SECRETS_MASTER_KEY_FILE", "secrets.master_key_file"),
     ("KONTOR_LOG_FORMAT", "log.format"),
     ("KONTOR_LOG_LEVEL", "log.level"),
     ("KONTOR_TESTING_MANUAL_CLOCK", "testing.manual_clock"),
@@ -182,9 +226,10 @@ impl Config {
                 set_key(&mut table, key, &value);
             }
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("invalid configuration ({origin} and KONTOR_* variables)"))?;
+        config.master_key = env("KONTOR_MASTER_KEY").map(Redacted);
         config.validate()?;
         Ok(config)
     }

@@ -21,6 +21,7 @@
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
+//! | [`secrets`] | the master key and sealing/opening secret values (stored by [`store`]) |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
@@ -38,6 +39,7 @@ pub mod engine;
 pub mod expr;
 pub mod observability;
 pub mod retention;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod workflow;

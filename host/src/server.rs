@@ -105,8 +105,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.workflows_dir.clone(),
         stopped.clone(),
     ));
+    let master_key = Arc::new(
+        config
+            .master_key()
+            .context("loading the secrets master key")?,
+    );
+    info!(key = %master_key.id(), "secrets master key loaded");
     let app = api::router(AppState {
         engine: engine.clone(),
+        master_key,
         workflows_dir: config.workflows_dir.clone(),
         manual_clock,
     });

@@ -24,6 +24,7 @@ async fn app() -> (Router, common::Fixture) {
     let app = router(AppState {
         engine: f.engine.clone(),
         workflows_dir: std::path::PathBuf::from("../workflows"),
+        master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),
     });
     (app, f)
@@ -386,6 +387,7 @@ async fn app_with(workflows: &[(&str, &str)]) -> (Router, common::Fixture) {
     let app = router(AppState {
         engine: f.engine.clone(),
         workflows_dir: f.dir.path().join("workflows"),
+        master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),
     });
     (app, f)

@@ -98,6 +98,45 @@ impl Server {
         Ok(server)
     }
 
+    /// The server's log (stderr of every start), appended across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kontor.log")
+    }
+
+    fn log_file(&self) -> anyhow::Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?)
+    }
+
+    /// Runs the `kontor` CLI with this server's settings; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<(i32, String, String)> {
+        use std::io::Write;
+        let mut child = Command::new(kontor_bin())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(input.as_bytes())?;
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     pub fn database_url(&self) -> String {
         format!("sqlite://{}/kontor.db", self.dir.path().display())
     }
@@ -109,7 +148,7 @@ impl Server {
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(self.log_file()?)
             .spawn()
             .context("spawning kontor serve")?;
         let stdout = child.stdout.take().context("stdout")?;
@@ -146,6 +185,10 @@ impl Server {
 
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        // Connections kept alive to the old process are dead: start a fresh client.
+        self.api.http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()?;
         self.spawn()
     }
 
@@ -180,6 +223,26 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         self.post_with(path, body, &[]).await
+    }
+
+    /// A request with a raw body; returns status and the body as text.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
     }
 
     pub async fn post_with(

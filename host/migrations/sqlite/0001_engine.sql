@@ -137,3 +137,13 @@ CREATE TABLE idempotency_keys (
     run_id        TEXT NOT NULL,
     created_at    INTEGER NOT NULL
 );
+
+-- Secrets, encrypted with XChaCha20-Poly1305 under a master key kept outside the database.
+CREATE TABLE secrets (
+    name        TEXT PRIMARY KEY,
+    key_id      TEXT NOT NULL,          -- which master key sealed it (fingerprint)
+    nonce       BLOB NOT NULL,
+    ciphertext  BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -34,6 +34,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Where `POST /api/v1/workflows/reload` reads workflows from.
     pub workflows_dir: std::path::PathBuf,
+    /// Seals secrets written through the API.
+    pub master_key: Arc<crate::secrets::MasterKey>,
     /// Present only when `[testing] manual_clock = true`.
     pub manual_clock: Option<Arc<ManualClock>>,
 }
@@ -77,6 +79,17 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
             Method::GET,
             "/api/v1/records/{collection}",
             get(routes::list_records),
+        ),
+        (Method::GET, "/api/v1/secrets", get(routes::list_secrets)),
+        (
+            Method::PUT,
+            "/api/v1/secrets/{name}",
+            put(routes::put_secret),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/secrets/{name}",
+            delete(routes::delete_secret),
         ),
     ];
     if testing {

@@ -684,6 +684,106 @@ impl Store {
         )
     }
 
+    // ----- secrets -----------------------------------------------------------------------
+
+    /// Stores a sealed secret (insert or replace).
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        sealed: &crate::secrets::Sealed,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
+                                              ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::secrets::Sealed>, StoreError> {
+        let row = sqlx::query("SELECT key_id, nonce, ciphertext FROM secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| crate::secrets::Sealed {
+            key_id: r.get("key_id"),
+            nonce: r.get("nonce"),
+            ciphertext: r.get("ciphertext"),
+        }))
+    }
+
+    /// Names and times of all secrets (never their values).
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, key_id, created_at, updated_at FROM secrets ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecretInfo {
+                name: r.get("name"),
+                key_id: r.get("key_id"),
+                created_at: from_millis(r.get("created_at")),
+                updated_at: from_millis(r.get("updated_at")),
+            })
+            .collect())
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Re-seals every secret in one transaction: `reseal` gets each name and sealed value
+    /// and returns the new sealed value. Nothing changes if any secret fails.
+    pub async fn reseal_secrets<E>(
+        &self,
+        mut reseal: impl FnMut(&str, &crate::secrets::Sealed) -> Result<crate::secrets::Sealed, E>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<usize, E>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query("SELECT name, key_id, nonce, ciphertext FROM secrets")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &rows {
+            let name: String = r.get("name");
+            let sealed = crate::secrets::Sealed {
+                key_id: r.get("key_id"),
+                nonce: r.get("nonce"),
+                ciphertext: r.get("ciphertext"),
+            };
+            let new = match reseal(&name, &sealed) {
+                Ok(new) => new,
+                Err(e) => return Ok(Err(e)),
+            };
+            sqlx::query("UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ?, updated_at = ? WHERE name = ?")
+                .bind(&new.key_id)
+                .bind(&new.nonce)
+                .bind(&new.ciphertext)
+                .bind(millis(now))
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(rows.len()))
+    }
+
     // ----- cron --------------------------------------------------------------------------
 
     /// Up to when the schedule of `workflow` has been handled.

@@ -314,3 +314,13 @@ pub enum Once {
         answer: StoredAnswer,
     },
 }
+
+/// A stored secret as listed: never its value.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// Fingerprint of the master key that sealed it.
+    pub key_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
