@@ -209,7 +209,10 @@ impl Executor<'_> {
             }
             inline += 1;
             let started = self.now;
-            match self.step(step, run, &mut state) {
+            let span =
+                tracing::debug_span!("step", step = %step.id, action = step.action.kind(), attempt);
+            let result = span.in_scope(|| self.step(step, run, &mut state));
+            match result {
                 Ok(Flow::Continue {
                     input,
                     output,

@@ -356,9 +356,10 @@ impl Engine {
                 .record(started.elapsed().as_secs_f64());
         }
         let started = std::time::Instant::now();
+        let outcomes: std::sync::Arc<[crate::store::JobOutcome]> = outcomes.into();
         let applied = self
             .store
-            .commit(&self.owner, &outcomes, self.clock.now())
+            .commit(&self.owner, outcomes.clone(), self.clock.now())
             .await?;
         metrics::histogram!("kontor_commit_duration_seconds")
             .record(started.elapsed().as_secs_f64());

@@ -22,6 +22,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("group commit failed: {0}")]
+    GroupCommit(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("cannot open the database at {url}: {reason}")]

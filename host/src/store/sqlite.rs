@@ -32,6 +32,129 @@ pub struct Store {
     claims: Arc<tokio::sync::Mutex<Claims>>,
     /// Workflow versions known to be stored, so starting a run skips that insert.
     stored_versions: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Group commit: step outcomes and run starts go to one writer task, which commits
+    /// whatever has queued up meanwhile in one transaction (one fsync for all).
+    group: tokio::sync::mpsc::Sender<GroupWrite>,
+}
+
+/// A write waiting for the next group commit.
+enum GroupWrite {
+    Commit {
+        outcomes: Arc<[JobOutcome]>,
+        now: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    },
+    Start {
+        runs: Vec<(NewRun, bool)>,
+        now: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Started>, StoreError>>,
+    },
+}
+
+/// Writes one group commit takes at most.
+const GROUP_LIMIT: usize = 64;
+
+/// The writer task: takes the first queued write, adds whatever else is queued already
+/// (never waiting for more, so a lone write is not delayed), and commits them in one
+/// transaction, each inside its own savepoint so one failing write fails alone.
+async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<GroupWrite>) {
+    use sqlx::Acquire;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_LIMIT {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let message = e.to_string();
+                batch.into_iter().for_each(|w| w.fail(&message));
+                continue;
+            }
+        };
+        let mut results: Vec<Result<GroupResult, StoreError>> = Vec::with_capacity(batch.len());
+        if let [write] = batch.as_slice() {
+            // A lone write needs no savepoint: the transaction is its own.
+            results.push(apply_group_write(&mut tx, write).await);
+        } else {
+            for write in &batch {
+                let result = async {
+                    let mut savepoint = tx.begin().await?;
+                    let result = apply_group_write(&mut savepoint, write).await?;
+                    savepoint.commit().await?;
+                    Ok::<_, StoreError>(result)
+                }
+                .await;
+                results.push(result);
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for (write, result) in batch.into_iter().zip(results) {
+                    write.answer(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                batch.into_iter().for_each(|w| w.fail(&message));
+            }
+        }
+    }
+}
+
+async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupResult, StoreError> {
+    Ok(match write {
+        GroupWrite::Commit { outcomes, now, .. } => {
+            GroupResult::Commit(commit_outcomes(tx, outcomes, *now).await?)
+        }
+        GroupWrite::Start { runs, now, .. } => {
+            let mut started = Vec::with_capacity(runs.len());
+            for (run, version_stored) in runs {
+                started.push(insert_run(tx, run, *version_stored, *now).await?);
+            }
+            GroupResult::Start(started)
+        }
+    })
+}
+
+enum GroupResult {
+    Commit(Vec<bool>),
+    Start(Vec<Started>),
+}
+
+impl GroupWrite {
+    fn answer(self, result: Result<GroupResult, StoreError>) {
+        match (self, result) {
+            (GroupWrite::Commit { reply, .. }, Ok(GroupResult::Commit(applied))) => {
+                let _ = reply.send(Ok(applied));
+            }
+            (GroupWrite::Start { reply, .. }, Ok(GroupResult::Start(started))) => {
+                let _ = reply.send(Ok(started));
+            }
+            (GroupWrite::Commit { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (GroupWrite::Start { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (write, Ok(_)) => write.fail("group commit answered the wrong kind of write"),
+        }
+    }
+
+    fn fail(self, message: &str) {
+        let error = || StoreError::GroupCommit(message.to_string());
+        match self {
+            GroupWrite::Commit { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Start { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,11 +207,14 @@ impl Store {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        let (group, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(group_writer(writer.clone(), queue));
         Ok(Store {
             writer,
             reader,
             claims: Arc::default(),
             stored_versions: Arc::default(),
+            group,
         })
     }
 
@@ -132,12 +258,22 @@ impl Store {
         runs: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Vec<Started>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let mut started = Vec::with_capacity(runs.len());
-        for run in runs {
-            started.push(insert_run(&mut tx, run, self.version_stored(&run.version), now).await?);
-        }
-        tx.commit().await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let runs_with_versions = runs
+            .iter()
+            .map(|r| (r.clone(), self.version_stored(&r.version)))
+            .collect();
+        self.group
+            .send(GroupWrite::Start {
+                runs: runs_with_versions,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::GroupCommit("the writer task has stopped".into()))?;
+        let started = answer
+            .await
+            .map_err(|_| StoreError::GroupCommit("the writer task has stopped".into()))??;
         let mut stored = self
             .stored_versions
             .lock()
@@ -603,21 +739,29 @@ impl Store {
     pub async fn commit(
         &self,
         _owner: &str,
-        outcomes: &[JobOutcome],
+        outcomes: Arc<[JobOutcome]>,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
         let result = async {
-            let mut tx = self.writer.begin().await?;
-            let applied = commit_outcomes(&mut tx, outcomes, now).await?;
-            tx.commit().await?;
-            Ok(applied)
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.group
+                .send(GroupWrite::Commit {
+                    outcomes: outcomes.clone(),
+                    now,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::GroupCommit("the writer task has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::GroupCommit("the writer task has stopped".into()))?
         }
         .await;
         // Committed or not, the claims end here; uncommitted jobs are claimed again.
-        self.release(outcomes).await;
+        self.release(&outcomes).await;
         result
     }
 
