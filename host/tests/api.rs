@@ -16,6 +16,11 @@ const TOKEN: &str = "kt_test_token";
 
 async fn app() -> (Router, common::Fixture) {
     let f = common::shipped_workflows("2026-06-08T07:00:00Z").await;
+    serve(f, std::path::PathBuf::from("../workflows")).await
+}
+
+/// The router over a fixture's engine, with the test token registered.
+async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router, common::Fixture) {
     f.engine
         .store()
         .insert_token("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
@@ -23,11 +28,23 @@ async fn app() -> (Router, common::Fixture) {
         .unwrap();
     let app = router(AppState {
         engine: f.engine.clone(),
-        workflows_dir: std::path::PathBuf::from("../workflows"),
+        workflows_dir,
         master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),
     });
     (app, f)
+}
+
+/// A GET without a token; status and body text.
+async fn get_open(app: &Router, uri: &str) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 async fn call(
@@ -90,12 +107,7 @@ async fn every_api_route_needs_a_valid_token() {
             );
         }
     }
-    let response = app
-        .clone()
-        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(get_open(&app, "/healthz").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -379,18 +391,8 @@ steps:
 
 async fn app_with(workflows: &[(&str, &str)]) -> (Router, common::Fixture) {
     let f = common::fixture("2026-06-08T07:00:00Z", workflows).await;
-    f.engine
-        .store()
-        .insert_token("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
-        .await
-        .unwrap();
-    let app = router(AppState {
-        engine: f.engine.clone(),
-        workflows_dir: f.dir.path().join("workflows"),
-        master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
-        manual_clock: Some(f.clock.clone()),
-    });
-    (app, f)
+    let dir = f.dir.path().join("workflows");
+    serve(f, dir).await
 }
 
 #[tokio::test]
@@ -541,28 +543,9 @@ async fn readiness_and_metrics_for_operators() {
     )
     .await;
     f.settle().await;
-    let response = app
-        .clone()
-        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = app
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    assert_eq!(get_open(&app, "/readyz").await.0, StatusCode::OK);
+    let (status, text) = get_open(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains("kontor_runs_started_total{workflow=\"recall-campaign\"}"),
         "{text}"
@@ -583,18 +566,9 @@ async fn readiness_and_metrics_for_operators() {
 #[tokio::test]
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
-    let response = app
-        .clone()
-        .oneshot(
-            Request::get("/api/v1/openapi.json")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "served without a token");
-    let doc: Value =
-        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "served without a token");
+    let doc: Value = serde_json::from_str(&text).unwrap();
     let mut documented: Vec<String> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -624,22 +598,8 @@ async fn the_openapi_document_covers_exactly_the_routes() {
         );
     }
 
-    let response = app
-        .clone()
-        .oneshot(Request::get("/api/v1/docs/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let page = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let (status, page) = get_open(&app, "/api/v1/docs/").await;
+    assert_eq!(status, StatusCode::OK);
     assert!(
         page.contains("swagger-ui"),
         "the docs page is served from the binary"
