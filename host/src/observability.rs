@@ -10,6 +10,7 @@
 //! | `kontor_runs_finished_total` | counter | `workflow`, `status` (completed, failed, cancelled) |
 //! | `kontor_step_retries_total` | counter | `workflow` |
 //! | `kontor_runs_cancelled_total` | counter | — |
+//! | `kontor_step_duration_seconds` | histogram | `action` (set, branch, wait_for, ...) |
 //! | `kontor_job_duration_seconds` | histogram | — (execution of one job, its steps inline) |
 //! | `kontor_commit_duration_seconds` | histogram | — (one batch's transaction) |
 //! | `kontor_queue_depth` | gauge | — (jobs due now, set when scraped) |

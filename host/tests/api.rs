@@ -558,6 +558,10 @@ async fn readiness_and_metrics_for_operators() {
     );
     assert!(text.contains("kontor_queue_depth"), "{text}");
     assert!(
+        text.contains("kontor_step_duration_seconds_bucket{action=\"start\""),
+        "{text}"
+    );
+    assert!(
         text.contains("kontor_job_duration_seconds_bucket"),
         "{text}"
     );

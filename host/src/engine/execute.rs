@@ -211,7 +211,10 @@ impl Executor<'_> {
             let started = self.now;
             let span =
                 tracing::debug_span!("step", step = %step.id, action = step.action.kind(), attempt);
+            let timer = std::time::Instant::now();
             let result = span.in_scope(|| self.step(step, run, &mut state));
+            metrics::histogram!("kontor_step_duration_seconds", "action" => step.action.kind())
+                .record(timer.elapsed().as_secs_f64());
             match result {
                 Ok(Flow::Continue {
                     input,
