@@ -42,7 +42,41 @@ pub fn clock_for(config: &Config) -> anyhow::Result<(SharedClock, Option<Arc<Man
     Ok((manual.clone(), Some(manual)))
 }
 
+/// Locks `<database file>.lock` for the life of the server: the embedded store keeps its
+/// job claims in memory, so two servers on one SQLite file would run jobs twice. The OS
+/// releases the lock when the process dies, even by SIGKILL.
+fn lock_embedded_database(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p))
+    else {
+        return Ok(None);
+    };
+    let lock_path = std::path::PathBuf::from(format!("{path}.lock"));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `kontor serve` is already using {path}; the embedded SQLite store serves one process \
+             (use PostgreSQL to run several)"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", lock_path.display()))
+        }
+    }
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let _lock = lock_embedded_database(&config.database_url)?;
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.database_url))?;

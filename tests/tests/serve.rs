@@ -223,3 +223,16 @@ async fn ticket_escalation_follows_business_hours_on_the_test_clock() {
         "{steps:?}"
     );
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    let server = Server::start(&shipped_workflows(), &[]).unwrap();
+    let (code, _, stderr) = server.cli(&["serve"], None).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("another `kontor serve` is already using"),
+        "{stderr}"
+    );
+    // The first one still serves.
+    assert_eq!(server.api.get_anonymous("/healthz").await.unwrap(), 200);
+}
