@@ -66,8 +66,7 @@ fn lock_embedded_database(database_url: &str) -> anyhow::Result<Option<std::fs::
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another `kontor serve` is already using {path}; the embedded SQLite store serves one process \
-             (use PostgreSQL to run several)"
+            "another `kontor serve` is already using {path}; the embedded SQLite store serves one process"
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", lock_path.display()))
