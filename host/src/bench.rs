@@ -107,10 +107,7 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(options.latency_runs);
     for n in 0..options.latency_runs {
         let t0 = Instant::now();
-        let run = engine
-            .start_run("three", json!({"n": n}), None)
-            .await?
-            .run_id;
+        let run = engine.start_run("three", json!({"n": n})).await?.run_id;
         loop {
             match tokio::time::timeout(StdDuration::from_secs(10), finished.recv()).await {
                 Ok(Ok(id)) if id == run => break,

@@ -36,35 +36,32 @@ pub struct Pruned {
 pub async fn prune(engine: &Engine, settings: &RetentionSettings) -> Result<Pruned, StoreError> {
     let now = engine.clock().now();
     let store = engine.store();
-    let mut pruned = Pruned::default();
+    Ok(Pruned {
+        runs: until_done(|| store.prune_runs(now - settings.finished_runs, BATCH)).await?,
+        events: until_done(|| store.prune_events(now - settings.events, BATCH)).await?,
+        idempotency_keys: until_done(|| {
+            store.prune_idempotency_keys(now - settings.idempotency_keys, BATCH)
+        })
+        .await?,
+    })
+}
+
+/// Runs one pruning batch after another, letting the workers in between, until a batch
+/// deletes nothing; returns the total.
+async fn until_done<F, Fut>(mut batch: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
     loop {
-        let n = store
-            .prune_runs(now - settings.finished_runs, BATCH)
-            .await?;
-        pruned.runs += n;
+        let n = batch().await?;
         if n == 0 {
-            break;
+            return Ok(total);
         }
+        total += n;
         tokio::task::yield_now().await;
     }
-    loop {
-        let n = store.prune_events(now - settings.events, BATCH).await?;
-        pruned.events += n;
-        if n == 0 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    loop {
-        let n = store
-            .prune_idempotency_keys(now - settings.idempotency_keys, BATCH)
-            .await?;
-        pruned.idempotency_keys += n;
-        if n == 0 {
-            break;
-        }
-    }
-    Ok(pruned)
 }
 
 /// The pruning loop of `kontor serve`.

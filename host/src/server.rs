@@ -79,12 +79,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.database_url))?;
-    // The embedded store belongs to this process alone: leases left by a killed process
-    // are released so its runs resume at once.
-    let released = store.release_all_leases().await?;
-    if released > 0 {
-        info!(released, "released jobs leased by a previous process");
-    }
     if store.count_tokens().await? == 0 {
         // First start on a fresh database: one admin token, so the quick start needs no
         // second command. Shown once; only its hash is stored.

@@ -76,7 +76,7 @@ steps:
 
     let err = f
         .engine
-        .start_run("score", json!({"employees": "many"}), None)
+        .start_run("score", json!({"employees": "many"}))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("/employees"), "{err}");

@@ -39,9 +39,8 @@ CREATE TABLE jobs (
     timer        TEXT,                  -- timer name (kind = 'timer')
     payload      TEXT,
     due_at       INTEGER NOT NULL,
-    attempt      INTEGER NOT NULL DEFAULT 1,
-    lease_owner  TEXT,
-    lease_until  INTEGER
+    attempt      INTEGER NOT NULL DEFAULT 1
+    -- No lease columns: the embedded store's claims live in the serving process's memory.
 );
 CREATE INDEX jobs_by_due ON jobs(due_at, id);
 CREATE INDEX jobs_by_run ON jobs(run_id);

@@ -222,7 +222,7 @@ pub async fn start_run(
         body: json!({"id": run_id, "workflow": name, "created": true}).to_string(),
     };
     let Some(key) = idempotency_key else {
-        let started = state.engine.start_run(&name, input, None).await?;
+        let started = state.engine.start_run(&name, input).await?;
         return Ok(stored_response(&answer(&started.run_id)));
     };
     let request_hash = hex::encode(Sha256::digest(&raw));

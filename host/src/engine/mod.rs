@@ -175,14 +175,9 @@ impl Engine {
     }
 
     /// Starts a run of the current version of `workflow`.
-    pub async fn start_run(
-        &self,
-        workflow: &str,
-        input: Json,
-        trigger_key: Option<String>,
-    ) -> Result<Started, EngineError> {
+    pub async fn start_run(&self, workflow: &str, input: Json) -> Result<Started, EngineError> {
         let workflow = self.workflow(workflow)?;
-        let run = self.new_run(&workflow, input, trigger_key)?;
+        let run = self.new_run(&workflow, input, None)?;
         let started = self.store.start_runs(&[run], self.clock.now()).await?;
         if started.iter().any(|s| s.created) {
             metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone())

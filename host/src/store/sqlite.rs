@@ -504,17 +504,6 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Frees every lease. Only for the embedded backend at startup: one process owns
-    /// the file, so leases left behind belong to a process that is gone.
-    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
-        )
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
     /// Forgets the claims of these jobs (committed, or given back).
     async fn release(&self, outcomes: &[JobOutcome]) {
         let mut claims = self.claims.lock().await;
@@ -524,12 +513,11 @@ impl Store {
         }
     }
 
-    /// When the earliest unleased job is due, if any.
+    /// When the earliest job is due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row: Option<i64> =
-            sqlx::query_scalar("SELECT min(due_at) FROM jobs WHERE lease_owner IS NULL")
-                .fetch_one(&self.reader)
-                .await?;
+        let row: Option<i64> = sqlx::query_scalar("SELECT min(due_at) FROM jobs")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(row.map(from_millis))
     }
 

@@ -86,11 +86,7 @@ async fn open(dir: tempfile::TempDir, start: &str) -> Fixture {
 
 impl Fixture {
     pub async fn start(&self, workflow: &str, input: Value) -> String {
-        self.engine
-            .start_run(workflow, input, None)
-            .await
-            .unwrap()
-            .run_id
+        self.engine.start_run(workflow, input).await.unwrap().run_id
     }
 
     /// Runs every job due now.
