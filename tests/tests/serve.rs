@@ -236,3 +236,57 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     // The first one still serves.
     assert_eq!(server.api.get_anonymous("/healthz").await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn cron_triggers_fire_on_the_test_clock_in_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("morning-report.yaml"),
+        "name: morning-report\ntrigger:\n  cron: \"0 8 * * MON-FRI\"\n  timezone: Europe/Berlin\n  input:\n    title: Frühbericht\nsteps:\n  - id: done\n    end:\n      output:\n        title: \"${input.title}\"\n",
+    )
+    .unwrap();
+    // Friday 2026-06-05 07:00 Berlin.
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+            ("KONTOR_TESTING_CLOCK_START", "2026-06-05T05:00:00Z"),
+        ],
+    )
+    .unwrap();
+    let runs = |server: &Server| {
+        let api = server.api.clone();
+        async move {
+            let (_, body) = api
+                .get("/api/v1/runs?workflow=morning-report")
+                .await
+                .unwrap();
+            body["runs"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    // Let the scheduler see the workflow once at the start time, then move through Friday
+    // 08:00, the weekend and Monday 08:00 in steps.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..(3 * 24 + 2) {
+        advance(&server, "1h").await;
+    }
+    let mut fired = Vec::new();
+    for _ in 0..100 {
+        fired = runs(&server).await;
+        if fired.len() >= 2 && fired.iter().all(|r| r["status"] == "completed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut times: Vec<String> = fired
+        .iter()
+        .map(|r| r["input"]["scheduled_at"].as_str().unwrap().to_string())
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        ["2026-06-05T06:00:00Z", "2026-06-08T06:00:00Z"],
+        "Friday and Monday 08:00 Berlin, not the weekend"
+    );
+    assert!(fired.iter().all(|r| r["output"]["title"] == "Frühbericht"));
+}
