@@ -14,6 +14,7 @@
 //! | [`config`] | `kontor.toml` + `KONTOR_*` overrides, typed, unknown keys rejected |
 //! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
+//! | [`email`] | email templates (handlebars; subject, text, HTML per locale), checked and previewed |
 //! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
 //! | [`workflow`] | workflow files: YAML source with spans → checks → compiled [`workflow::Workflow`]; the [`workflow::Catalog`] of a `workflows/` folder |
 //! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |
@@ -35,6 +36,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod diagnostics;
+pub mod email;
 pub mod engine;
 pub mod expr;
 pub mod observability;

@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Email templates.
+    Email {
+        #[command(subcommand)]
+        command: EmailCommand,
+    },
     /// Manage secrets (encrypted at rest under the master key).
     Secret {
         #[command(subcommand)]
@@ -63,6 +68,24 @@ enum BenchCommand {
         /// Engine workers (default: `engine.workers` from the config).
         #[arg(long)]
         workers: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmailCommand {
+    /// Render a template: prints subject and text, writes the HTML part to a file.
+    Preview {
+        /// Template name (a folder in workflows/templates/).
+        template: String,
+        /// Locale; falls back to the template's fallback locale.
+        #[arg(long, default_value = "de")]
+        locale: String,
+        /// JSON file with the data (default: the template's sample data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where to write the HTML part (default: preview-TEMPLATE-LOCALE.html).
+        #[arg(long)]
+        html_out: Option<PathBuf>,
     },
 }
 
@@ -133,6 +156,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Secret { command } => runtime()?.block_on(secret(&config, command)),
+        Command::Email {
+            command:
+                EmailCommand::Preview {
+                    template,
+                    locale,
+                    data,
+                    html_out,
+                },
+        } => preview(&config, &template, &locale, data, html_out),
         Command::Token {
             command: TokenCommand::Create { role, description },
         } => runtime()?.block_on(async {
@@ -237,6 +269,48 @@ async fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kontor email preview`.
+fn preview(
+    config: &Config,
+    name: &str,
+    locale: &str,
+    data: Option<PathBuf>,
+    html_out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let templates =
+        kontor::email::templates::TemplateSet::load(&config.workflows_dir.join("templates"));
+    for d in &templates.diagnostics {
+        eprintln!("{d}");
+    }
+    let template = templates.get(name).with_context(|| {
+        let known: Vec<&str> = templates.names().collect();
+        format!(
+            "there is no email template `{name}` (templates: {})",
+            known.join(", ")
+        )
+    })?;
+    let data: serde_json::Value = match data {
+        None => template.sample.clone(),
+        Some(path) => serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not valid JSON", path.display()))?,
+    };
+    let rendered = templates.render(name, locale, &data)?;
+    let html_path = html_out
+        .unwrap_or_else(|| PathBuf::from(format!("preview-{name}-{}.html", rendered.locale)));
+    std::fs::write(&html_path, &rendered.html)
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    println!("Locale:  {}", rendered.locale);
+    println!("Subject: {}", rendered.subject);
+    println!();
+    println!("{}", rendered.text.trim_end());
+    println!();
+    println!("HTML part written to {}", html_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -273,12 +347,17 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
             (path.clone(), None)
         } else if path.is_file() {
             let parent = path.parent().map(PathBuf::from).unwrap_or_default();
-            // A calendar file's catalog is the folder above `calendars/`.
-            let root = if parent.file_name().is_some_and(|n| n == "calendars") {
-                parent.parent().map(PathBuf::from).unwrap_or_default()
-            } else {
-                parent
-            };
+            // A calendar's or template's catalog is the folder above `calendars/` or
+            // `templates/`.
+            let root = path
+                .ancestors()
+                .find(|a| {
+                    a.file_name()
+                        .is_some_and(|n| n == "calendars" || n == "templates")
+                })
+                .and_then(|a| a.parent())
+                .map(PathBuf::from)
+                .unwrap_or(parent);
             (root, Some(path.clone()))
         } else {
             eprintln!("{}: error: no such file or folder", path.display());

@@ -74,3 +74,53 @@ fn unknown_config_keys_are_refused() {
     assert_eq!(code, 1);
     assert!(stderr.contains("workerz"), "{stderr}");
 }
+
+#[test]
+fn email_preview_renders_subject_text_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("preview.html");
+    let data = dir.path().join("data.json");
+    std::fs::write(
+        &data,
+        r#"{"company": {"name": "Kühl & Co. KG", "address": "Hauptstraße 1"}, "customer": {"name": "Jürgen <Weiß>", "salutation": "Hallo"},
+            "series": "KX-200", "serial_numbers": ["A-1"], "appointment_url": "https://x.example/r/1", "deadline": "1.8.2026"}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("kontor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workflows_dir = {:?}\n",
+            shipped_workflows().display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = kontor(&[
+        "--config",
+        config.to_str().unwrap(),
+        "email",
+        "preview",
+        "recall-notice",
+        "--locale",
+        "en",
+        "--data",
+        data.to_str().unwrap(),
+        "--html-out",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Subject: Safety recall KX-200: please book an appointment"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Dear Jürgen <Weiß>,"),
+        "text is not HTML-escaped: {stdout}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Dear Jürgen &lt;Weiß&gt;,"), "{page}");
+    assert!(
+        page.contains("<html lang=\"en\">") && page.contains("Kühl &amp; Co. KG"),
+        "{page}"
+    );
+}

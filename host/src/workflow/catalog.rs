@@ -27,6 +27,8 @@ pub struct Catalog {
     pub root: PathBuf,
     pub workflows: BTreeMap<String, WorkflowEntry>,
     pub calendars: Arc<Calendars>,
+    /// Email templates from `templates/`.
+    pub templates: Arc<crate::email::templates::TemplateSet>,
     /// Problems with calendars and other shared files (workflow problems live in their
     /// entries).
     pub diagnostics: Vec<Diagnostic>,
@@ -93,6 +95,12 @@ impl Catalog {
             }
         }
         catalog.calendars = Arc::new(calendars);
+
+        let templates = crate::email::templates::TemplateSet::load(&root.join("templates"));
+        catalog
+            .diagnostics
+            .extend(templates.diagnostics.iter().cloned());
+        catalog.templates = Arc::new(templates);
 
         let files = yaml_files(root);
         let names: BTreeSet<String> = files.iter().map(|p| stem(p)).collect();

@@ -1,0 +1,3 @@
+//! Email: templates today; channels, the outbox and dispatchers with the email issue.
+
+pub mod templates;

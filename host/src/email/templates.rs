@@ -1,0 +1,484 @@
+//! Email templates: handlebars, one template = subject + text + HTML, per locale.
+//!
+//! ```text
+//! workflows/templates/
+//!   partials/NAME.hbs         shared pieces and layouts, used as {{> NAME}} / {{#> NAME}}
+//!   recall-notice/
+//!     template.yaml           description, fallback locale, sample data
+//!     de.subject.hbs  de.text.hbs  de.html.hbs
+//!     en.subject.hbs  en.text.hbs  en.html.hbs
+//! ```
+//!
+//! Templates see the caller's data plus `locale`, the locale being rendered.
+//!
+//! The HTML part is escaped (`&`, `<`, `>`, `"`, `'`, `` ` `` and `=`); subject and text
+//! are not — they are not HTML. A rendered subject containing a line break is refused (it
+//! would inject mail headers). Checking walks each template's syntax tree, so a variable
+//! used only in an `{{else}}` branch is reported too, not only what one sample renders.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::{Handlebars, no_escape};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::diagnostics::Diagnostic;
+
+const PARTS: [&str; 3] = ["subject", "text", "html"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    #[serde(default)]
+    description: Option<String>,
+    /// Locale used when the requested one has no files (default `de`).
+    #[serde(default)]
+    fallback: Option<String>,
+    /// Data to preview and check the template with.
+    #[serde(default)]
+    sample: Option<Json>,
+}
+
+/// One email template with its locales.
+#[derive(Debug, Clone)]
+pub struct EmailTemplate {
+    pub name: String,
+    pub description: Option<String>,
+    pub fallback: String,
+    pub sample: Json,
+    pub locales: BTreeSet<String>,
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub locale: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("there is no email template `{0}`")]
+    UnknownTemplate(String),
+    #[error("template `{template}` has neither locale `{locale}` nor its fallback `{fallback}`")]
+    NoLocale {
+        template: String,
+        locale: String,
+        fallback: String,
+    },
+    #[error("rendering {part} of `{template}` ({locale}) failed: {message}")]
+    Render {
+        template: String,
+        locale: String,
+        part: &'static str,
+        message: String,
+    },
+    #[error("the subject of `{0}` contains a line break; a header value may not")]
+    HeaderInjection(String),
+}
+
+/// All templates under `workflows/templates/`, compiled.
+pub struct TemplateSet {
+    templates: BTreeMap<String, EmailTemplate>,
+    html: Handlebars<'static>,
+    plain: Handlebars<'static>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateSet")
+            .field("templates", &self.templates.keys())
+            .finish()
+    }
+}
+
+impl Default for TemplateSet {
+    fn default() -> Self {
+        let mut html = Handlebars::new();
+        html.register_escape_fn(escape_html);
+        let mut plain = Handlebars::new();
+        plain.register_escape_fn(no_escape);
+        TemplateSet {
+            templates: BTreeMap::new(),
+            html,
+            plain,
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
+/// Escapes for HTML text and attribute values, quoted or not.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            '`' => out.push_str("&#x60;"),
+            '=' => out.push_str("&#x3D;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl TemplateSet {
+    /// Loads `dir` (normally `workflows/templates`). Never fails: problems become
+    /// diagnostics; a missing folder means no templates.
+    pub fn load(dir: &Path) -> TemplateSet {
+        let mut set = TemplateSet::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return set;
+        };
+        let mut folders: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        folders.sort();
+        // Partials first: templates use them.
+        if let Some(partials) = folders.iter().find(|p| p.ends_with("partials")) {
+            for file in files_with_suffix(partials, ".hbs") {
+                let name = file_name(&file).trim_end_matches(".hbs").to_string();
+                if let Some(source) = set.read(&file) {
+                    for registry in [&mut set.html, &mut set.plain] {
+                        if let Err(e) = registry.register_partial(&name, &source) {
+                            set.diagnostics.push(template_error(&file, &e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        for folder in folders.iter().filter(|p| !p.ends_with("partials")) {
+            set.load_template(folder);
+        }
+        set
+    }
+
+    fn read(&mut self, file: &Path) -> Option<String> {
+        match std::fs::read_to_string(file) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.diagnostics
+                    .push(Diagnostic::new(file, 0, 0, format!("cannot read: {e}")));
+                None
+            }
+        }
+    }
+
+    fn load_template(&mut self, folder: &Path) {
+        let name = file_name(folder).to_string();
+        let meta_path = folder.join("template.yaml");
+        let meta: TemplateFile = match std::fs::read_to_string(&meta_path) {
+            Err(_) => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        &meta_path,
+                        0,
+                        0,
+                        format!("template `{name}` has no template.yaml"),
+                    )
+                    .with_hint("add one with `sample:` data to check and preview the template"),
+                );
+                TemplateFile {
+                    description: None,
+                    fallback: None,
+                    sample: None,
+                }
+            }
+            Ok(text) => {
+                match serde_saphyr::from_str_with_options(&text, kontor_time::yaml_options()) {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        self.diagnostics
+                            .push(crate::workflow::compile::yaml_error(&meta_path, &e));
+                        return;
+                    }
+                }
+            }
+        };
+        let sample = meta.sample.unwrap_or(Json::Object(Default::default()));
+        let mut locales = BTreeSet::new();
+        for file in files_with_suffix(folder, ".hbs") {
+            let file_name = file_name(&file).to_string();
+            let mut pieces = file_name.trim_end_matches(".hbs").splitn(2, '.');
+            let (Some(locale), Some(part)) = (pieces.next(), pieces.next()) else {
+                self.diagnostics.push(
+                    Diagnostic::new(&file, 0, 0, format!("`{file_name}` is not LOCALE.PART.hbs"))
+                        .with_hint("name template files like `de.subject.hbs`, `de.text.hbs`, `de.html.hbs`"),
+                );
+                continue;
+            };
+            if !PARTS.contains(&part) {
+                self.diagnostics.push(
+                    Diagnostic::new(&file, 0, 0, format!("unknown part `{part}`"))
+                        .with_hint("a template has the parts subject, text and html"),
+                );
+                continue;
+            }
+            let Some(source) = self.read(&file) else {
+                continue;
+            };
+            let registry = if part == "html" {
+                &mut self.html
+            } else {
+                &mut self.plain
+            };
+            if let Err(e) = registry.register_template_string(&key(&name, locale, part), &source) {
+                self.diagnostics.push(template_error(&file, &e));
+                continue;
+            }
+            match Template::compile(&source) {
+                Ok(template) => {
+                    for (line, column, path) in missing_variables(&template, &sample) {
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                &file,
+                                line,
+                                column,
+                                format!("`{path}` is not in the sample data of `{name}`"),
+                            )
+                            .with_hint(format!(
+                                "add `{path}` under `sample:` in {} (and pass it from the step)",
+                                meta_path.display()
+                            )),
+                        );
+                    }
+                }
+                Err(e) => self.diagnostics.push(template_error(&file, &e)),
+            }
+            locales.insert(locale.to_string());
+        }
+        for locale in &locales {
+            for part in PARTS {
+                if !folder.join(format!("{locale}.{part}.hbs")).is_file() {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            folder,
+                            0,
+                            0,
+                            format!("locale `{locale}` of `{name}` has no {part}"),
+                        )
+                        .with_hint(format!("add {locale}.{part}.hbs")),
+                    );
+                }
+            }
+        }
+        let fallback = meta.fallback.unwrap_or_else(|| "de".into());
+        if !locales.is_empty() && !locales.contains(&fallback) {
+            self.diagnostics.push(Diagnostic::new(
+                &meta_path,
+                0,
+                0,
+                format!("the fallback locale `{fallback}` has no files"),
+            ));
+        }
+        self.templates.insert(
+            name.clone(),
+            EmailTemplate {
+                name,
+                description: meta.description,
+                fallback,
+                sample,
+                locales,
+            },
+        );
+    }
+
+    pub fn get(&self, name: &str) -> Option<&EmailTemplate> {
+        self.templates.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+
+    /// Renders `name` in `locale` (or its fallback) with `data`.
+    pub fn render(&self, name: &str, locale: &str, data: &Json) -> Result<Rendered, RenderError> {
+        let template = self
+            .templates
+            .get(name)
+            .ok_or_else(|| RenderError::UnknownTemplate(name.into()))?;
+        let locale = if template.locales.contains(locale) {
+            locale
+        } else if template.locales.contains(&template.fallback) {
+            template.fallback.as_str()
+        } else {
+            return Err(RenderError::NoLocale {
+                template: name.into(),
+                locale: locale.into(),
+                fallback: template.fallback.clone(),
+            });
+        };
+        let mut data = data.clone();
+        if let Some(object) = data.as_object_mut() {
+            object.insert("locale".into(), Json::String(locale.to_string()));
+        }
+        let part = |registry: &Handlebars<'static>, part: &'static str| {
+            registry
+                .render(&key(name, locale, part), &data)
+                .map_err(|e| RenderError::Render {
+                    template: name.into(),
+                    locale: locale.into(),
+                    part,
+                    message: e.to_string(),
+                })
+        };
+        let subject = part(&self.plain, "subject")?.trim().to_string();
+        if subject.contains(['\r', '\n']) {
+            return Err(RenderError::HeaderInjection(name.into()));
+        }
+        Ok(Rendered {
+            locale: locale.to_string(),
+            subject,
+            text: part(&self.plain, "text")?,
+            html: part(&self.html, "html")?,
+        })
+    }
+}
+
+fn key(name: &str, locale: &str, part: &str) -> String {
+    format!("{name}/{locale}.{part}")
+}
+
+fn file_name(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
+fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|e| {
+            e.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && file_name(p).ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn template_error(file: &Path, e: &handlebars::TemplateError) -> Diagnostic {
+    let (line, column) = e.pos().map(|(l, c)| (l as u32, c as u32)).unwrap_or((0, 0));
+    Diagnostic::new(
+        file,
+        line,
+        column,
+        format!("invalid template: {}", e.reason()),
+    )
+}
+
+const BLOCK_HELPERS_WITH_NEW_CONTEXT: [&str; 2] = ["each", "with"];
+const HELPERS: [&str; 12] = [
+    "if", "unless", "each", "with", "lookup", "eq", "ne", "gt", "lt", "and", "or", "not",
+];
+
+/// Variables used anywhere in `template` (every branch) that `sample` lacks, with their
+/// 1-based positions. Inside `#each`/`#with` only `@root.` paths are checked.
+fn missing_variables(template: &Template, sample: &Json) -> Vec<(u32, u32, String)> {
+    let mut found = Vec::new();
+    walk(template, 0, &mut found, (1, 1));
+    let mut missing: Vec<(u32, u32, String)> = found
+        .into_iter()
+        .filter(|(_, _, path)| !has_path(sample, path))
+        .collect();
+    missing.sort();
+    missing.dedup_by(|a, b| a.2 == b.2);
+    missing
+}
+
+fn walk(template: &Template, depth: usize, found: &mut Vec<(u32, u32, String)>, at: (u32, u32)) {
+    for (i, element) in template.elements.iter().enumerate() {
+        let position = template
+            .mapping
+            .get(i)
+            .map(|m| (m.0 as u32, m.1 as u32))
+            .unwrap_or(at);
+        match element {
+            TemplateElement::Expression(h)
+            | TemplateElement::HtmlExpression(h)
+            | TemplateElement::HelperBlock(h) => {
+                let name = match &h.name {
+                    Parameter::Name(n) => Some(n.as_str()),
+                    _ => None,
+                };
+                let is_helper =
+                    !h.params.is_empty() || h.block || name.is_some_and(|n| HELPERS.contains(&n));
+                if let Some(path) = parameter_path(&h.name).filter(|_| !is_helper) {
+                    note(path, depth, position, found);
+                }
+                for p in h.params.iter().chain(h.hash.values()) {
+                    if let Some(path) = parameter_path(p) {
+                        note(path, depth, position, found);
+                    }
+                }
+                let inner = if name.is_some_and(|n| BLOCK_HELPERS_WITH_NEW_CONTEXT.contains(&n)) {
+                    depth + 1
+                } else {
+                    depth
+                };
+                if let Some(t) = &h.template {
+                    walk(t, inner, found, position);
+                }
+                if let Some(t) = &h.inverse {
+                    walk(t, depth, found, position);
+                }
+            }
+            TemplateElement::PartialBlock(d) | TemplateElement::DecoratorBlock(d) => {
+                if let Some(t) = &d.template {
+                    walk(t, depth, found, position);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parameter_path(parameter: &Parameter) -> Option<String> {
+    match parameter {
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => Some(raw.clone()),
+        Parameter::Name(n) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+fn note(path: String, depth: usize, at: (u32, u32), found: &mut Vec<(u32, u32, String)>) {
+    let path = match path.strip_prefix("@root.") {
+        Some(rest) => rest.to_string(),
+        None if depth > 0 || path.starts_with('@') || path.starts_with("../") || path == "this" => {
+            return;
+        }
+        None => path.strip_prefix("this.").unwrap_or(&path).to_string(),
+    };
+    found.push((at.0, at.1, path));
+}
+
+/// Does `data` have `a.b.c`? Stops checking at arrays (their elements vary).
+fn has_path(data: &Json, path: &str) -> bool {
+    let mut current = data;
+    for segment in path.split(['.', '/']).filter(|s| !s.is_empty()) {
+        match current {
+            Json::Object(map) => match map.get(segment) {
+                Some(next) => current = next,
+                None => return false,
+            },
+            Json::Array(_) => return true,
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
