@@ -52,7 +52,7 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     std::fs::write(workflows.join("three.yaml"), THREE_STEPS)?;
     let url = format!("sqlite://{}/bench.db", dir.display());
     let store = Store::open(&url).await?;
-    let catalog = Catalog::load(&workflows);
+    let catalog = Catalog::load(&workflows, None);
     anyhow::ensure!(
         catalog.all_diagnostics().is_empty(),
         "bench workflows are invalid"
@@ -143,4 +143,130 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("kontor-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Options of `kontor bench plugin`.
+#[derive(Debug, Clone)]
+pub struct PluginBenchOptions {
+    pub path: std::path::PathBuf,
+    pub input: serde_json::Value,
+    pub calls: usize,
+    pub tasks: usize,
+}
+
+/// `kontor bench plugin`: the cost of one plugin call (fresh instance from the
+/// `InstancePre`, fresh store, input check, call, output parse) one at a time (p50/p99)
+/// and from several tasks at once (calls/s); and the start-up cost of a plugin without
+/// and with the on-disk code cache.
+pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
+    use kontor_plugins::{Invocation, PluginRuntime, PluginSettings, RuntimeSettings};
+    let dir = tempfile_dir()?;
+    let settings = RuntimeSettings {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeSettings::default()
+    };
+    println!("kontor bench plugin");
+    println!(
+        "  component: {} ({} KiB)",
+        options.path.display(),
+        std::fs::metadata(&options.path)?.len() / 1024
+    );
+    println!(
+        "  cores: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let t0 = Instant::now();
+    let cold = PluginRuntime::new(&settings).map_err(anyhow::Error::msg)?;
+    cold.load("bench", &options.path, PluginSettings::default())
+        .await?;
+    let compile = t0.elapsed();
+    drop(cold);
+    let t0 = Instant::now();
+    let runtime = PluginRuntime::new(&settings).map_err(anyhow::Error::msg)?;
+    let plugin = Arc::new(
+        runtime
+            .load("bench", &options.path, PluginSettings::default())
+            .await?,
+    );
+    let cached = t0.elapsed();
+    println!(
+        "  start-up (runtime + load + describe): {:.1} ms compiling, {:.1} ms from the disk cache (as after a restart)",
+        compile.as_secs_f64() * 1e3,
+        cached.as_secs_f64() * 1e3
+    );
+
+    let invocation = Invocation {
+        run_id: "bench".into(),
+        workflow: "bench".into(),
+        step: "bench".into(),
+        attempt: 1,
+    };
+    if let Err(f) = plugin.call(&invocation, &options.input).await {
+        anyhow::bail!("the benchmark call fails: {}", f.error);
+    }
+    for _ in 0..1000 {
+        let _ = plugin.call_in_place(&invocation, &options.input).await;
+    }
+    for (what, hop) in [
+        ("instantiate + call, in place", false),
+        (
+            "instantiate + call via the plugin threads (as the engine calls)",
+            true,
+        ),
+    ] {
+        let mut latencies = Vec::with_capacity(options.calls);
+        for _ in 0..options.calls {
+            let t = Instant::now();
+            let result = if hop {
+                plugin.call(&invocation, &options.input).await
+            } else {
+                plugin.call_in_place(&invocation, &options.input).await
+            };
+            latencies.push(t.elapsed());
+            anyhow::ensure!(result.is_ok(), "a call failed during the benchmark");
+        }
+        latencies.sort();
+        let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+        println!(
+            "  {what} ({} calls, one at a time): p50 {:.1} µs, p99 {:.1} µs",
+            latencies.len(),
+            pick(0.5).as_secs_f64() * 1e6,
+            pick(0.99).as_secs_f64() * 1e6
+        );
+    }
+
+    let tasks = options.tasks.max(1);
+    let per_task = options.calls / tasks;
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let plugin = plugin.clone();
+            let input = options.input.clone();
+            let invocation = invocation.clone();
+            tokio::spawn(async move {
+                let mut failed = 0usize;
+                for _ in 0..per_task {
+                    failed += usize::from(plugin.call(&invocation, &input).await.is_err());
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for h in handles {
+        failed += h.await?;
+    }
+    let elapsed = t0.elapsed();
+    anyhow::ensure!(failed == 0, "{failed} calls failed during the benchmark");
+    println!(
+        "  throughput ({tasks} tasks on the multi-threaded runtime): {} calls in {:.2} s = {:.0} calls/s",
+        per_task * tasks,
+        elapsed.as_secs_f64(),
+        (per_task * tasks) as f64 / elapsed.as_secs_f64()
+    );
+    drop(plugin);
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

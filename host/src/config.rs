@@ -21,7 +21,12 @@ pub struct Config {
     /// `sqlite://data/kontor.db` (default).
     pub database_url: String,
     pub workflows_dir: PathBuf,
+    /// Where plugin components live: plugin `NAME` is `NAME.wasm` here.
     pub plugins_dir: PathBuf,
+    /// The plugin runtime (`[plugins]`).
+    pub plugins: PluginsConfig,
+    /// Limits and configuration per plugin (`[plugin.NAME]`).
+    pub plugin: std::collections::BTreeMap<String, PluginConfig>,
     pub engine: EngineConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
@@ -67,6 +72,148 @@ impl Config {
             &self.secrets.master_key_file,
         )
     }
+}
+
+/// The plugin runtime as a whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Compiled plugin code is cached here, so a restart does not recompile.
+    pub cache_dir: PathBuf,
+    /// The largest memory cap any plugin may have (`64MiB`); sizes the instance pool.
+    pub max_memory: String,
+    /// How many plugin instances may run at once.
+    pub max_instances: u32,
+    /// Threads that run plugin code, apart from the API's and the engine's; default:
+    /// one per core.
+    pub threads: Option<usize>,
+    /// Defaults for every plugin without its own `[plugin.NAME]` values.
+    pub defaults: PluginConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            cache_dir: "data/plugin-cache".into(),
+            max_memory: "64MiB".into(),
+            max_instances: 256,
+            threads: None,
+            defaults: PluginConfig::default(),
+        }
+    }
+}
+
+/// Limits and configuration of one plugin; unset values come from `[plugins.defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Wall-clock time one call may take (`2s`, `500ms`).
+    pub deadline: Option<String>,
+    /// CPU budget per call in fuel units; unset: only the deadline.
+    pub fuel: Option<u64>,
+    /// Linear memory cap (`64MiB`).
+    pub memory: Option<String>,
+    /// Largest input and output documents (`1MiB`, `4MiB`).
+    pub max_input: Option<String>,
+    pub max_output: Option<String>,
+    /// The plugin's own configuration, checked against its config schema at load.
+    pub config: Option<toml::Table>,
+}
+
+/// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. `64MiB`, `512KiB` or bytes"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "kB" | "KB" => 1 << 10,
+        "MiB" | "MB" => 1 << 20,
+        "GiB" | "GB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{other}` in `{text}` is not a size unit; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+impl Config {
+    /// Runtime settings of the plugin runtime.
+    pub fn plugin_runtime(&self) -> anyhow::Result<kontor_plugins::RuntimeSettings> {
+        Ok(kontor_plugins::RuntimeSettings {
+            cache_dir: Some(self.plugins.cache_dir.clone()),
+            max_memory: parse_size(&self.plugins.max_memory)
+                .map_err(|e| anyhow::anyhow!("plugins.max_memory: {e}"))?,
+            max_instances: self.plugins.max_instances,
+            threads: self
+                .plugins
+                .threads
+                .unwrap_or_else(|| kontor_plugins::RuntimeSettings::default().threads),
+        })
+    }
+
+    /// The settings of every configured plugin, and the defaults for the others.
+    pub fn plugin_settings(
+        &self,
+    ) -> anyhow::Result<(
+        std::collections::HashMap<String, kontor_plugins::PluginSettings>,
+        kontor_plugins::PluginSettings,
+    )> {
+        let defaults = resolve_plugin(
+            "plugins.defaults",
+            &self.plugins.defaults,
+            &kontor_plugins::PluginSettings::default(),
+        )?;
+        let mut named = std::collections::HashMap::new();
+        for (name, config) in &self.plugin {
+            named.insert(
+                name.clone(),
+                resolve_plugin(&format!("plugin.{name}"), config, &defaults)?,
+            );
+        }
+        Ok((named, defaults))
+    }
+}
+
+fn resolve_plugin(
+    key: &str,
+    config: &PluginConfig,
+    base: &kontor_plugins::PluginSettings,
+) -> anyhow::Result<kontor_plugins::PluginSettings> {
+    let size = |field: &str, value: &Option<String>, default: usize| match value {
+        None => Ok(default),
+        Some(v) => parse_size(v).map_err(|e| anyhow::anyhow!("{key}.{field}: {e}")),
+    };
+    let deadline = match &config.deadline {
+        None => base.deadline,
+        Some(d) => kontor_time::parse_duration(d)
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{key}.deadline: `{d}` is not a positive duration like `2s` or `500ms`"
+                )
+            })?,
+    };
+    Ok(kontor_plugins::PluginSettings {
+        deadline,
+        fuel: config.fuel.or(base.fuel),
+        memory: size("memory", &config.memory, base.memory)?,
+        max_input: size("max_input", &config.max_input, base.max_input)?,
+        max_output: size("max_output", &config.max_output, base.max_output)?,
+        config: match &config.config {
+            Some(table) => serde_json::to_value(table)?,
+            None => base.config.clone(),
+        },
+    })
 }
 
 /// How long finished data is kept (durations like `30d`, `24h`).
@@ -145,6 +292,8 @@ impl Default for Config {
             database_url: "sqlite://data/kontor.db".into(),
             workflows_dir: "workflows".into(),
             plugins_dir: "plugins".into(),
+            plugins: PluginsConfig::default(),
+            plugin: Default::default(),
             engine: EngineConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
@@ -183,6 +332,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_DATABASE_URL", "database_url"),
     ("KONTOR_WORKFLOWS_DIR", "workflows_dir"),
     ("KONTOR_PLUGINS_DIR", "plugins_dir"),
+    ("KONTOR_PLUGINS_CACHE_DIR", "plugins.cache_dir"),
     ("KONTOR_ENGINE_WORKERS", "engine.workers"),
     ("KONTOR_ENGINE_BATCH_SIZE", "engine.batch_size"),
     ("KONTOR_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
@@ -261,8 +411,27 @@ impl Config {
             );
         }
         self.retention.settings()?;
+        let runtime = self.plugin_runtime()?;
+        let (named, defaults) = self.plugin_settings()?;
+        for (name, settings) in named.iter().chain([(&"defaults".to_string(), &defaults)]) {
+            if settings.memory > runtime.max_memory {
+                bail!(
+                    "plugin.{name}.memory is larger than plugins.max_memory ({} MiB); raise plugins.max_memory",
+                    runtime.max_memory >> 20
+                );
+            }
+        }
         if self.engine.lease_seconds < 5 {
             bail!("engine.lease_seconds must be at least 5");
+        }
+        let lease = std::time::Duration::from_secs(self.engine.lease_seconds);
+        for (name, settings) in named.iter().chain([(&"defaults".to_string(), &defaults)]) {
+            if settings.deadline >= lease {
+                bail!(
+                    "plugin.{name}.deadline must be shorter than engine.lease_seconds ({}s): a job's lease must outlive its longest step",
+                    self.engine.lease_seconds
+                );
+            }
         }
         Ok(())
     }
@@ -292,7 +461,7 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) {
     let value = match (last, &value) {
         (
             "listen" | "database_url" | "workflows_dir" | "plugins_dir" | "format" | "level"
-            | "clock_start",
+            | "clock_start" | "cache_dir",
             v,
         ) if !v.is_str() => toml::Value::String(raw.to_string()),
         _ => value,

@@ -15,9 +15,10 @@ use kontor::workflow::Catalog;
     about = "Workflow and campaign automation for CRM + ERP"
 )]
 struct Cli {
-    /// Configuration file (default: ./kontor.toml if it exists). `KONTOR_*` variables
-    /// override it, e.g. KONTOR_LISTEN, KONTOR_DATABASE_URL, KONTOR_WORKFLOWS_DIR.
-    #[arg(long, global = true, env = "KONTOR_CONFIG")]
+    /// Configuration file (default: ./kontor.toml if it exists), given before the
+    /// command: `kontor --config prod.toml serve`. `KONTOR_*` variables override it, e.g.
+    /// KONTOR_LISTEN, KONTOR_DATABASE_URL, KONTOR_WORKFLOWS_DIR.
+    #[arg(long, env = "KONTOR_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -37,6 +38,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Write, build, try and inspect WebAssembly step plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Email templates.
     Email {
@@ -68,6 +74,56 @@ enum BenchCommand {
         /// Engine workers (default: `engine.workers` from the config).
         #[arg(long)]
         workers: Option<usize>,
+    },
+    /// Instantiate + call overhead of a plugin (p50/p99), calls/s, and start-up with and
+    /// without the on-disk code cache.
+    Plugin {
+        /// A `.wasm` file, or the name of a plugin in the plugins folder.
+        #[arg(default_value = "lead-scoring")]
+        plugin: String,
+        /// The step input: a JSON file or inline JSON.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Calls to measure.
+        #[arg(long, default_value_t = 100_000)]
+        calls: usize,
+        /// Concurrent tasks for the throughput figure.
+        #[arg(long, default_value_t = 4)]
+        tasks: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate in the plugins folder (and add it to its workspace).
+    New {
+        /// Lower-case name with dashes, e.g. `next-best-offer`.
+        name: String,
+    },
+    /// Compile plugin crates for wasm32-wasip2 into `plugins/NAME.wasm` and check them.
+    Build {
+        /// One plugin; default: every plugin of the plugins workspace.
+        name: Option<String>,
+    },
+    /// Run a plugin once in the real sandbox; prints the output, its log, the duration,
+    /// fuel used and peak memory.
+    Test {
+        /// A `.wasm` file, or the name of a plugin in the plugins folder.
+        plugin: String,
+        /// The step input: a JSON file, `-` for stdin, or inline JSON.
+        #[arg(long)]
+        input: String,
+        /// The plugin configuration (default: `[plugin.NAME.config]` from kontor.toml).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Show a component's world, exports, imports and the grants it asks for.
+    Inspect {
+        /// A `.wasm` file, or the name of a plugin in the plugins folder.
+        plugin: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -155,7 +211,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench {
+            command:
+                BenchCommand::Plugin {
+                    plugin,
+                    input,
+                    calls,
+                    tasks,
+                },
+        } => {
+            let path = kontor::plugin_tool::component_path(&config, &plugin)?.1;
+            let input = kontor::plugin_tool::read_json("input", &input)?;
+            runtime()?.block_on(kontor::bench::plugin(kontor::bench::PluginBenchOptions {
+                path,
+                input,
+                calls,
+                tasks,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Secret { command } => runtime()?.block_on(secret(&config, command)),
+        Command::Plugin { command } => match command {
+            PluginCommand::New { name } => kontor::plugin_tool::new(&config, &name),
+            PluginCommand::Build { name } => kontor::plugin_tool::build(&config, name.as_deref()),
+            PluginCommand::Test {
+                plugin,
+                input,
+                config: plugin_config,
+            } => kontor::plugin_tool::test(&config, &plugin, &input, plugin_config.as_deref()),
+            PluginCommand::Inspect { plugin, json } => {
+                kontor::plugin_tool::inspect(&config, &plugin, json)
+            }
+        },
         Command::Email {
             command:
                 EmailCommand::Preview {
@@ -319,8 +406,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let mut filter = EnvFilter::new(&spec);
+    // The plugin compiler logs every instruction at debug/trace: quiet unless asked for.
+    for noisy in [
+        "cranelift_codegen",
+        "cranelift_frontend",
+        "wasmtime_internal_cranelift",
+        "regalloc2",
+    ] {
+        if !spec.contains(noisy)
+            && let Ok(directive) = format!("{noisy}=warn").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
     // Colours only on a terminal; a log file or journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -342,6 +442,28 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
     };
     let mut problems = 0usize;
     let mut checked = 0usize;
+    // Plugins are loaded for real (from the on-disk code cache when warm), so a step
+    // naming a plugin that is missing or does not export `step` is a problem here.
+    let plugins =
+        match runtime().and_then(|rt| rt.block_on(kontor::server::plugin_registry(config))) {
+            Ok(registry) => {
+                let index = kontor::workflow::PluginIndex::from_registry(&registry);
+                for (name, problem) in &index.plugins {
+                    if let Some(problem) = problem {
+                        let file = index.dir.join(format!("{name}.wasm")).display().to_string();
+                        let problem = problem.strip_prefix(&format!("{file} ")).unwrap_or(problem);
+                        println!("{file}: error: {problem}");
+                        problems += 1;
+                    }
+                }
+                Some(index)
+            }
+            Err(e) => {
+                eprintln!("error: the plugin runtime cannot start: {e:#}");
+                problems += 1;
+                None
+            }
+        };
     for path in &paths {
         let (root, only) = if path.is_dir() {
             (path.clone(), None)
@@ -364,7 +486,7 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
             problems += 1;
             continue;
         };
-        let catalog = Catalog::load(&root);
+        let catalog = Catalog::load(&root, plugins.as_ref());
         checked += match &only {
             Some(_) => 1,
             None => catalog.workflows.len(),

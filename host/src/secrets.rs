@@ -131,7 +131,17 @@ impl MasterKey {
             Ok(text) => MasterKey::from_hex(&Zeroizing::new(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = MasterKey::generate();
-                write_key_file(file, &key).map_err(|e| key_file_error(e.to_string()))?;
+                match create_key_file(file, &key) {
+                    Ok(()) => {}
+                    // Another process (a server and a CLI started together) created it
+                    // first: use that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(file)
+                            .map_err(|e| key_file_error(e.to_string()))?;
+                        return MasterKey::from_hex(&Zeroizing::new(text));
+                    }
+                    Err(e) => return Err(key_file_error(e.to_string())),
+                }
                 tracing::warn!(path = %file.display(), key = %key.id, "created a new master key; back it up: secrets cannot be read without it");
                 Ok(key)
             }
@@ -208,12 +218,26 @@ pub async fn reseal_all(
     Ok(resealed)
 }
 
+/// Creates the first key file; fails with `AlreadyExists` if another process won.
+fn create_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+    let temp = write_temp_key(path, key)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    linked
+}
+
 /// Writes a key file readable by the owner only, atomically (temp file, then rename).
 pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+    let temp = write_temp_key(path, key)?;
+    std::fs::rename(&temp, path)
+}
+
+/// The key in a temp file beside `path`, unique to this process, owner-readable only.
+fn write_temp_key(path: &Path, key: &MasterKey) -> std::io::Result<std::path::PathBuf> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let temp = path.with_extension("tmp");
+    let temp = path.with_extension(format!("{}.tmp", std::process::id()));
     {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
@@ -228,7 +252,7 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
         file.write_all(b"\n")?;
         file.sync_all()?;
     }
-    std::fs::rename(&temp, path)
+    Ok(temp)
 }
 
 #[cfg(test)]

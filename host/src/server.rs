@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineSettings, Limits};
 use crate::store::Store;
 use crate::workflow::Catalog;
+use kontor_plugins::{PluginRegistry, PluginRuntime};
 
 pub fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
@@ -95,7 +96,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         println!("first start: created admin token {token}");
         println!("  (shown once; create more with `kontor token create --role admin`)");
     }
-    let catalog = Catalog::load(&config.workflows_dir);
+    let plugins = plugin_registry(&config).await?;
+    let catalog = Catalog::load(
+        &config.workflows_dir,
+        Some(&crate::workflow::PluginIndex::from_registry(&plugins)),
+    );
     for diagnostic in catalog.all_diagnostics() {
         warn!("{diagnostic}");
     }
@@ -111,6 +116,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     crate::observability::metrics_handle();
     let engine = Engine::new(store, clock, catalog, engine_settings(&config));
+    engine.attach_plugins(plugins);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = engine.spawn_workers(stopped.clone());
     tasks.push(engine.spawn_cron(stopped.clone()));
@@ -161,9 +167,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plugin runtime and the plugins of `plugins_dir`, loaded.
+pub async fn plugin_registry(config: &Config) -> anyhow::Result<Arc<PluginRegistry>> {
+    let runtime = PluginRuntime::new(&config.plugin_runtime()?).map_err(anyhow::Error::msg)?;
+    let (named, defaults) = config.plugin_settings()?;
+    let registry = Arc::new(PluginRegistry::new(
+        runtime,
+        &config.plugins_dir,
+        named,
+        defaults,
+    ));
+    let loaded = registry.refresh().await;
+    info!(
+        plugins = loaded.iter().filter(|(_, problem)| problem.is_none()).count(),
+        failed = loaded.iter().filter(|(_, problem)| problem.is_some()).count(),
+        dir = %config.plugins_dir.display(),
+        "plugins loaded"
+    );
+    Ok(registry)
+}
+
 /// Reloads the catalog when a file under the workflows folder changes (checked every
-/// two seconds by modification time and size: no platform watcher needed). New runs use
-/// the new versions; running ones keep theirs.
+/// two seconds by modification time and size: no platform watcher needed), and reloads
+/// plugins whose `.wasm` file changed. New runs use the new versions; running ones keep
+/// their workflow version, and calls in flight finish on the plugin they started on.
 fn spawn_workflow_watcher(
     engine: Arc<Engine>,
     dir: std::path::PathBuf,
@@ -176,10 +203,14 @@ fn spawn_workflow_watcher(
                 _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
                 _ = stopped.changed() => return,
             }
+            let plugins_changed = match engine.plugins() {
+                Some(registry) => !registry.refresh().await.is_empty(),
+                None => false,
+            };
             let now = fingerprint(&dir);
-            if now != last {
+            if now != last || plugins_changed {
                 last = now;
-                let catalog = Catalog::load(&dir);
+                let catalog = Catalog::load(&dir, engine.plugin_index().as_ref());
                 for diagnostic in catalog.all_diagnostics() {
                     warn!("{diagnostic}");
                 }

@@ -452,7 +452,8 @@ async fn a_run_keeps_its_workflow_version_after_the_file_changes() {
     f.settle().await;
     let root = f.dir.path().join("workflows");
     std::fs::write(root.join("versioned.yaml"), v2).unwrap();
-    f.engine.set_catalog(kontor::workflow::Catalog::load(&root));
+    f.engine
+        .set_catalog(kontor::workflow::Catalog::load(&root, None));
     let new = f.start("versioned", json!({})).await;
     f.advance(Duration::hours(1)).await;
     assert_eq!(f.run(&old).await.output, Some(json!({"version": 1})));

@@ -14,6 +14,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+/// The folder with the compiled plugins that load (`lead-scoring`, `hostile`).
+pub fn test_plugins() -> PathBuf {
+    PathBuf::from(env!("KONTOR_TEST_PLUGINS"))
+}
+
+/// The folder with components the host must refuse (`wrong-world`, `future-contract`).
+pub fn refused_plugins() -> PathBuf {
+    PathBuf::from(env!("KONTOR_TEST_REFUSED_PLUGINS"))
+}
+
 /// Path of the `kontor` binary built for this test run.
 pub fn kontor_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -75,6 +85,15 @@ impl Server {
             ),
             ("KONTOR_ENGINE_POLL_INTERVAL_MS".into(), "100".into()),
             ("RUST_LOG".into(), "warn".into()),
+            // The shipped and test plugins, compiled by this crate's build script.
+            (
+                "KONTOR_PLUGINS_DIR".into(),
+                test_plugins().display().to_string(),
+            ),
+            (
+                "KONTOR_PLUGINS_CACHE_DIR".into(),
+                dir.path().join("plugin-cache").display().to_string(),
+            ),
         ];
         env.extend(
             extra_env

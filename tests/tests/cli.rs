@@ -2,12 +2,20 @@
 
 use std::process::Command;
 
-use kontor_tests::{kontor_bin, shipped_workflows};
+use kontor_tests::{kontor_bin, refused_plugins, shipped_workflows, test_plugins};
 
 fn kontor(args: &[&str]) -> (i32, String, String) {
+    kontor_with(args, &test_plugins())
+}
+
+/// Runs the CLI with `plugins` as its plugins folder.
+fn kontor_with(args: &[&str], plugins: &std::path::Path) -> (i32, String, String) {
+    let cache = std::env::temp_dir().join("kontor-cli-test-plugin-cache");
     let out = Command::new(kontor_bin())
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KONTOR_PLUGINS_DIR", plugins)
+        .env("KONTOR_PLUGINS_CACHE_DIR", cache)
         .output()
         .unwrap();
     (
@@ -25,6 +33,124 @@ fn check_accepts_the_shipped_workflows() {
         stderr.contains("4 workflow file(s) checked, no problems"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_reports_missing_and_unloadable_plugins() {
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = kontor_with(
+        &["check", shipped_workflows().to_str().unwrap()],
+        empty.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("lead-routing.yaml:30:13: error: there is no plugin `lead-scoring`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hint: build it with `kontor plugin build lead-scoring`"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = kontor_with(
+        &["check", shipped_workflows().to_str().unwrap()],
+        &refused_plugins(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("future-contract.wasm: error: ") && stdout.contains("kontor:plugin@1.0.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wrong-world.wasm: error: "), "{stdout}");
+}
+
+#[test]
+fn plugin_test_and_inspect_run_a_component_in_the_sandbox() {
+    let (code, stdout, stderr) = kontor(&[
+        "plugin",
+        "test",
+        "lead-scoring",
+        "--input",
+        r#"{"country": "CH", "title": "Geschäftsführer", "event_visited": true}"#,
+        "--config",
+        r#"{"grade_a": 40}"#,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output["score"], 15 + 15 + 15);
+    assert_eq!(output["grade"], "A");
+    assert!(stderr.contains("ok: lead-scoring 0.1.0 in "), "{stderr}");
+    assert!(stderr.contains("fuel used "), "{stderr}");
+    assert!(stderr.contains("peak memory "), "{stderr}");
+
+    let (code, _, stderr) = kontor(&[
+        "plugin",
+        "test",
+        "lead-scoring",
+        "--input",
+        r#"{"employees": -3}"#,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("failed (invalid-input)"), "{stderr}");
+    assert!(stderr.contains("/employees"), "{stderr}");
+
+    let (code, stdout, _) = kontor(&["plugin", "inspect", "lead-scoring"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("world:     step (kontor:plugin@0.1.0)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kontor:plugin/handler@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("requests:  hosts [], secrets []"),
+        "{stdout}"
+    );
+    let wrong = refused_plugins().join("wrong-world.wasm");
+    let (code, stdout, _) = kontor(&["plugin", "inspect", wrong.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("wasi:cli/run@0.2"), "{stdout}");
+    assert!(
+        stdout.contains("does not implement Kontor's `step` world"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_new_scaffolds_a_crate_in_the_plugins_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(dir.path().join("sdk")).unwrap();
+    std::fs::write(
+        dir.path().join("sdk/Cargo.toml"),
+        "[package]\nname = \"kontor-sdk\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("Cargo.toml"),
+        "[workspace]\nresolver = \"3\"\nmembers = [\"lead-scoring\"]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = kontor_with(&["plugin", "new", "next-best-offer"], &plugins);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lib = std::fs::read_to_string(plugins.join("next-best-offer/src/lib.rs")).unwrap();
+    assert!(lib.contains("export_step!(NextBestOffer);"), "{lib}");
+    let manifest = std::fs::read_to_string(plugins.join("next-best-offer/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("kontor-sdk = { path = \"../../sdk\" }"),
+        "{manifest}"
+    );
+    let workspace = std::fs::read_to_string(plugins.join("Cargo.toml")).unwrap();
+    assert!(
+        workspace.contains("members = [\"lead-scoring\", \"next-best-offer\"]"),
+        "{workspace}"
+    );
+    let (code, _, stderr) = kontor_with(&["plugin", "new", "next-best-offer"], &plugins);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exists already"), "{stderr}");
+    let (code, _, stderr) = kontor_with(&["plugin", "new", "Bad_Name"], &plugins);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a plugin name"), "{stderr}");
 }
 
 #[test]

@@ -290,3 +290,86 @@ async fn cron_triggers_fire_on_the_test_clock_in_a_real_server() {
     );
     assert!(fired.iter().all(|r| r["output"]["title"] == "Frühbericht"));
 }
+
+fn lead(id: &str, postal_code: &str, employees: i64, quote: bool) -> Value {
+    json!({
+        "id": id, "email": "einkauf@example.de", "company": "Müller Maschinenbau GmbH",
+        "title": "Leiter Einkauf", "country": "DE", "postal_code": postal_code,
+        "industry": "maschinenbau", "product": "B", "employees": employees, "quote_requested": quote
+    })
+}
+
+/// Lead routing with the compiled lead-scoring plugin: score (with its explanation),
+/// territory, owner, feedback, reminders in business hours.
+#[tokio::test]
+async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
+    // Monday 2026-06-08 10:00 Berlin.
+    let server = Server::start(
+        &shipped_workflows(),
+        &[
+            ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+            ("KONTOR_TESTING_CLOCK_START", "2026-06-08T08:00:00Z"),
+        ],
+    )
+    .unwrap();
+    for l in [
+        lead("L-1", "20095", 320, true),
+        lead("L-2", "80331", 10, false),
+    ] {
+        let (status, body) = server
+            .api
+            .post(
+                "/api/v1/events",
+                &json!({"type": "lead.created", "payload": l}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    settle(&server).await;
+    let leads = records(&server, "leads").await;
+    assert_eq!(leads.len(), 2, "{leads:?}");
+    let l1 = leads.iter().find(|r| r["key"] == "L-1").unwrap();
+    let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
+    // L-1: DE 20 + 320 staff 25 + Maschinenbau 20 + quote 30 + "Leiter Einkauf" 10 = 105 → A;
+    // Hamburg 20095 × maschinenbau × product B → only team nord-maschinenbau owns B there.
+    assert_eq!(l1["data"]["stage"], "sales-qualified");
+    assert_eq!(l1["data"]["score"], 105);
+    assert_eq!(l1["data"]["team"], "nord-maschinenbau");
+    let explanation = l1["data"]["explanation"].as_array().unwrap();
+    assert_eq!(explanation.len(), 5);
+    assert_eq!(explanation[4]["value"], "Leiter Einkauf (leiter)");
+    // L-2: 20 + 5 + 20 + 10 = 55 → B: marketing-qualified, Munich → team sued.
+    assert_eq!(l2["data"]["stage"], "marketing-qualified");
+    assert_eq!(l2["data"]["score"], 55);
+    assert_eq!(l2["data"]["team"], "sued");
+
+    let (status, _) = server
+        .api
+        .post(
+            "/api/v1/events",
+            &json!({"type": "lead.accepted", "key": "L-1", "payload": {"opportunity_id": "OPP-9"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    settle(&server).await;
+    let leads = records(&server, "leads").await;
+    let l1 = leads.iter().find(|r| r["key"] == "L-1").unwrap();
+    assert_eq!(l1["data"]["stage"], "accepted");
+    assert_eq!(l1["data"]["opportunity"], "OPP-9");
+
+    // Nobody reacts to L-2: a reminder after every 16 business hours (two working
+    // days), and after the third the lead is marked unanswered.
+    advance(&server, "2d").await; // Wed 10:00
+    assert_eq!(
+        records(&server, "lead_reminders").await[0]["data"]["reminders"],
+        1
+    );
+    for _ in 0..8 {
+        advance(&server, "1d").await;
+    }
+    let leads = records(&server, "leads").await;
+    let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
+    assert_eq!(l2["data"]["stage"], "unanswered", "{l2}");
+}

@@ -86,7 +86,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     responses((status = 200, description = "The reloaded workflows with their validation state"),
               (status = 401, body = ErrorBody)))]
 pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoResponse {
-    let catalog = crate::workflow::Catalog::load(&state.workflows_dir);
+    if let Some(registry) = state.engine.plugins() {
+        registry.refresh().await;
+    }
+    let catalog =
+        crate::workflow::Catalog::load(&state.workflows_dir, state.engine.plugin_index().as_ref());
     let summaries = catalog.summaries();
     let diagnostics: Vec<String> = catalog
         .diagnostics

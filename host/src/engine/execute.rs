@@ -6,6 +6,11 @@
 //! `wait_for`, `wait_children`), at the end of the run, at an error, or after
 //! [`MAX_INLINE_STEPS`] (then a continuation job is scheduled, so a loop without waits
 //! cannot hold a worker forever).
+//!
+//! A `plugin` step is the one step that is not pure: the executor stops before it and
+//! hands back an [`Execution::Call`]; the engine makes the call (async, in the sandbox)
+//! and [`Executor::resume`]s with its result, so the step's output, the steps after it
+//! and their effects still commit together.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
@@ -63,6 +68,32 @@ impl From<ExprError> for StepError {
     }
 }
 
+/// What executing a job led to.
+#[allow(clippy::large_enum_variant)]
+pub enum Execution {
+    /// The outcome to commit.
+    Done(JobOutcome),
+    /// A plugin must be called before the run can go on.
+    Call(Box<PendingCall>),
+}
+
+/// A plugin call a run is waiting for, with the run's progress up to it.
+pub struct PendingCall {
+    pub plugin: String,
+    pub input: Json,
+    pub step: String,
+    pub attempt: u32,
+    state: RunProgress,
+    cursor: usize,
+    inline: usize,
+}
+
+/// Where the run goes after a step.
+enum Applied {
+    Next(RunProgress, Option<usize>),
+    Stop(JobOutcome),
+}
+
 /// What a single step led to.
 enum Flow {
     Continue {
@@ -95,7 +126,7 @@ pub struct Executor<'a> {
 
 impl Executor<'_> {
     /// Runs `job` against `run`. Never panics on bad workflow data: errors fail the step.
-    pub fn execute(&self, job: &Job, run: &RunState) -> JobOutcome {
+    pub fn execute(&self, job: &Job, run: &RunState) -> Execution {
         let mut state = RunProgress {
             context: normalise_context(run.context.clone()),
             step_count: run.step_count,
@@ -115,18 +146,18 @@ impl Executor<'_> {
                 key: run.id.clone(),
                 payload: json!({"timer": name, "due_at": job.due_at}),
             });
-            return state.outcome;
+            return Execution::Done(state.outcome);
         }
 
         let Some((index, step)) = self.workflow.step(&job.step) else {
-            return self.fail_run(
+            return Execution::Done(self.fail_run(
                 state,
                 &job.step,
                 format!(
                     "step `{}` does not exist in this workflow version",
                     job.step
                 ),
-            );
+            ));
         };
 
         let cursor = match job.kind {
@@ -176,137 +207,247 @@ impl Executor<'_> {
         )
     }
 
+    /// Continues a run after its plugin call finished with `result`.
+    pub fn resume(
+        &self,
+        run: &RunState,
+        call: Box<PendingCall>,
+        result: Result<Json, StepError>,
+    ) -> Execution {
+        let call = *call;
+        let step = &self.workflow.steps[call.cursor];
+        let flow = result.map(|output| Flow::Continue {
+            input: Some(call.input),
+            output,
+            next: step.next,
+        });
+        self.drive(
+            call.state,
+            run,
+            Some(call.cursor),
+            call.attempt,
+            call.inline,
+            Some(flow),
+        )
+    }
+
     fn run_from(
+        &self,
+        state: RunProgress,
+        run: &RunState,
+        cursor: Option<usize>,
+        attempt: u32,
+    ) -> Execution {
+        self.drive(state, run, cursor, attempt, 0, None)
+    }
+
+    /// Runs steps from `cursor` on; `resolved` is the result of the step at `cursor` when
+    /// it was computed outside (a plugin call).
+    fn drive(
         &self,
         mut state: RunProgress,
         run: &RunState,
         mut cursor: Option<usize>,
         mut attempt: u32,
-    ) -> JobOutcome {
-        let mut inline = 0usize;
+        mut inline: usize,
+        mut resolved: Option<Result<Flow, StepError>>,
+    ) -> Execution {
         while let Some(i) = cursor {
             let step = &self.workflow.steps[i];
-            if inline >= MAX_INLINE_STEPS {
-                state.outcome.jobs.push(NewJob {
-                    kind: JobKind::Step,
-                    step: step.id.clone(),
-                    timer: None,
-                    payload: None,
-                    due_at: self.now,
-                    attempt: 1,
-                });
-                return state.finish(RunStatus::Running, Some(step.id.clone()), None, None);
-            }
-            if state.step_count >= self.limits.max_steps_per_run {
-                return self.fail_run(
-                    state,
-                    &step.id,
-                    format!(
-                        "the run executed {} steps, the limit; is there a loop without a wait?",
-                        self.limits.max_steps_per_run
-                    ),
-                );
-            }
-            inline += 1;
             let started = self.now;
-            let span =
-                tracing::debug_span!("step", step = %step.id, action = step.action.kind(), attempt);
-            let timer = std::time::Instant::now();
-            let result = span.in_scope(|| self.step(step, run, &mut state));
-            metrics::histogram!("kontor_step_duration_seconds", "action" => step.action.kind())
-                .record(timer.elapsed().as_secs_f64());
-            match result {
-                Ok(Flow::Continue {
-                    input,
-                    output,
-                    next,
-                }) => {
-                    state.record(
-                        step,
-                        attempt,
-                        "completed",
-                        input,
-                        Some(output.clone()),
-                        None,
-                        started,
-                    );
-                    state.set_step_output(&step.id, output);
+            let result = match resolved.take() {
+                Some(result) => result,
+                None => match self.next_step(state, run, step, i, attempt, &mut inline) {
+                    Ok((s, result)) => {
+                        state = s;
+                        result
+                    }
+                    Err(execution) => return execution,
+                },
+            };
+            match self.apply(state, step, attempt, started, result) {
+                Applied::Next(s, next) => {
+                    state = s;
                     cursor = next;
                     attempt = 1;
                 }
-                Ok(Flow::Park { input, wait }) => {
-                    state.record(step, attempt, "waiting", input, None, None, started);
-                    match wait {
-                        Parking::Until(job) => state.outcome.jobs.push(job),
-                        Parking::Events(wait) => state.outcome.wait = Some(wait),
-                        Parking::Children => {
-                            state.outcome.wait = Some(WaitFor::Children {
-                                step: step.id.clone(),
-                            })
-                        }
-                    }
-                    return state.finish(RunStatus::Waiting, Some(step.id.clone()), None, None);
-                }
-                Ok(Flow::Finish { output }) => {
-                    state.record(
-                        step,
-                        attempt,
-                        "completed",
-                        None,
-                        Some(output.clone()),
-                        None,
-                        started,
-                    );
-                    return state.finish(RunStatus::Completed, None, Some(output), None);
-                }
-                Err(error) => {
-                    if error.retryable && attempt < step.retry.max_attempts {
-                        state.record(
-                            step,
-                            attempt,
-                            "retrying",
-                            None,
-                            None,
-                            Some(error.message.clone()),
-                            started,
-                        );
-                        state.outcome.jobs.push(NewJob {
-                            kind: JobKind::Step,
-                            step: step.id.clone(),
-                            timer: None,
-                            payload: None,
-                            due_at: self.now + step.retry.backoff_after(attempt),
-                            attempt: attempt + 1,
-                        });
-                        return state.finish(RunStatus::Running, Some(step.id.clone()), None, None);
-                    }
-                    let message = if error.retryable {
-                        format!("{} (gave up after {attempt} attempts)", error.message)
-                    } else {
-                        error.message
-                    };
-                    state.record(
-                        step,
-                        attempt,
-                        "failed",
-                        None,
-                        None,
-                        Some(message.clone()),
-                        started,
-                    );
-                    let error = format!("step `{}` failed: {message}", step.id);
-                    return state.finish(
-                        RunStatus::Failed,
-                        Some(step.id.clone()),
-                        None,
-                        Some(error),
-                    );
-                }
+                Applied::Stop(outcome) => return Execution::Done(outcome),
             }
         }
         // Fell off the end: the run's output is its variables.
         let output = state.context["vars"].clone();
-        state.finish(RunStatus::Completed, None, Some(output), None)
+        Execution::Done(state.finish(RunStatus::Completed, None, Some(output), None))
+    }
+
+    /// Executes the step at `cursor`, or stops the run before it (continuation, limit,
+    /// plugin call) by returning `Err` with the execution to hand back.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn next_step(
+        &self,
+        mut state: RunProgress,
+        run: &RunState,
+        step: &Step,
+        cursor: usize,
+        attempt: u32,
+        inline: &mut usize,
+    ) -> Result<(RunProgress, Result<Flow, StepError>), Execution> {
+        if *inline >= MAX_INLINE_STEPS {
+            state.outcome.jobs.push(NewJob {
+                kind: JobKind::Step,
+                step: step.id.clone(),
+                timer: None,
+                payload: None,
+                due_at: self.now,
+                attempt: 1,
+            });
+            return Err(Execution::Done(state.finish(
+                RunStatus::Running,
+                Some(step.id.clone()),
+                None,
+                None,
+            )));
+        }
+        if state.step_count >= self.limits.max_steps_per_run {
+            return Err(Execution::Done(self.fail_run(
+                state,
+                &step.id,
+                format!(
+                    "the run executed {} steps, the limit; is there a loop without a wait?",
+                    self.limits.max_steps_per_run
+                ),
+            )));
+        }
+        *inline += 1;
+        if let Action::Plugin { name, input } = &step.action {
+            state.step_count += 1;
+            let scope = self.scope(run, &state);
+            let input = match input {
+                Some(template) => template.evaluate(&scope),
+                None => Ok(run.input.clone()),
+            };
+            return match input {
+                Ok(input) => Err(Execution::Call(Box::new(PendingCall {
+                    plugin: name.clone(),
+                    input,
+                    step: step.id.clone(),
+                    attempt,
+                    state,
+                    cursor,
+                    inline: *inline,
+                }))),
+                Err(e) => Ok((state, Err(e.into()))),
+            };
+        }
+        let span =
+            tracing::debug_span!("step", step = %step.id, action = step.action.kind(), attempt);
+        let timer = std::time::Instant::now();
+        let result = span.in_scope(|| self.step(step, run, &mut state));
+        metrics::histogram!("kontor_step_duration_seconds", "action" => step.action.kind())
+            .record(timer.elapsed().as_secs_f64());
+        Ok((state, result))
+    }
+
+    /// Records a step's result and decides what comes next.
+    fn apply(
+        &self,
+        mut state: RunProgress,
+        step: &Step,
+        attempt: u32,
+        started: DateTime<Utc>,
+        result: Result<Flow, StepError>,
+    ) -> Applied {
+        match result {
+            Ok(Flow::Continue {
+                input,
+                output,
+                next,
+            }) => {
+                state.record(
+                    step,
+                    attempt,
+                    "completed",
+                    input,
+                    Some(output.clone()),
+                    None,
+                    started,
+                );
+                state.set_step_output(&step.id, output);
+                Applied::Next(state, next)
+            }
+            Ok(Flow::Park { input, wait }) => {
+                state.record(step, attempt, "waiting", input, None, None, started);
+                match wait {
+                    Parking::Until(job) => state.outcome.jobs.push(job),
+                    Parking::Events(wait) => state.outcome.wait = Some(wait),
+                    Parking::Children => {
+                        state.outcome.wait = Some(WaitFor::Children {
+                            step: step.id.clone(),
+                        })
+                    }
+                }
+                Applied::Stop(state.finish(RunStatus::Waiting, Some(step.id.clone()), None, None))
+            }
+            Ok(Flow::Finish { output }) => {
+                state.record(
+                    step,
+                    attempt,
+                    "completed",
+                    None,
+                    Some(output.clone()),
+                    None,
+                    started,
+                );
+                Applied::Stop(state.finish(RunStatus::Completed, None, Some(output), None))
+            }
+            Err(error) => {
+                if error.retryable && attempt < step.retry.max_attempts {
+                    state.record(
+                        step,
+                        attempt,
+                        "retrying",
+                        None,
+                        None,
+                        Some(error.message.clone()),
+                        started,
+                    );
+                    state.outcome.jobs.push(NewJob {
+                        kind: JobKind::Step,
+                        step: step.id.clone(),
+                        timer: None,
+                        payload: None,
+                        due_at: self.now + step.retry.backoff_after(attempt),
+                        attempt: attempt + 1,
+                    });
+                    return Applied::Stop(state.finish(
+                        RunStatus::Running,
+                        Some(step.id.clone()),
+                        None,
+                        None,
+                    ));
+                }
+                let message = if error.retryable {
+                    format!("{} (gave up after {attempt} attempts)", error.message)
+                } else {
+                    error.message
+                };
+                state.record(
+                    step,
+                    attempt,
+                    "failed",
+                    None,
+                    None,
+                    Some(message.clone()),
+                    started,
+                );
+                let error = format!("step `{}` failed: {message}", step.id);
+                Applied::Stop(state.finish(
+                    RunStatus::Failed,
+                    Some(step.id.clone()),
+                    None,
+                    Some(error),
+                ))
+            }
+        }
     }
 
     fn fail_run(&self, mut state: RunProgress, step: &str, message: String) -> JobOutcome {
@@ -584,6 +725,9 @@ impl Executor<'_> {
                     retryable: *retryable,
                 })
             }
+            Action::Plugin { .. } => Err(StepError::fatal(
+                "a plugin step reached the pure executor; the engine calls plugins",
+            )),
             Action::End { output } => {
                 let output = match output {
                     Some(o) => o.evaluate(&scope)?,

@@ -78,6 +78,8 @@ pub struct Engine {
     /// Lease owner name of this process.
     owner: String,
     settings: EngineSettings,
+    /// The plugins `plugin` steps call; without them such steps fail.
+    plugins: std::sync::OnceLock<Arc<kontor_plugins::PluginRegistry>>,
 }
 
 impl Engine {
@@ -100,7 +102,24 @@ impl Engine {
                 uuid::Uuid::now_v7().simple()
             ),
             settings,
+            plugins: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets `plugin` steps call the plugins of `registry` (once, at startup).
+    pub fn attach_plugins(&self, registry: Arc<kontor_plugins::PluginRegistry>) {
+        let _ = self.plugins.set(registry);
+    }
+
+    pub fn plugins(&self) -> Option<&Arc<kontor_plugins::PluginRegistry>> {
+        self.plugins.get()
+    }
+
+    /// What workflows are checked against when the catalog is (re)loaded.
+    pub fn plugin_index(&self) -> Option<crate::workflow::PluginIndex> {
+        self.plugins
+            .get()
+            .map(|r| crate::workflow::PluginIndex::from_registry(r))
     }
 
     pub fn store(&self) -> &Store {
@@ -291,6 +310,7 @@ impl Engine {
                 let environment = Environment {
                     calendars: &catalog.calendars,
                     workflow_names: &names,
+                    plugins: None,
                 };
                 let path = catalog.root.join(format!("{name}.yaml"));
                 let compiled = compile_workflow(&path, &source, &environment).map_err(|d| {
@@ -334,8 +354,9 @@ impl Engine {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in &jobs {
+        // Jobs of a batch run concurrently, so one slow plugin call does not hold up the
+        // others; pure steps finish without ever yielding.
+        let outcomes = futures_util::future::join_all(jobs.iter().map(|job| {
             let run = runs.get(&job.run_id);
             let span = info_span!(
                 "job",
@@ -345,11 +366,16 @@ impl Engine {
                 kind = job.kind.as_str(),
                 attempt = job.attempt
             );
-            let started = std::time::Instant::now();
-            outcomes.push(self.execute(job, run).instrument(span).await);
-            metrics::histogram!("kontor_job_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-        }
+            async move {
+                let started = std::time::Instant::now();
+                let outcome = self.execute(job, run).await;
+                metrics::histogram!("kontor_job_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                outcome
+            }
+            .instrument(span)
+        }))
+        .await;
         let started = std::time::Instant::now();
         let outcomes: std::sync::Arc<[crate::store::JobOutcome]> = outcomes.into();
         let applied = self
@@ -442,7 +468,66 @@ impl Engine {
             limits: &self.settings.limits,
             now: self.clock.now(),
         };
-        executor.execute(job, run)
+        let mut execution = executor.execute(job, run);
+        loop {
+            match execution {
+                execute::Execution::Done(outcome) => return outcome,
+                execute::Execution::Call(call) => {
+                    let result = self.call_plugin(&call, run).await;
+                    execution = executor.resume(run, call, result);
+                }
+            }
+        }
+    }
+
+    /// Calls the plugin a `plugin` step names, in the sandbox.
+    async fn call_plugin(
+        &self,
+        call: &execute::PendingCall,
+        run: &crate::store::RunState,
+    ) -> Result<Json, execute::StepError> {
+        let plugin = self
+            .plugins
+            .get()
+            .ok_or_else(|| "plugins are not enabled in this process".to_string())
+            .and_then(|registry| registry.get(&call.plugin).map_err(|e| e.to_string()))
+            .map_err(|message| execute::StepError {
+                message,
+                retryable: false,
+            })?;
+        let invocation = kontor_plugins::Invocation {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            step: call.step.clone(),
+            attempt: call.attempt,
+        };
+        let result = plugin
+            .call(&invocation, &call.input)
+            .instrument(tracing::debug_span!("plugin", plugin = %call.plugin, step = %call.step))
+            .await;
+        match result {
+            Ok(report) => {
+                metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
+                    .record(report.duration.as_secs_f64());
+                Ok(report.output)
+            }
+            Err(failure) => {
+                metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
+                    .record(failure.duration.as_secs_f64());
+                metrics::counter!("kontor_plugin_failures_total", "plugin" => call.plugin.clone(), "kind" => failure.error.kind())
+                    .increment(1);
+                warn!(plugin = %call.plugin, kind = failure.error.kind(), error = %failure.error, "plugin call failed");
+                Err(execute::StepError {
+                    message: format!(
+                        "plugin `{}` failed ({}): {}",
+                        call.plugin,
+                        failure.error.kind(),
+                        failure.error
+                    ),
+                    retryable: failure.error.is_retryable(),
+                })
+            }
+        }
     }
 
     /// Runs `settings.workers` workers until `shutdown` turns true.

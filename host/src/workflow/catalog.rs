@@ -56,8 +56,9 @@ pub struct WorkflowSummary {
 
 impl Catalog {
     /// Loads everything under `root`. Never fails: unreadable or invalid files become
-    /// diagnostics. A missing folder is one diagnostic.
-    pub fn load(root: &Path) -> Catalog {
+    /// diagnostics. A missing folder is one diagnostic. With `plugins`, every `plugin`
+    /// step must name a plugin found there that loads.
+    pub fn load(root: &Path, plugins: Option<&super::PluginIndex>) -> Catalog {
         let mut catalog = Catalog {
             root: root.to_path_buf(),
             ..Catalog::default()
@@ -107,6 +108,7 @@ impl Catalog {
         let environment = Environment {
             calendars: &catalog.calendars,
             workflow_names: &names,
+            plugins,
         };
         for path in files {
             let name = stem(&path);

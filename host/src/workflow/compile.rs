@@ -22,6 +22,8 @@ pub struct Environment<'a> {
     pub calendars: &'a Calendars,
     /// Names of all workflow files in the catalog (valid or not).
     pub workflow_names: &'a BTreeSet<String>,
+    /// The plugins found; `None` skips plugin checks (a stored version recompiled).
+    pub plugins: Option<&'a super::PluginIndex>,
 }
 
 const ACTIONS: &[&str] = &[
@@ -36,6 +38,7 @@ const ACTIONS: &[&str] = &[
     "record",
     "fail",
     "end",
+    "plugin",
 ];
 
 /// Variables every expression can use.
@@ -465,6 +468,7 @@ impl<'a> Compiler<'a> {
             step.record.is_some(),
             step.fail.is_some(),
             step.end.is_some(),
+            step.plugin.is_some(),
         ]
         .iter()
         .zip(ACTIONS)
@@ -488,6 +492,14 @@ impl<'a> Compiler<'a> {
             ));
             self.error(d);
             return None;
+        }
+
+        if let (Some(input), None) = (&step.input, &step.plugin) {
+            let d = self
+                .at
+                .at(input, "`input` belongs to a `plugin` step")
+                .with_hint("to pass values to a child workflow use `start: {workflow, input}`");
+            self.error(d);
         }
 
         let explicit_next = match &step.next {
@@ -658,6 +670,16 @@ impl<'a> Compiler<'a> {
                 message: self.value(&fail.value.message)?,
                 retryable: fail.value.retryable,
             }
+        } else if let Some(name) = &step.plugin {
+            self.plugin(name);
+            let input = match &step.input {
+                Some(values) => Some(self.values(&values.value, site)?),
+                None => None,
+            };
+            Action::Plugin {
+                name: name.value.clone(),
+                input,
+            }
         } else if let Some(end) = &step.end {
             let output = match &end.value.output {
                 Some(values) => Some(self.values(values, site)?),
@@ -698,6 +720,43 @@ impl<'a> Compiler<'a> {
             },
             successors,
         ))
+    }
+
+    /// Checks that plugin `name` exists and loads.
+    fn plugin(&mut self, name: &Spanned<String>) {
+        let Some(index) = self.environment.plugins else {
+            return;
+        };
+        match index.plugins.get(&name.value) {
+            Some(None) => {}
+            Some(Some(problem)) => {
+                let d = self.at.at(
+                    name,
+                    format!("plugin `{}` cannot be loaded: {problem}", name.value),
+                );
+                self.error(d);
+            }
+            None => {
+                let mut d = self.at.at(
+                    name,
+                    format!(
+                        "there is no plugin `{}` ({} does not exist)",
+                        name.value,
+                        index.dir.join(format!("{}.wasm", name.value)).display()
+                    ),
+                );
+                if let Some(close) = closest(&name.value, index.plugins.keys().map(String::as_str))
+                {
+                    d = d.with_hint(format!("did you mean `{close}`?"));
+                } else {
+                    d = d.with_hint(format!(
+                        "build it with `kontor plugin build {}`",
+                        name.value
+                    ));
+                }
+                self.error(d);
+            }
+        }
     }
 
     fn delay(&mut self, delay: &Spanned<DelaySource>) -> Option<Delay> {
@@ -1077,6 +1136,12 @@ fn expressions_of(step: &StepSource) -> Vec<(Spanned<String>, Expression, bool)>
     }
     if let Some(output) = step.end.as_ref().and_then(|e| e.value.output.as_ref()) {
         output.values().for_each(|v| templated(v, false, &mut out));
+    }
+    if let Some(input) = &step.input {
+        input
+            .value
+            .values()
+            .for_each(|v| templated(v, false, &mut out));
     }
     out
 }

@@ -27,6 +27,27 @@ use chrono::Duration;
 use kontor_time::CronSchedule;
 
 use crate::expr::Expression;
+
+/// The plugins a catalog's workflows may call: every `*.wasm` found in the plugins
+/// folder, with the reason it cannot be loaded, if any.
+#[derive(Debug, Clone, Default)]
+pub struct PluginIndex {
+    pub dir: PathBuf,
+    pub plugins: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl PluginIndex {
+    pub fn from_registry(registry: &kontor_plugins::PluginRegistry) -> PluginIndex {
+        PluginIndex {
+            dir: registry.dir().to_path_buf(),
+            plugins: registry
+                .all()
+                .into_iter()
+                .map(|(name, plugin)| (name, plugin.err()))
+                .collect(),
+        }
+    }
+}
 pub use catalog::{Catalog, WorkflowEntry};
 pub use template::ValueTemplate;
 
@@ -138,6 +159,12 @@ pub enum Action {
     End {
         output: Option<ValueTemplate>,
     },
+    /// Calls a Wasm plugin; its output joins the context as the step's output.
+    Plugin {
+        name: String,
+        /// `None`: the run's input.
+        input: Option<ValueTemplate>,
+    },
 }
 
 impl Action {
@@ -154,6 +181,7 @@ impl Action {
             Action::Record { .. } => "record",
             Action::Fail { .. } => "fail",
             Action::End { .. } => "end",
+            Action::Plugin { .. } => "plugin",
         }
     }
 }

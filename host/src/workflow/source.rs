@@ -82,6 +82,12 @@ pub struct StepSource {
     pub fail: Option<Spanned<FailSource>>,
     #[serde(default)]
     pub end: Option<Spanned<EndSource>>,
+    /// A plugin step: the plugin's name (`NAME.wasm` in the plugins folder).
+    #[serde(default)]
+    pub plugin: Option<Spanned<String>>,
+    /// The input of a `plugin` step; default: the run's input.
+    #[serde(default)]
+    pub input: Option<Spanned<ValuesSource>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -54,7 +54,7 @@ pub async fn shipped_workflows(start: &str) -> Fixture {
     let store = Store::open(&format!("sqlite://{}/kontor.db", dir.path().display()))
         .await
         .unwrap();
-    let catalog = Catalog::load(Path::new("../workflows"));
+    let catalog = Catalog::load(Path::new("../workflows"), None);
     assert!(
         catalog.all_diagnostics().is_empty(),
         "{:?}",
@@ -69,7 +69,7 @@ async fn open(dir: tempfile::TempDir, start: &str) -> Fixture {
     let store = Store::open(&format!("sqlite://{}/kontor.db", dir.path().display()))
         .await
         .unwrap();
-    let catalog = Catalog::load(&dir.path().join("workflows"));
+    let catalog = Catalog::load(&dir.path().join("workflows"), None);
     let problems = catalog.all_diagnostics();
     assert!(
         problems.is_empty(),

@@ -1,0 +1,174 @@
+//! The plugins of one directory, by name: `NAME.wasm` is plugin `NAME`.
+//!
+//! [`PluginRegistry::refresh`] loads new and changed files and forgets removed ones; a
+//! call that holds an `Arc<Plugin>` finishes on the code it started with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::{Plugin, PluginRuntime, PluginSettings};
+
+/// Why a plugin cannot be called.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "there is no plugin `{name}` ({path} does not exist; build it with `kontor plugin build {name}`)"
+    )]
+    NotFound { name: String, path: String },
+    #[error("plugin `{name}` cannot be loaded: {message}")]
+    Invalid { name: String, message: String },
+}
+
+type Fingerprint = (u64, Option<SystemTime>);
+
+struct Entry {
+    fingerprint: Fingerprint,
+    plugin: Result<Arc<Plugin>, String>,
+}
+
+pub struct PluginRegistry {
+    runtime: Arc<PluginRuntime>,
+    dir: PathBuf,
+    settings: HashMap<String, PluginSettings>,
+    defaults: PluginSettings,
+    entries: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl PluginRegistry {
+    /// A registry over `dir`; `settings` holds per-plugin limits and configuration,
+    /// `defaults` applies to plugins not named there.
+    pub fn new(
+        runtime: Arc<PluginRuntime>,
+        dir: impl Into<PathBuf>,
+        settings: HashMap<String, PluginSettings>,
+        defaults: PluginSettings,
+    ) -> PluginRegistry {
+        PluginRegistry {
+            runtime,
+            dir: dir.into(),
+            settings,
+            defaults,
+            entries: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn runtime(&self) -> &Arc<PluginRuntime> {
+        &self.runtime
+    }
+
+    /// Where plugin `name` is expected.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.wasm"))
+    }
+
+    /// The settings plugin `name` gets.
+    pub fn settings_of(&self, name: &str) -> PluginSettings {
+        self.settings
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone())
+    }
+
+    /// Loads new and changed `*.wasm` files of the directory and forgets removed ones.
+    /// Returns the names whose state changed, with the problem if one failed to load.
+    pub async fn refresh(&self) -> Vec<(String, Option<String>)> {
+        let mut found: BTreeMap<String, Fingerprint> = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                    continue;
+                }
+                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if let Ok(meta) = entry.metadata() {
+                    found.insert(name.to_string(), (meta.len(), meta.modified().ok()));
+                }
+            }
+        }
+        let stale: Vec<(String, Fingerprint)> = {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            found
+                .iter()
+                .filter(|(name, print)| entries.get(*name).map(|e| &e.fingerprint) != Some(print))
+                .map(|(n, p)| (n.clone(), *p))
+                .collect()
+        };
+        let mut changed = Vec::new();
+        for (name, fingerprint) in stale {
+            let plugin = self
+                .runtime
+                .load(&name, &self.path_of(&name), self.settings_of(&name))
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            match &plugin {
+                Ok(p) => {
+                    tracing::info!(plugin = %name, version = %p.info().version, "plugin loaded")
+                }
+                Err(e) => tracing::error!(plugin = %name, error = %e, "plugin cannot be loaded"),
+            }
+            changed.push((name.clone(), plugin.as_ref().err().cloned()));
+            self.entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    name,
+                    Entry {
+                        fingerprint,
+                        plugin,
+                    },
+                );
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = entries
+            .keys()
+            .filter(|n| !found.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(plugin = %name, "plugin removed");
+            entries.remove(&name);
+            changed.push((name, None));
+        }
+        changed
+    }
+
+    /// The loaded plugin `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Plugin>, RegistryError> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        match entries.get(name) {
+            None => Err(RegistryError::NotFound {
+                name: name.to_string(),
+                path: self.path_of(name).display().to_string(),
+            }),
+            Some(Entry {
+                plugin: Err(message),
+                ..
+            }) => Err(RegistryError::Invalid {
+                name: name.to_string(),
+                message: message.clone(),
+            }),
+            Some(Entry {
+                plugin: Ok(plugin), ..
+            }) => Ok(plugin.clone()),
+        }
+    }
+
+    /// Every plugin file seen, with its plugin or its load problem.
+    pub fn all(&self) -> BTreeMap<String, Result<Arc<Plugin>, String>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, e)| (n.clone(), e.plugin.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,180 @@
+//! `plugin` steps in a real `kontor serve` with compiled plugins: retries with backoff,
+//! typed failures, and a runaway plugin that neither stalls the API nor other runs.
+
+use std::time::{Duration, Instant};
+
+use kontor_tests::Server;
+use serde_json::{Value, json};
+
+const WORKFLOW: &str = "name: enrich
+input:
+  type: object
+  required: [do]
+steps:
+  - id: call
+    plugin: hostile
+    retry:
+      max_attempts: 4
+      backoff: 1s
+  - id: done
+    end:
+      output:
+        result: ${steps.call}
+";
+
+fn server(extra: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("enrich.yaml"), WORKFLOW).unwrap();
+    std::fs::write(
+        dir.path().join("kontor.toml"),
+        "[plugin.hostile]\ndeadline = \"1500ms\"\nmemory = \"32MiB\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("kontor.toml").display().to_string();
+    let mut env = vec![("KONTOR_CONFIG", config.as_str())];
+    env.extend_from_slice(extra);
+    (Server::start(dir.path(), &env).unwrap(), dir)
+}
+
+async fn start(server: &Server, input: Value) -> String {
+    let (status, body) = server
+        .api
+        .post("/api/v1/workflows/enrich/runs", &json!({"input": input}))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+async fn finished(server: &Server, id: &str) -> Value {
+    for _ in 0..400 {
+        let (_, run) = server.api.get(&format!("/api/v1/runs/{id}")).await.unwrap();
+        if run["status"] == "completed" || run["status"] == "failed" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("run {id} did not finish");
+}
+
+#[tokio::test]
+async fn retryable_plugin_errors_are_retried_with_backoff() {
+    let (server, _dir) = server(&[
+        ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+        ("KONTOR_TESTING_CLOCK_START", "2026-06-08T08:00:00Z"),
+    ]);
+    let id = start(&server, json!({"do": "succeed-on", "attempt": 3})).await;
+    let advance = |by: &'static str| {
+        let api = server.api.clone();
+        async move {
+            let (status, _) = api
+                .post("/api/v1/testing/clock", &json!({"advance": by}))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+    };
+    // Attempt 1 fails at once; attempt 2 is due after 1 s, attempt 3 after 2 s more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    advance("1s").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    advance("2s").await;
+    let run = finished(&server, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["result"]["succeeded_on"], 3);
+    let steps = run["steps"].as_array().unwrap();
+    let retries: Vec<&Value> = steps.iter().filter(|s| s["status"] == "retrying").collect();
+    assert_eq!(retries.len(), 2, "{steps:?}");
+    assert_eq!(
+        retries[0]["error"],
+        "plugin `hostile` failed (retryable): not yet (attempt 1)"
+    );
+}
+
+#[tokio::test]
+async fn a_runaway_plugin_fails_its_step_and_the_server_keeps_serving() {
+    let (server, _dir) = server(&[]);
+    // Two runaway calls: one for each engine worker.
+    let loops = [
+        start(&server, json!({"do": "loop"})).await,
+        start(&server, json!({"do": "loop"})).await,
+    ];
+    // While they spin, the API answers. Figures are printed, not asserted: the machine
+    // is shared and noisy.
+    let mut latencies = Vec::new();
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_millis(1200) {
+        let t = Instant::now();
+        let (status, _) = server.api.get("/api/v1/workflows").await.unwrap();
+        latencies.push(t.elapsed());
+        assert_eq!(status, 200);
+    }
+    latencies.sort();
+    println!(
+        "API latency while two plugins loop: {} requests, p50 {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert!(latencies.len() >= 10, "the API kept answering");
+    // Another run completes although the runaways hold their instances.
+    let fine = start(&server, json!({"do": "nothing"})).await;
+    for id in &loops {
+        let run = finished(&server, id).await;
+        assert_eq!(run["status"], "failed");
+        assert_eq!(
+            run["error"],
+            "step `call` failed: plugin `hostile` failed (timeout): the plugin ran longer than its deadline of 1500 ms",
+        );
+    }
+    assert_eq!(finished(&server, &fine).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn hostile_plugins_fail_their_step_with_a_readable_error() {
+    let (server, _dir) = server(&[]);
+    let cases = [
+        (
+            json!({"do": "fatal"}),
+            "plugin `hostile` failed (fatal): the customer does not exist",
+        ),
+        (
+            json!({"do": "invalid"}),
+            "plugin `hostile` failed (invalid-input): invalid input: `email` is not an address",
+        ),
+        (
+            json!({"do": "allocate"}),
+            "plugin `hostile` failed (out-of-memory): the plugin exceeded its memory cap of 32 MiB",
+        ),
+        (
+            json!({"do": "panic", "why": "kaputt"}),
+            "the plugin gave up: \"kaputt\"",
+        ),
+        (
+            json!({"do": "big-output", "megabytes": 100}),
+            "(out-of-memory)",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (input, _) in &cases {
+        ids.push(start(&server, input.clone()).await);
+    }
+    for (id, (input, expected)) in ids.iter().zip(&cases) {
+        let run = finished(&server, id).await;
+        assert_eq!(run["status"], "failed", "{input}: {run}");
+        let error = run["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{input}: {error}");
+        // Failed at once: no retries for these kinds.
+        let attempts = run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == "call")
+            .count();
+        assert_eq!(attempts, 1, "{input}: {run}");
+    }
+    // A missing plugin in a new workflow is refused when the workflow loads.
+    let (status, body) = server.api.get("/api/v1/workflows").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["workflows"][0]["valid"], true, "{body}");
+}
