@@ -178,3 +178,27 @@ async fn hostile_plugins_fail_their_step_with_a_readable_error() {
     assert_eq!(status, 200);
     assert_eq!(body["workflows"][0]["valid"], true, "{body}");
 }
+
+#[tokio::test]
+async fn what_a_plugin_logs_is_kept_with_its_step() {
+    let (server, _dir) = server(&[]);
+    let id = start(&server, json!({"do": "log", "text": "Grüße aus Köln"})).await;
+    let run = finished(&server, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let step = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "call")
+        .unwrap();
+    let log = step["log"].as_array().unwrap();
+    let has = |level: &str, message: &str| {
+        log.iter()
+            .any(|l| l["level"] == level && l["message"] == message)
+    };
+    assert!(has("info", "structured"), "{log:?}");
+    assert!(has("stdout", "to stdout: Grüße"), "{log:?}");
+    assert!(has("stderr", "to stderr: \"Grüße aus Köln\""), "{log:?}");
+    let structured = log.iter().find(|l| l["message"] == "structured").unwrap();
+    assert_eq!(structured["fields"], json!([["kunde", "Müller GmbH"]]));
+}

@@ -137,6 +137,7 @@ impl Executor<'_> {
                 ends_wait: job.kind == JobKind::Timeout,
                 ..JobOutcome::default()
             },
+            pending_log: None,
         };
 
         if job.kind == JobKind::Timer {
@@ -207,14 +208,17 @@ impl Executor<'_> {
         )
     }
 
-    /// Continues a run after its plugin call finished with `result`.
+    /// Continues a run after its plugin call finished with `result`; `log` is what the
+    /// plugin logged, kept with the step's record.
     pub fn resume(
         &self,
         run: &RunState,
         call: Box<PendingCall>,
         result: Result<Json, StepError>,
+        log: Option<Json>,
     ) -> Execution {
-        let call = *call;
+        let mut call = *call;
+        call.state.pending_log = log;
         let step = &self.workflow.steps[call.cursor];
         let flow = result.map(|output| Flow::Continue {
             input: Some(call.input),
@@ -459,6 +463,7 @@ impl Executor<'_> {
             input: None,
             output: None,
             error: Some(message.clone()),
+            log: None,
             started_at: self.now,
             finished_at: self.now,
         });
@@ -768,6 +773,8 @@ struct RunProgress {
     context: Json,
     step_count: i64,
     outcome: JobOutcome,
+    /// The log of the plugin call whose result is recorded next.
+    pending_log: Option<Json>,
 }
 
 impl RunProgress {
@@ -790,6 +797,7 @@ impl RunProgress {
             input,
             output,
             error,
+            log: self.pending_log.take(),
             started_at: started,
             finished_at: started,
         });

@@ -473,28 +473,35 @@ impl Engine {
             match execution {
                 execute::Execution::Done(outcome) => return outcome,
                 execute::Execution::Call(call) => {
-                    let result = self.call_plugin(&call, run).await;
-                    execution = executor.resume(run, call, result);
+                    let (result, log) = self.call_plugin(&call, run).await;
+                    execution = executor.resume(run, call, result, log);
                 }
             }
         }
     }
 
-    /// Calls the plugin a `plugin` step names, in the sandbox.
+    /// Calls the plugin a `plugin` step names, in the sandbox; returns its result and
+    /// what it logged.
     async fn call_plugin(
         &self,
         call: &execute::PendingCall,
         run: &crate::store::RunState,
-    ) -> Result<Json, execute::StepError> {
-        let plugin = self
+    ) -> (Result<Json, execute::StepError>, Option<Json>) {
+        let plugin = match self
             .plugins
             .get()
             .ok_or_else(|| "plugins are not enabled in this process".to_string())
             .and_then(|registry| registry.get(&call.plugin).map_err(|e| e.to_string()))
-            .map_err(|message| execute::StepError {
-                message,
-                retryable: false,
-            })?;
+        {
+            Ok(plugin) => plugin,
+            Err(message) => {
+                let error = execute::StepError {
+                    message,
+                    retryable: false,
+                };
+                return (Err(error), None);
+            }
+        };
         let invocation = kontor_plugins::Invocation {
             run_id: run.id.clone(),
             workflow: run.workflow.clone(),
@@ -505,11 +512,14 @@ impl Engine {
             .call(&invocation, &call.input)
             .instrument(tracing::debug_span!("plugin", plugin = %call.plugin, step = %call.step))
             .await;
+        let log = |lines: &[kontor_plugins::LogLine]| {
+            (!lines.is_empty()).then(|| serde_json::to_value(lines).unwrap_or_default())
+        };
         match result {
             Ok(report) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
                     .record(report.duration.as_secs_f64());
-                Ok(report.output)
+                (Ok(report.output), log(&report.logs))
             }
             Err(failure) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
@@ -517,7 +527,7 @@ impl Engine {
                 metrics::counter!("kontor_plugin_failures_total", "plugin" => call.plugin.clone(), "kind" => failure.error.kind())
                     .increment(1);
                 warn!(plugin = %call.plugin, kind = failure.error.kind(), error = %failure.error, "plugin call failed");
-                Err(execute::StepError {
+                let error = execute::StepError {
                     message: format!(
                         "plugin `{}` failed ({}): {}",
                         call.plugin,
@@ -525,7 +535,8 @@ impl Engine {
                         failure.error
                     ),
                     retryable: failure.error.is_retryable(),
-                })
+                };
+                (Err(error), log(&failure.logs))
             }
         }
     }

@@ -409,6 +409,7 @@ impl Store {
                     input: opt_json_of(r, "input")?,
                     output: opt_json_of(r, "output")?,
                     error: r.get("error"),
+                    log: opt_json_of(r, "log")?,
                     started_at: from_millis(r.get("started_at")),
                     finished_at: from_millis(r.get("finished_at")),
                 })
@@ -1108,6 +1109,7 @@ async fn commit_outcomes(
                     "run": o.run_id, "step": s.step, "action": s.action, "attempt": s.attempt,
                     "status": s.status, "input": s.input.as_ref().map(Json::to_string),
                     "output": s.output.as_ref().map(Json::to_string), "error": s.error,
+                    "log": s.log.as_ref().map(Json::to_string),
                     "started": millis(s.started_at), "finished": millis(s.finished_at),
                 })
             })
@@ -1115,10 +1117,10 @@ async fn commit_outcomes(
         .collect();
     if !records.is_empty() {
         sqlx::query(
-            "INSERT INTO step_runs (run_id, step, action, attempt, status, input, output, error, started_at, finished_at)
+            "INSERT INTO step_runs (run_id, step, action, attempt, status, input, output, error, log, started_at, finished_at)
              SELECT value ->> '$.run', value ->> '$.step', value ->> '$.action', value ->> '$.attempt',
                     value ->> '$.status', value ->> '$.input', value ->> '$.output', value ->> '$.error',
-                    value ->> '$.started', value ->> '$.finished'
+                    value ->> '$.log', value ->> '$.started', value ->> '$.finished'
              FROM json_each(?)",
         )
         .bind(Json::Array(records).to_string())

@@ -166,6 +166,10 @@ pub struct StepRecord {
     pub output: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a plugin step logged: `[{level, message, fields}]`, stdout/stderr included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub log: Option<Json>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
