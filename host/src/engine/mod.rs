@@ -66,6 +66,21 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// How executing a job began: finished, or stopped at a plugin call.
+#[allow(clippy::large_enum_variant)] // the common case is `Done`; boxing it costs more
+enum Begun {
+    Done(crate::store::JobOutcome),
+    Call(Box<Calling>),
+}
+
+/// A job waiting for a plugin call, with what it needs to resume.
+struct Calling {
+    call: Box<execute::PendingCall>,
+    workflow: Arc<Workflow>,
+    catalog: Arc<Catalog>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
 pub struct Engine {
     store: Store,
     clock: SharedClock,
@@ -354,9 +369,11 @@ impl Engine {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        // Jobs of a batch run concurrently, so one slow plugin call does not hold up the
-        // others; pure steps finish without ever yielding.
-        let outcomes = futures_util::future::join_all(jobs.iter().map(|job| {
+        // Pure steps run job by job; jobs that stopped at a plugin call then make their
+        // calls concurrently, so one slow plugin does not hold up the others.
+        let mut outcomes: Vec<Option<crate::store::JobOutcome>> = Vec::with_capacity(jobs.len());
+        let mut calls = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
             let run = runs.get(&job.run_id);
             let span = info_span!(
                 "job",
@@ -366,16 +383,33 @@ impl Engine {
                 kind = job.kind.as_str(),
                 attempt = job.attempt
             );
-            async move {
-                let started = std::time::Instant::now();
-                let outcome = self.execute(job, run).await;
-                metrics::histogram!("kontor_job_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                outcome
+            let started = std::time::Instant::now();
+            match self.execute(job, run).instrument(span.clone()).await {
+                Begun::Done(outcome) => outcomes.push(Some(outcome)),
+                Begun::Call(calling) => {
+                    outcomes.push(None);
+                    if let Some(run) = run {
+                        calls.push((i, calling, run, span));
+                    }
+                }
             }
-            .instrument(span)
-        }))
-        .await;
+            metrics::histogram!("kontor_job_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        if !calls.is_empty() {
+            let done =
+                futures_util::future::join_all(calls.into_iter().map(|(i, calling, run, span)| {
+                    async move { (i, self.complete(calling, run).await) }.instrument(span)
+                }))
+                .await;
+            for (i, outcome) in done {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        let outcomes: Vec<crate::store::JobOutcome> = outcomes
+            .into_iter()
+            .map(|o| o.expect("every job has an outcome"))
+            .collect();
         let started = std::time::Instant::now();
         let outcomes: std::sync::Arc<[crate::store::JobOutcome]> = outcomes.into();
         let applied = self
@@ -421,11 +455,7 @@ impl Engine {
         Ok(jobs.len())
     }
 
-    async fn execute(
-        &self,
-        job: &Job,
-        run: Option<&crate::store::RunState>,
-    ) -> crate::store::JobOutcome {
+    async fn execute(&self, job: &Job, run: Option<&crate::store::RunState>) -> Begun {
         let drop_job = crate::store::JobOutcome {
             job_id: job.id,
             run_id: job.run_id.clone(),
@@ -433,18 +463,18 @@ impl Engine {
         };
         let Some(run) = run else {
             warn!("job of a missing run; dropping it");
-            return drop_job;
+            return Begun::Done(drop_job);
         };
         if run.status.is_finished() {
             debug!("run already finished; dropping a stale job");
-            return drop_job;
+            return Begun::Done(drop_job);
         }
         let workflow = match self.version(&run.version).await {
             Ok(w) => w,
             Err(message) => {
                 warn!(%message, "cannot load the run's workflow version");
                 // Fail the run rather than retry forever.
-                return crate::store::JobOutcome {
+                return Begun::Done(crate::store::JobOutcome {
                     job_id: job.id,
                     run_id: job.run_id.clone(),
                     parent_id: run.parent_id.clone(),
@@ -457,7 +487,7 @@ impl Engine {
                         step_count: run.step_count,
                     }),
                     ..Default::default()
-                };
+                });
             }
         };
         let catalog = self.catalog();
@@ -468,14 +498,41 @@ impl Engine {
             limits: &self.settings.limits,
             now: self.clock.now(),
         };
-        let mut execution = executor.execute(job, run);
+        match executor.execute(job, run) {
+            execute::Execution::Done(outcome) => Begun::Done(outcome),
+            execute::Execution::Call(call) => Begun::Call(Box::new(Calling {
+                call,
+                now: executor.now,
+                workflow: workflow.clone(),
+                catalog: catalog.clone(),
+            })),
+        }
+    }
+
+    /// Makes the plugin calls a job stopped at and finishes executing it.
+    async fn complete(
+        &self,
+        calling: Box<Calling>,
+        run: &crate::store::RunState,
+    ) -> crate::store::JobOutcome {
+        let Calling {
+            mut call,
+            workflow,
+            catalog,
+            now,
+        } = *calling;
+        let executor = execute::Executor {
+            workflow: &workflow,
+            catalog: &catalog,
+            calendars: &catalog.calendars,
+            limits: &self.settings.limits,
+            now,
+        };
         loop {
-            match execution {
+            let (result, log) = self.call_plugin(&call, run).await;
+            match executor.resume(run, call, result, log) {
                 execute::Execution::Done(outcome) => return outcome,
-                execute::Execution::Call(call) => {
-                    let (result, log) = self.call_plugin(&call, run).await;
-                    execution = executor.resume(run, call, result, log);
-                }
+                execute::Execution::Call(next) => call = next,
             }
         }
     }
