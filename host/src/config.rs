@@ -411,24 +411,26 @@ impl Config {
             );
         }
         self.retention.settings()?;
-        let runtime = self.plugin_runtime()?;
-        let (named, defaults) = self.plugin_settings()?;
-        for (name, settings) in named.iter().chain([(&"defaults".to_string(), &defaults)]) {
-            if settings.memory > runtime.max_memory {
-                bail!(
-                    "plugin.{name}.memory is larger than plugins.max_memory ({} MiB); raise plugins.max_memory",
-                    runtime.max_memory >> 20
-                );
-            }
-        }
         if self.engine.lease_seconds < 5 {
             bail!("engine.lease_seconds must be at least 5");
         }
+        let runtime = self.plugin_runtime()?;
         let lease = std::time::Duration::from_secs(self.engine.lease_seconds);
-        for (name, settings) in named.iter().chain([(&"defaults".to_string(), &defaults)]) {
+        let (named, defaults) = self.plugin_settings()?;
+        let tables = named
+            .iter()
+            .map(|(name, settings)| (format!("plugin.{name}"), settings))
+            .chain([("plugins.defaults".to_string(), &defaults)]);
+        for (table, settings) in tables {
+            if settings.memory > runtime.max_memory {
+                bail!(
+                    "{table}.memory is larger than plugins.max_memory ({} MiB); raise plugins.max_memory",
+                    runtime.max_memory >> 20
+                );
+            }
             if settings.deadline >= lease {
                 bail!(
-                    "plugin.{name}.deadline must be shorter than engine.lease_seconds ({}s): a job's lease must outlive its longest step",
+                    "{table}.deadline must be shorter than engine.lease_seconds ({}s): a job's lease must outlive its longest step",
                     self.engine.lease_seconds
                 );
             }
@@ -502,6 +504,47 @@ mod tests {
             Config::load(Some(&path), |_| None).unwrap().public_url,
             "https://kontor.example.de/crm"
         );
+    }
+
+    #[test]
+    fn plugin_limits_are_parsed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(
+            &path,
+            "[plugins.defaults]\ndeadline = \"500ms\"\n[plugin.lead-scoring]\nmemory = \"32MiB\"\n[plugin.lead-scoring.config]\ngrade_a = 60\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        let (named, defaults) = config.plugin_settings().unwrap();
+        assert_eq!(defaults.deadline, std::time::Duration::from_millis(500));
+        let scoring = &named["lead-scoring"];
+        assert_eq!(scoring.memory, 32 << 20);
+        assert_eq!(scoring.deadline, std::time::Duration::from_millis(500));
+        assert_eq!(scoring.config, serde_json::json!({"grade_a": 60}));
+
+        for (text, expected) in [
+            (
+                "[plugin.x]\nmemory = \"128MiB\"\n",
+                "plugin.x.memory is larger than plugins.max_memory (64 MiB)",
+            ),
+            (
+                "[plugins.defaults]\ndeadline = \"90s\"\n",
+                "plugins.defaults.deadline must be shorter than engine.lease_seconds (60s)",
+            ),
+            (
+                "[plugin.x]\nmax_output = \"4 parsecs\"\n",
+                "plugin.x.max_output: `parsecs`",
+            ),
+            (
+                "[plugin.x]\ndeadline = \"soon\"\n",
+                "plugin.x.deadline: `soon`",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -448,7 +448,7 @@ fn print_logs(logs: &[kontor_plugins::LogLine]) {
 
 /// `kontor plugin inspect PLUGIN`: world, exports, imports, what it asks for.
 pub fn inspect(config: &Config, plugin: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let (name, path) = component_path(config, plugin)?;
+    let (_, path) = component_path(config, plugin)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -509,7 +509,6 @@ pub fn inspect(config: &Config, plugin: &str, json: bool) -> anyhow::Result<Exit
             println!("problem:   {problem}");
         }
     }
-    let _ = name;
     Ok(if inspection.problem.is_some() {
         ExitCode::FAILURE
     } else {

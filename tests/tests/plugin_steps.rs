@@ -132,7 +132,7 @@ async fn a_runaway_plugin_fails_its_step_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn hostile_plugins_fail_their_step_with_a_readable_error() {
-    let (server, _dir) = server(&[]);
+    let (server, dir) = server(&[]);
     let cases = [
         (
             json!({"do": "fatal"}),
@@ -173,10 +173,35 @@ async fn hostile_plugins_fail_their_step_with_a_readable_error() {
             .count();
         assert_eq!(attempts, 1, "{input}: {run}");
     }
-    // A missing plugin in a new workflow is refused when the workflow loads.
-    let (status, body) = server.api.get("/api/v1/workflows").await.unwrap();
+    // A workflow naming a plugin that does not exist is refused when it loads.
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        "name: typo\nsteps:\n  - id: call\n    plugin: hostle\n",
+    )
+    .unwrap();
+    let (status, _) = server
+        .api
+        .post("/api/v1/workflows/reload", &json!({}))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    assert_eq!(body["workflows"][0]["valid"], true, "{body}");
+    let (_, body) = server.api.get("/api/v1/workflows").await.unwrap();
+    let typo = body["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "typo")
+        .unwrap();
+    assert_eq!(typo["valid"], false, "{typo}");
+    let diagnostic = typo["diagnostics"][0].as_str().unwrap();
+    assert!(
+        diagnostic.contains("typo.yaml:4:13: error: there is no plugin `hostle`"),
+        "{diagnostic}"
+    );
+    assert!(
+        diagnostic.contains("did you mean `hostile`?"),
+        "{diagnostic}"
+    );
 }
 
 #[tokio::test]

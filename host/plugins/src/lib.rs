@@ -354,7 +354,7 @@ impl PluginRuntime {
 
     /// Compiles (or takes from the cache) and checks a component, without describing it.
     fn component(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
-        if !wasmparser_is_component(bytes) {
+        if !is_component_binary(bytes) {
             return Err(LoadError::NotAComponent {
                 path: path.into(),
                 message: if bytes.starts_with(b"\0asm") {
@@ -384,7 +384,7 @@ impl PluginRuntime {
             error,
         })?;
         let component = self.component(path, &bytes)?;
-        let (_, exports, _) = self.shape(&component);
+        let (exports, _) = self.shape(&component);
         check_contract(path, &exports)?;
         let pre = self
             .linker
@@ -451,7 +451,8 @@ impl PluginRuntime {
         Ok(plugin)
     }
 
-    fn shape(&self, component: &Component) -> (String, Vec<String>, Vec<String>) {
+    /// The component's export and import names.
+    fn shape(&self, component: &Component) -> (Vec<String>, Vec<String>) {
         let ty = component.component_type();
         let describe = |item: &ComponentItem| match item {
             ComponentItem::ComponentFunc(_) => "func",
@@ -476,7 +477,7 @@ impl PluginRuntime {
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        (String::new(), exports, imports)
+        (exports, imports)
     }
 
     /// Describes the component at `path` without requiring that it loads.
@@ -486,7 +487,7 @@ impl PluginRuntime {
             error,
         })?;
         let component = self.component(path, &bytes)?;
-        let (_, exports, imports) = self.shape(&component);
+        let (exports, imports) = self.shape(&component);
         let contract = exports
             .iter()
             .find_map(|e| e.strip_prefix(&format!("{HANDLER}@")).map(str::to_string));
@@ -513,7 +514,7 @@ impl PluginRuntime {
 }
 
 /// True when `bytes` start with the header of a component (not a core module).
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+fn is_component_binary(bytes: &[u8]) -> bool {
     // Magic, then version 0x0d and layer 0x01 for components (core modules: 1, 0).
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
 }
