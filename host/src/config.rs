@@ -32,6 +32,11 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub secrets: SecretsConfig,
     pub testing: TestingConfig,
+    /// The outbox dispatcher (`[email]`).
+    pub email: crate::email::dispatch::EmailConfig,
+    /// Email channels (`[channel.NAME]`); none configured: a `default` channel that
+    /// writes `.eml` files to `data/mail/default`.
+    pub channel: std::collections::BTreeMap<String, crate::email::channel::ChannelConfig>,
     /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
     /// environment, never from the file; never printed.
     #[serde(skip)]
@@ -65,6 +70,13 @@ impl Default for SecretsConfig {
 }
 
 impl Config {
+    /// Names of the email channels `send_email` steps may use.
+    pub fn channel_names(&self) -> std::collections::BTreeSet<String> {
+        crate::email::channel::configured(&self.channel)
+            .into_keys()
+            .collect()
+    }
+
     /// The master key of the secrets store (see [`crate::secrets`]).
     pub fn master_key(&self) -> Result<crate::secrets::MasterKey, crate::secrets::SecretsError> {
         crate::secrets::MasterKey::load(
@@ -300,6 +312,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             master_key: None,
             testing: TestingConfig::default(),
+            email: Default::default(),
+            channel: Default::default(),
         }
     }
 }
@@ -411,6 +425,13 @@ impl Config {
             );
         }
         self.retention.settings()?;
+        self.email.backoffs().map_err(anyhow::Error::msg)?;
+        if self.email.batch_size == 0 || self.email.concurrency == 0 {
+            bail!("email.batch_size and email.concurrency must be at least 1");
+        }
+        for (name, channel) in &self.channel {
+            crate::email::channel::validate(name, channel).map_err(anyhow::Error::msg)?;
+        }
         if self.engine.lease_seconds < 5 {
             bail!("engine.lease_seconds must be at least 5");
         }

@@ -143,6 +143,12 @@ enum EmailCommand {
         #[arg(long)]
         html_out: Option<PathBuf>,
     },
+    /// Open every configured channel (reading its secrets, parsing its DKIM key) and
+    /// print it; fails naming what is wrong.
+    Channels,
+    /// Add a new key for signing unsubscribe links; links in mail already sent keep
+    /// working (older keys still verify).
+    RotateUnsubscribeKey,
 }
 
 #[derive(Subcommand)]
@@ -252,6 +258,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     html_out,
                 },
         } => preview(&config, &template, &locale, data, html_out),
+        Command::Email {
+            command: EmailCommand::Channels,
+        } => runtime()?.block_on(async {
+            let store = kontor::store::Store::open(&config.database_url)
+                .await
+                .with_context(|| format!("opening the store at {}", config.database_url))?;
+            let key = config
+                .master_key()
+                .context("loading the secrets master key")?;
+            let channels =
+                kontor::email::dispatch::open_channels(&config.channel, &store, &key).await?;
+            for channel in channels.values() {
+                println!(
+                    "{}\t{}\tfrom {}\tDKIM {}",
+                    channel.name,
+                    channel.transport_name(),
+                    channel.from_address(),
+                    channel.dkim_algorithm.as_deref().unwrap_or("off")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Email {
+            command: EmailCommand::RotateUnsubscribeKey,
+        } => runtime()?.block_on(async {
+            let store = kontor::store::Store::open(&config.database_url)
+                .await
+                .with_context(|| format!("opening the store at {}", config.database_url))?;
+            let key = config
+                .master_key()
+                .context("loading the secrets master key")?;
+            let ring = kontor::email::unsubscribe::Keyring::rotate(&store, &key).await?;
+            eprintln!(
+                "new unsubscribe key {} signs from the next start of `kontor serve`; older links keep working",
+                ring.current_id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Token {
             command: TokenCommand::Create { role, description },
         } => runtime()?.block_on(async {
@@ -464,6 +508,7 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
                 None
             }
         };
+    let channels = config.channel_names();
     for path in &paths {
         let (root, only) = if path.is_dir() {
             (path.clone(), None)
@@ -486,7 +531,7 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
             problems += 1;
             continue;
         };
-        let catalog = Catalog::load(&root, plugins.as_ref());
+        let catalog = Catalog::load_with(&root, plugins.as_ref(), Some(&channels));
         checked += match &only {
             Some(_) => 1,
             None => catalog.workflows.len(),

@@ -1,5 +1,6 @@
-//! Retention: finished runs, events and idempotency keys are deleted after configurable
-//! periods, in transactions of at most 500 rows so the workers are never blocked for long.
+//! Retention: finished runs, events, idempotency keys and outbox messages in a final
+//! state (sent, failed, suppressed; after the `finished_runs` period) are deleted after
+//! configurable periods, in transactions of at most 500 rows so the workers are never blocked for long.
 //! Completed and cancelled runs are pruned; failed runs are kept until someone handles
 //! them (a retry makes them run again, a cancel makes them prunable).
 
@@ -30,6 +31,7 @@ pub struct Pruned {
     pub runs: u64,
     pub events: u64,
     pub idempotency_keys: u64,
+    pub messages: u64,
 }
 
 /// One pruning pass, batch after batch until nothing is left to delete.
@@ -43,6 +45,7 @@ pub async fn prune(engine: &Engine, settings: &RetentionSettings) -> Result<Prun
             store.prune_idempotency_keys(now - settings.idempotency_keys, BATCH)
         })
         .await?,
+        messages: until_done(|| store.prune_outbox(now - settings.finished_runs, BATCH)).await?,
     })
 }
 
@@ -77,6 +80,7 @@ pub fn spawn(
                     runs = p.runs,
                     events = p.events,
                     keys = p.idempotency_keys,
+                    messages = p.messages,
                     "retention: pruned"
                 ),
                 Ok(_) => {}

@@ -97,9 +97,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  (shown once; create more with `kontor token create --role admin`)");
     }
     let plugins = plugin_registry(&config).await?;
-    let catalog = Catalog::load(
+    let catalog = Catalog::load_with(
         &config.workflows_dir,
         Some(&crate::workflow::PluginIndex::from_registry(&plugins)),
+        Some(&config.channel_names()),
     );
     for diagnostic in catalog.all_diagnostics() {
         warn!("{diagnostic}");
@@ -117,6 +118,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::observability::metrics_handle();
     let engine = Engine::new(store, clock, catalog, engine_settings(&config));
     engine.attach_plugins(plugins);
+    engine.set_channels(config.channel_names());
     let (stop, stopped) = watch::channel(false);
     let mut tasks = engine.spawn_workers(stopped.clone());
     tasks.push(engine.spawn_cron(stopped.clone()));
@@ -144,11 +146,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .context("loading the secrets master key")?,
     );
     info!(key = %master_key.id(), "secrets master key loaded");
+    let mailer = start_email(&config, &engine, &master_key).await?;
+    tasks.push(mailer.spawn(stopped.clone()));
     let app = api::router(AppState {
         engine: engine.clone(),
         master_key,
         workflows_dir: config.workflows_dir.clone(),
         manual_clock,
+        mailer: Some(mailer),
     });
     let mut stopped_http = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -165,6 +170,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     Ok(())
+}
+
+/// Opens the email channels (reading their secrets) and the unsubscribe keyring.
+pub async fn start_email(
+    config: &Config,
+    engine: &Arc<Engine>,
+    master_key: &crate::secrets::MasterKey,
+) -> anyhow::Result<Arc<crate::email::dispatch::Dispatcher>> {
+    let store = engine.store();
+    let channels = crate::email::dispatch::open_channels(&config.channel, store, master_key)
+        .await
+        .context("opening the email channels")?;
+    let keyring = crate::email::unsubscribe::Keyring::load(store, master_key)
+        .await
+        .context("loading the unsubscribe keys")?;
+    for channel in channels.values() {
+        info!(
+            channel = %channel.name,
+            transport = channel.transport_name(),
+            dkim = channel.dkim_algorithm.as_deref().unwrap_or("off"),
+            "email channel ready"
+        );
+    }
+    crate::email::dispatch::Dispatcher::new(
+        engine.clone(),
+        channels,
+        keyring,
+        &config.public_url,
+        config.email.clone(),
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// The plugin runtime and the plugins of `plugins_dir`, loaded.
@@ -210,7 +246,7 @@ fn spawn_workflow_watcher(
             let now = fingerprint(&dir);
             if now != last || plugins_changed {
                 last = now;
-                let catalog = Catalog::load(&dir, engine.plugin_index().as_ref());
+                let catalog = engine.load_catalog(&dir);
                 for diagnostic in catalog.all_diagnostics() {
                     warn!("{diagnostic}");
                 }

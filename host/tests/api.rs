@@ -31,6 +31,7 @@ async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router
         workflows_dir,
         master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),
+        mailer: None,
     });
     (app, f)
 }

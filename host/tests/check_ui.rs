@@ -40,7 +40,9 @@ fn every_broken_file_has_the_expected_messages() {
         .into_iter()
         .collect(),
     };
-    let catalog = Catalog::load(&ui_dir(), Some(&plugins));
+    // The email channels of a configuration.
+    let channels = ["default".to_string(), "newsletter".to_string()].into();
+    let catalog = Catalog::load_with(&ui_dir(), Some(&plugins), Some(&channels));
     let mut files: Vec<PathBuf> = std::fs::read_dir(ui_dir())
         .unwrap()
         .chain(std::fs::read_dir(ui_dir().join("calendars")).unwrap())

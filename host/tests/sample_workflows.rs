@@ -28,6 +28,46 @@ async fn recall_campaign_contacts_everyone_and_reports_progress() {
     let contacts = f.records("recall_contacts").await;
     assert_eq!(contacts.len(), 3);
     assert_eq!(contacts[1].1["channel"], "letter");
+    // K-1 and K-3 get the safety notice by email, each in their locale; K-2 a letter.
+    let mail = f
+        .engine
+        .store()
+        .list_messages(&kontor::store::MessageFilter {
+            campaign: Some("R-7".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut sent: Vec<(String, Option<String>, String, String)> = mail
+        .iter()
+        .map(|m| {
+            (
+                m.to.clone(),
+                m.locale.clone(),
+                m.purpose.clone(),
+                m.status.clone(),
+            )
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (
+                "info@baeckerei-gross.de".into(),
+                Some("de".into()),
+                "safety".into(),
+                "queued".into()
+            ),
+            (
+                "zoe@example.at".into(),
+                Some("en".into()),
+                "safety".into(),
+                "queued".into()
+            ),
+        ]
+    );
 
     f.event(
         "recall.response",

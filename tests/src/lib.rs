@@ -71,7 +71,22 @@ impl Server {
     /// Starts a server on a fresh database in a temp dir, with `workflows` as its
     /// workflows folder and extra `KONTOR_*` settings.
     pub fn start(workflows: &Path, extra_env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let mut server = Server::prepare(workflows, None, extra_env)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Like [`Server::start`] with a `kontor.toml`, but does not start the process yet:
+    /// set secrets with [`Server::cli`] first, then call [`Server::launch`].
+    pub fn prepare(
+        workflows: &Path,
+        config: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("kontor.toml"), text)?;
+        }
         let port = free_port();
         let mut env: Vec<(String, String)> = vec![
             ("KONTOR_LISTEN".into(), format!("127.0.0.1:{port}")),
@@ -101,7 +116,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let token = create_token(&env, dir.path())?;
-        let mut server = Server {
+        let server = Server {
             child: None,
             api: Api {
                 url: format!("http://127.0.0.1:{port}"),
@@ -113,8 +128,12 @@ impl Server {
             env,
             dir,
         };
-        server.spawn()?;
         Ok(server)
+    }
+
+    /// Starts a server made with [`Server::prepare`].
+    pub fn launch(&mut self) -> anyhow::Result<()> {
+        self.spawn()
     }
 
     /// The server's log (stderr of every start), appended across restarts.
@@ -327,4 +346,107 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name)
+}
+
+/// A real SMTP server (aiosmtpd, `tests/smtp/smtp_sink.py`) on a loopback port, writing
+/// each message it accepts to a folder.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+/// A message as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub raw: Vec<u8>,
+    pub path: PathBuf,
+    /// Envelope recipients.
+    pub to: Vec<String>,
+}
+
+impl SmtpSink {
+    /// Starts the sink; `delay_ms` holds every DATA that long before answering.
+    pub fn start(delay_ms: u64) -> anyhow::Result<SmtpSink> {
+        let dir = tempfile::tempdir()?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--dir", &dir.path().join("mail").display().to_string()])
+            .args(["--delay-ms", &delay_ms.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting python3 tests/smtp/smtp_sink.py (needs Python 3 with `pip install aiosmtpd`)")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("listening ") {
+                    let _ = tx.send(address.to_string());
+                }
+            }
+        });
+        let address = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "the SMTP sink did not start; is aiosmtpd installed? (`pip install aiosmtpd dkimpy pynacl`)"
+                )
+            }
+        };
+        let port = address.rsplit(':').next().unwrap_or_default().parse()?;
+        Ok(SmtpSink { child, port, dir })
+    }
+
+    /// Every message received so far, in arrival order.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("mail"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|path| {
+                let raw = std::fs::read(&path).ok()?;
+                let envelope: Value =
+                    serde_json::from_slice(&std::fs::read(path.with_extension("json")).ok()?)
+                        .ok()?;
+                let to = envelope["to"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(Received { raw, path, to })
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` until at least `n` messages arrived; returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n || std::time::Instant::now() > deadline {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

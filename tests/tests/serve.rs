@@ -7,22 +7,27 @@ use serde_json::{Value, json};
 /// A copy of the shipped workflows plus one broken file.
 fn workflows_with_a_broken_one() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let from = shipped_workflows();
-    std::fs::create_dir_all(dir.path().join("calendars")).unwrap();
-    for sub in ["", "calendars"] {
-        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
+    copy_tree(&shipped_workflows(), dir.path());
     std::fs::write(
         dir.path().join("broken.yaml"),
         "name: broken\nsteps:\n  - id: a\n    branch:\n      cases:\n        - when: \"x >\"\n          goto: a\n",
     )
     .unwrap();
     dir
+}
+
+/// Copies `from` into `to` with every subfolder (calendars, templates).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 async fn advance(server: &Server, by: &str) {

@@ -6,6 +6,7 @@
 //! engine or the store, and answer JSON; errors go through [`ApiError`].
 
 mod auth;
+mod email;
 mod error;
 pub mod openapi;
 mod routes;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub master_key: Arc<crate::secrets::MasterKey>,
     /// Present only when `[testing] manual_clock = true`.
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// The outbox dispatcher; `None` where email does not run (unit tests).
+    pub mailer: Option<Arc<crate::email::dispatch::Dispatcher>>,
 }
 
 /// Every route: method, path, handler. The router is built from this table, and a test
@@ -91,6 +94,33 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
             "/api/v1/secrets/{name}",
             delete(routes::delete_secret),
         ),
+        (
+            Method::GET,
+            "/api/v1/email/messages",
+            get(email::list_messages),
+        ),
+        (
+            Method::GET,
+            "/api/v1/email/messages/{id}",
+            get(email::get_message),
+        ),
+        (
+            Method::POST,
+            "/api/v1/email/bounces",
+            post(email::report_bounces),
+        ),
+        (
+            Method::GET,
+            "/api/v1/email/suppressions",
+            get(email::list_suppressions),
+        ),
+        (
+            Method::POST,
+            "/api/v1/email/test-send",
+            post(email::test_send),
+        ),
+        (Method::GET, "/u/{token}", get(email::unsubscribe_page)),
+        (Method::POST, "/u/{token}", post(email::unsubscribe)),
     ];
     if testing {
         table.push((Method::GET, "/api/v1/testing/clock", get(routes::get_clock)));

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::routes;
+use super::{email, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,13 @@ use super::routes;
         routes::list_secrets,
         routes::put_secret,
         routes::delete_secret,
+        email::list_messages,
+        email::get_message,
+        email::report_bounces,
+        email::list_suppressions,
+        email::test_send,
+        email::unsubscribe_page,
+        email::unsubscribe,
         routes::get_clock,
         routes::move_clock,
     ),
@@ -50,6 +57,12 @@ use super::routes;
         crate::store::SecretInfo,
         routes::SecretBody,
         crate::workflow::catalog::WorkflowSummary,
+        email::MessagePage,
+        email::BounceReport,
+        email::BounceBody,
+        email::TestSendBody,
+        crate::store::MessageView,
+        crate::store::Suppression,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),

@@ -16,7 +16,7 @@ use crate::store::{Delivered, RunView};
 use crate::store::{NewEvent, Once, RunFilter, RunStatus, StoredAnswer};
 
 /// Parses a JSON body, naming the problem (and the field, when serde knows it) on error.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::Invalid {
             field: None,
@@ -89,8 +89,7 @@ pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoRespons
     if let Some(registry) = state.engine.plugins() {
         registry.refresh().await;
     }
-    let catalog =
-        crate::workflow::Catalog::load(&state.workflows_dir, state.engine.plugin_index().as_ref());
+    let catalog = state.engine.load_catalog(&state.workflows_dir);
     let summaries = catalog.summaries();
     let diagnostics: Vec<String> = catalog
         .diagnostics

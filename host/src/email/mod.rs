@@ -1,3 +1,14 @@
-//! Email: templates today; channels, the outbox and dispatchers with the email issue.
+//! Email: templates, channels, the outbox and its dispatcher, unsubscribes.
+//!
+//! Data flows one way: a `send_email` step queues an outbox row in its own transaction
+//! ([`crate::engine::effects::Effect::Email`]); the [`dispatch::Dispatcher`] claims due
+//! rows, checks suppressions and throttles at send time, renders the template, signs
+//! with DKIM and hands the message to the channel's transport.
 
+pub mod channel;
+pub mod dispatch;
 pub mod templates;
+pub mod throttle;
+pub mod unsubscribe;
+
+pub use channel::parse_address;

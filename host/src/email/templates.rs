@@ -49,6 +49,18 @@ pub struct EmailTemplate {
     pub fallback: String,
     pub sample: Json,
     pub locales: BTreeSet<String>,
+    /// Every variable the template's parts read, in every locale and branch.
+    pub variables: Vec<Usage>,
+}
+
+/// Where a template reads a variable.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub file: PathBuf,
+    pub line: u32,
+    pub column: u32,
+    /// `customer.name`
+    pub path: String,
 }
 
 /// A rendered message.
@@ -208,6 +220,7 @@ impl TemplateSet {
         };
         let sample = meta.sample.unwrap_or(Json::Object(Default::default()));
         let mut locales = BTreeSet::new();
+        let mut variables = Vec::new();
         for file in files_with_suffix(folder, ".hbs") {
             let file_name = file_name(&file).to_string();
             let mut pieces = file_name.trim_end_matches(".hbs").splitn(2, '.');
@@ -239,6 +252,14 @@ impl TemplateSet {
             }
             match Template::compile(&source) {
                 Ok(template) => {
+                    variables.extend(used_variables(&template).into_iter().map(
+                        |(line, column, path)| Usage {
+                            file: file.clone(),
+                            line,
+                            column,
+                            path,
+                        },
+                    ));
                     for (line, column, path) in missing_variables(&template, &sample) {
                         self.diagnostics.push(
                             Diagnostic::new(
@@ -290,6 +311,7 @@ impl TemplateSet {
                 fallback,
                 sample,
                 locales,
+                variables,
             },
         );
     }
@@ -387,15 +409,20 @@ const HELPERS: [&str; 12] = [
 /// Variables used anywhere in `template` (every branch) that `sample` lacks, with their
 /// 1-based positions. Inside `#each`/`#with` only `@root.` paths are checked.
 fn missing_variables(template: &Template, sample: &Json) -> Vec<(u32, u32, String)> {
-    let mut found = Vec::new();
-    walk(template, 0, &mut found, (1, 1));
-    let mut missing: Vec<(u32, u32, String)> = found
+    let mut missing: Vec<(u32, u32, String)> = used_variables(template)
         .into_iter()
         .filter(|(_, _, path)| !has_path(sample, path))
         .collect();
     missing.sort();
     missing.dedup_by(|a, b| a.2 == b.2);
     missing
+}
+
+/// Every variable path `template` reads from its data (every branch), with positions.
+fn used_variables(template: &Template) -> Vec<(u32, u32, String)> {
+    let mut found = Vec::new();
+    walk(template, 0, &mut found, (1, 1));
+    found
 }
 
 fn walk(template: &Template, depth: usize, found: &mut Vec<(u32, u32, String)>, at: (u32, u32)) {

@@ -20,12 +20,33 @@ pub enum Effect {
         key: String,
         data: Json,
     },
+    /// Queue an email in the outbox; a dispatcher renders and sends it later.
+    Email(Box<OutgoingEmail>),
+}
+
+/// An email as a step queues it: rendered and sent by the dispatcher, not the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingEmail {
+    /// The outbox row's id; the `Message-ID` is made from it, so a retried send
+    /// carries the same one.
+    pub id: String,
+    pub workflow: String,
+    pub campaign: String,
+    pub channel: String,
+    pub template: String,
+    /// Requested locale; `None`: the template's fallback.
+    pub locale: Option<String>,
+    pub to: String,
+    pub name: Option<String>,
+    pub purpose: String,
+    pub data: Json,
 }
 
 impl Effect {
     pub fn kind(&self) -> &'static str {
         match self {
             Effect::Record { .. } => "record",
+            Effect::Email(_) => "email",
         }
     }
 }

@@ -720,6 +720,60 @@ impl Executor<'_> {
                     next: step.next,
                 })
             }
+            Action::SendEmail(email) => {
+                let text = |value: Json, field: &str| match value {
+                    Json::String(s) => Ok(s),
+                    Json::Null => Ok(String::new()),
+                    Json::Number(n) => Ok(n.to_string()),
+                    other => Err(StepError::fatal(format!(
+                        "send_email `{field}` must be text, not {other}"
+                    ))),
+                };
+                let to = text(email.to.evaluate(&scope)?, "to")?.trim().to_string();
+                crate::email::parse_address(&to)
+                    .map_err(|e| StepError::fatal(format!("send_email `to`: {e}")))?;
+                let optional = |v: &Option<crate::workflow::ValueTemplate>, field: &str| match v {
+                    Some(v) => {
+                        text(v.evaluate(&scope)?, field).map(|s| Some(s).filter(|s| !s.is_empty()))
+                    }
+                    None => Ok(None),
+                };
+                let name = optional(&email.name, "name")?;
+                if name.as_ref().is_some_and(|n| n.contains(['\r', '\n'])) {
+                    return Err(StepError::fatal(
+                        "send_email `name` contains a line break; a header value may not",
+                    ));
+                }
+                let locale = optional(&email.locale, "locale")?;
+                let campaign =
+                    optional(&email.campaign, "campaign")?.unwrap_or_else(|| run.workflow.clone());
+                let data = email.data.evaluate(&scope)?;
+                let id = uuid::Uuid::now_v7().to_string();
+                let output = json!({
+                    "message": id, "channel": email.channel, "template": email.template,
+                    "to": to, "purpose": email.purpose, "campaign": campaign,
+                });
+                state.outcome.effects.push((
+                    format!("{}:{seq}:{}:0", run.id, step.id),
+                    Effect::Email(Box::new(super::effects::OutgoingEmail {
+                        id,
+                        workflow: run.workflow.clone(),
+                        campaign,
+                        channel: email.channel.clone(),
+                        template: email.template.clone(),
+                        locale,
+                        to,
+                        name,
+                        purpose: email.purpose.clone(),
+                        data,
+                    })),
+                ));
+                Ok(Flow::Continue {
+                    input: None,
+                    output,
+                    next: step.next,
+                })
+            }
             Action::Fail { message, retryable } => {
                 let message = match message.evaluate(&scope)? {
                     Json::String(s) => s,

@@ -95,6 +95,8 @@ pub struct Engine {
     settings: EngineSettings,
     /// The plugins `plugin` steps call; without them such steps fail.
     plugins: std::sync::OnceLock<Arc<kontor_plugins::PluginRegistry>>,
+    /// Email channel names `send_email` steps are checked against.
+    channels: std::sync::OnceLock<std::collections::BTreeSet<String>>,
 }
 
 impl Engine {
@@ -118,6 +120,7 @@ impl Engine {
             ),
             settings,
             plugins: std::sync::OnceLock::new(),
+            channels: std::sync::OnceLock::new(),
         })
     }
 
@@ -135,6 +138,16 @@ impl Engine {
         self.plugins
             .get()
             .map(|r| crate::workflow::PluginIndex::from_registry(r))
+    }
+
+    /// The email channels workflows may name (once, at startup).
+    pub fn set_channels(&self, channels: std::collections::BTreeSet<String>) {
+        let _ = self.channels.set(channels);
+    }
+
+    /// Loads the catalog under `dir`, checked against this engine's plugins and channels.
+    pub fn load_catalog(&self, dir: &std::path::Path) -> Catalog {
+        Catalog::load_with(dir, self.plugin_index().as_ref(), self.channels.get())
     }
 
     pub fn store(&self) -> &Store {
@@ -326,6 +339,8 @@ impl Engine {
                     calendars: &catalog.calendars,
                     workflow_names: &names,
                     plugins: None,
+                    channels: None,
+                    templates: None,
                 };
                 let path = catalog.root.join(format!("{name}.yaml"));
                 let compiled = compile_workflow(&path, &source, &environment).map_err(|d| {

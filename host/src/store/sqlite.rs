@@ -18,6 +18,8 @@ use super::StoreError;
 use super::types::*;
 use crate::engine::effects::Effect;
 
+mod email;
+
 /// The store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -1520,6 +1522,10 @@ async fn apply_effect(
         return Ok(());
     }
     match effect {
+        Effect::Email(email) => {
+            let step = key.rsplit(':').nth(1);
+            email::enqueue(tx, Some(run_id), step, email, now).await?;
+        }
         Effect::Record {
             collection,
             key,

@@ -328,3 +328,79 @@ pub struct SecretInfo {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// A queued message as the dispatcher sees it.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub run_id: Option<String>,
+    pub workflow: Option<String>,
+    pub campaign: String,
+    pub channel: String,
+    pub template: String,
+    pub locale: Option<String>,
+    pub to: String,
+    pub name: Option<String>,
+    pub purpose: String,
+    pub data: Json,
+    /// Sends tried before this one.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    /// The outbox id; the message's `Message-ID` is `<id@from-domain>`.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    pub campaign: String,
+    pub channel: String,
+    pub template: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    pub to: String,
+    pub purpose: String,
+    /// queued, sending, sent, failed or suppressed
+    pub status: String,
+    pub attempts: u32,
+    /// When a queued message is sent next (throttles and retries move it).
+    pub due_at: DateTime<Utc>,
+    /// The SMTP server's last reply, the error, or why the message was suppressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and a cursor for listing messages (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub run_id: Option<String>,
+    pub campaign: Option<String>,
+    pub recipient: Option<String>,
+    pub status: Option<String>,
+    /// Only messages older than this id (the previous page's last).
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Why mail does not go to an address.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Suppression {
+    pub address: String,
+    /// `*` (every purpose) or the purpose unsubscribed from.
+    pub purpose: String,
+    /// hard_bounce, complaint, soft_bounces or unsubscribed
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -59,6 +59,15 @@ impl Catalog {
     /// diagnostics. A missing folder is one diagnostic. With `plugins`, every `plugin`
     /// step must name a plugin found there that loads.
     pub fn load(root: &Path, plugins: Option<&super::PluginIndex>) -> Catalog {
+        Catalog::load_with(root, plugins, None)
+    }
+
+    /// [`Catalog::load`], also checking that `send_email` steps name one of `channels`.
+    pub fn load_with(
+        root: &Path,
+        plugins: Option<&super::PluginIndex>,
+        channels: Option<&BTreeSet<String>>,
+    ) -> Catalog {
         let mut catalog = Catalog {
             root: root.to_path_buf(),
             ..Catalog::default()
@@ -109,6 +118,8 @@ impl Catalog {
             calendars: &catalog.calendars,
             workflow_names: &names,
             plugins,
+            channels,
+            templates: Some(catalog.templates.as_ref()),
         };
         for path in files {
             let name = stem(&path);

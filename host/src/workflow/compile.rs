@@ -11,9 +11,11 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use super::source::{DelaySource, StepSource, ValueSource, ValuesSource, WorkflowFile};
+use super::source::{
+    DelaySource, SendEmailSource, StepSource, ValueSource, ValuesSource, WorkflowFile,
+};
 use super::template::ValueTemplate;
-use super::{Action, Delay, RetryPolicy, Step, TIMER_EVENT_PREFIX, Trigger, Workflow};
+use super::{Action, Delay, RetryPolicy, SendEmail, Step, TIMER_EVENT_PREFIX, Trigger, Workflow};
 use crate::diagnostics::{Diagnostic, closest};
 use crate::expr::{Calendars, Expression};
 
@@ -24,6 +26,10 @@ pub struct Environment<'a> {
     pub workflow_names: &'a BTreeSet<String>,
     /// The plugins found; `None` skips plugin checks (a stored version recompiled).
     pub plugins: Option<&'a super::PluginIndex>,
+    /// Email channel names from the configuration; `None` skips the check.
+    pub channels: Option<&'a BTreeSet<String>>,
+    /// The email templates; `None` skips template checks (a stored version recompiled).
+    pub templates: Option<&'a crate::email::templates::TemplateSet>,
 }
 
 const ACTIONS: &[&str] = &[
@@ -39,6 +45,7 @@ const ACTIONS: &[&str] = &[
     "fail",
     "end",
     "plugin",
+    "send_email",
 ];
 
 /// Variables every expression can use.
@@ -469,6 +476,7 @@ impl<'a> Compiler<'a> {
             step.fail.is_some(),
             step.end.is_some(),
             step.plugin.is_some(),
+            step.send_email.is_some(),
         ]
         .iter()
         .zip(ACTIONS)
@@ -680,6 +688,8 @@ impl<'a> Compiler<'a> {
                 name: name.value.clone(),
                 input,
             }
+        } else if let Some(email) = &step.send_email {
+            Action::SendEmail(Box::new(self.send_email(&step.id.value, email, site)?))
         } else if let Some(end) = &step.end {
             let output = match &end.value.output {
                 Some(values) => Some(self.values(values, site)?),
@@ -720,6 +730,121 @@ impl<'a> Compiler<'a> {
             },
             successors,
         ))
+    }
+
+    /// Compiles a `send_email` step and checks its channel, template, purpose and that
+    /// `data` passes every variable the template uses (in every locale and branch).
+    fn send_email(
+        &mut self,
+        step_id: &str,
+        email: &Spanned<SendEmailSource>,
+        site: Site,
+    ) -> Option<SendEmail> {
+        let e = &email.value;
+        let channel = e
+            .channel
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_else(|| "default".to_string());
+        if let Some(channels) = self.environment.channels
+            && !channels.contains(&channel)
+        {
+            let message = format!("there is no email channel `{channel}`");
+            let mut d = match &e.channel {
+                Some(c) => self.at.at(c, message),
+                None => self.at.at(email, message),
+            };
+            d = match closest(&channel, channels.iter().map(String::as_str)) {
+                Some(close) => d.with_hint(format!("did you mean `{close}`?")),
+                None => d.with_hint(format!(
+                    "configure it in kontor.toml as `[channel.{channel}]` (channels: {})",
+                    channels.iter().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            };
+            self.error(d);
+        }
+        let purpose = &e.purpose.value;
+        if purpose.is_empty()
+            || !purpose
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            let d = self
+                .at
+                .at(&e.purpose, format!("`{purpose}` is not a purpose"))
+                .with_hint(
+                    "a purpose is a lowercase word: marketing, service, safety, transactional, ...",
+                );
+            self.error(d);
+        }
+        let data = match &e.data {
+            Some(values) => self.values(&values.value, site),
+            None => Some(ValueTemplate::Object(Vec::new())),
+        };
+        if let Some(templates) = self.environment.templates {
+            match templates.get(&e.template.value) {
+                None => {
+                    let mut d = self.at.at(
+                        &e.template,
+                        format!("there is no email template `{}`", e.template.value),
+                    );
+                    d = match closest(&e.template.value, templates.names()) {
+                        Some(close) => d.with_hint(format!("did you mean `{close}`?")),
+                        None => d.with_hint(format!(
+                            "create workflows/templates/{}/ with template.yaml and de.subject.hbs, de.text.hbs, de.html.hbs",
+                            e.template.value
+                        )),
+                    };
+                    self.error(d);
+                }
+                Some(template) => {
+                    let passed: BTreeSet<&str> = e
+                        .data
+                        .as_ref()
+                        .map(|d| d.value.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let mut reported = BTreeSet::new();
+                    for usage in &template.variables {
+                        let root = usage.path.split(['.', '/']).next().unwrap_or_default();
+                        if root == "locale" || passed.contains(root) || !reported.insert(root) {
+                            continue;
+                        }
+                        let message = format!(
+                            "template `{}` uses `{}` ({}:{}:{}), which step `{step_id}` does not pass in `data`",
+                            template.name,
+                            usage.path,
+                            usage.file.display(),
+                            usage.line,
+                            usage.column
+                        );
+                        let d = match &e.data {
+                            Some(values) => self.at.at(values, message),
+                            None => self.at.at(email, message),
+                        }
+                        .with_hint(format!("add `{root}: ...` under `data:`"));
+                        self.error(d);
+                    }
+                }
+            }
+        }
+        let optional = |this: &mut Self, v: &Option<ValueSource>| match v {
+            Some(v) => this.value(v).map(Some),
+            None => Some(None),
+        };
+        let to = self.value(&e.to);
+        let name = optional(self, &e.name);
+        let locale = optional(self, &e.locale);
+        let campaign = optional(self, &e.campaign);
+        Some(SendEmail {
+            channel,
+            template: e.template.value.clone(),
+            to: to?,
+            name: name?,
+            locale: locale?,
+            data: data?,
+            purpose: purpose.clone(),
+            campaign: campaign?,
+        })
     }
 
     /// Checks that plugin `name` exists and loads.
@@ -1130,6 +1255,23 @@ fn expressions_of(step: &StepSource) -> Vec<(Spanned<String>, Expression, bool)>
             .data
             .values()
             .for_each(|v| templated(v, false, &mut out));
+    }
+    if let Some(email) = &step.send_email {
+        let e = &email.value;
+        [
+            Some(&e.to),
+            e.name.as_ref(),
+            e.locale.as_ref(),
+            e.campaign.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(|v| templated(v, false, &mut out));
+        if let Some(data) = &e.data {
+            data.value
+                .values()
+                .for_each(|v| templated(v, false, &mut out));
+        }
     }
     if let Some(f) = &step.fail {
         templated(&f.value.message, false, &mut out);

@@ -159,6 +159,8 @@ pub enum Action {
     End {
         output: Option<ValueTemplate>,
     },
+    /// Queues an email in the outbox (committed with the step); dispatchers send it.
+    SendEmail(Box<SendEmail>),
     /// Calls a Wasm plugin; its output joins the context as the step's output.
     Plugin {
         name: String,
@@ -182,8 +184,22 @@ impl Action {
             Action::Fail { .. } => "fail",
             Action::End { .. } => "end",
             Action::Plugin { .. } => "plugin",
+            Action::SendEmail(_) => "send_email",
         }
     }
+}
+
+/// A `send_email` step, compiled.
+#[derive(Debug)]
+pub struct SendEmail {
+    pub channel: String,
+    pub template: String,
+    pub to: ValueTemplate,
+    pub name: Option<ValueTemplate>,
+    pub locale: Option<ValueTemplate>,
+    pub data: ValueTemplate,
+    pub purpose: String,
+    pub campaign: Option<ValueTemplate>,
 }
 
 /// A point in time relative to now.

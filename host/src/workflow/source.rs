@@ -85,6 +85,9 @@ pub struct StepSource {
     /// A plugin step: the plugin's name (`NAME.wasm` in the plugins folder).
     #[serde(default)]
     pub plugin: Option<Spanned<String>>,
+    /// Queues an email in the outbox, committed with the step.
+    #[serde(default)]
+    pub send_email: Option<Spanned<SendEmailSource>>,
     /// The input of a `plugin` step; default: the run's input.
     #[serde(default)]
     pub input: Option<Spanned<ValuesSource>>,
@@ -191,4 +194,30 @@ pub struct FailSource {
 pub struct EndSource {
     #[serde(default)]
     pub output: Option<ValuesSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmailSource {
+    /// A channel of `kontor.toml` (`[channel.NAME]`); default `default`.
+    #[serde(default)]
+    pub channel: Option<Spanned<String>>,
+    /// A folder in `workflows/templates/`.
+    pub template: Spanned<String>,
+    /// The recipient's address.
+    pub to: ValueSource,
+    /// The recipient's display name.
+    #[serde(default)]
+    pub name: Option<ValueSource>,
+    /// `de`, `en`, ...; default: the template's fallback locale.
+    #[serde(default)]
+    pub locale: Option<ValueSource>,
+    /// What the template sees.
+    #[serde(default)]
+    pub data: Option<Spanned<ValuesSource>>,
+    /// Why the mail is sent: `marketing`, `service`, `safety`, `transactional`, ...
+    pub purpose: Spanned<String>,
+    /// Groups messages for reports; default: the workflow's name.
+    #[serde(default)]
+    pub campaign: Option<ValueSource>,
 }

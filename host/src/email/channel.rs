@@ -1,0 +1,754 @@
+//! Channels: where mail leaves (an SMTP server or a folder of `.eml` files), as whom,
+//! signed how (DKIM), and how fast (throttles).
+//!
+//! ```toml
+//! [channel.service]
+//! from = "Müller Service <service@mueller.example>"
+//! reply_to = "support@mueller.example"
+//! transport = "smtp"                 # or "folder" (the default)
+//!
+//! [channel.service.smtp]
+//! host = "mail.mueller.example"
+//! tls = "starttls"                   # "tls" (implicit, port 465) or "none"
+//! username = "kontor"
+//! password_secret = "smtp-password"  # a name in the secrets store
+//! pool_size = 4
+//! recycle_after = 100                # new connections after this many messages
+//!
+//! [channel.service.dkim]
+//! domain = "mueller.example"
+//! selector = "kontor"
+//! algorithm = "ed25519"              # or "rsa"
+//! key_secret = "dkim-key"
+//!
+//! [channel.service.throttle]
+//! per_second = 20
+//! per_domain_per_second = 2
+//! domains = { "gmx.de" = 1 }
+//! daily_cap = 50000
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{ContentTransferEncoding, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
+
+use super::templates::Rendered;
+
+/// The channel a `send_email` step uses when it names none.
+pub const DEFAULT_CHANNEL: &str = "default";
+
+/// `[channel.NAME]` in `kontor.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// `Name <address>` or a bare address.
+    pub from: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// `folder` (default) or `smtp`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Where the folder transport writes; default `data/mail/NAME`.
+    #[serde(default)]
+    pub folder: Option<PathBuf>,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub dkim: Option<DkimSettings>,
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+    /// The mailbox of the `mailto:` unsubscribe link; default: the from address.
+    #[serde(default)]
+    pub unsubscribe_mailto: Option<String>,
+}
+
+fn default_transport() -> String {
+    "folder".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (local relays only).
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the secret holding the password.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+    /// Connections kept open at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Open fresh connections after this many messages (0: never). Some relays drop
+    /// or rate-limit long-lived connections.
+    #[serde(default = "default_recycle_after")]
+    pub recycle_after: u64,
+    /// Per SMTP command (`30s`).
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_pool_size() -> u32 {
+    4
+}
+fn default_recycle_after() -> u64 {
+    100
+}
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    /// `ed25519` or `rsa`.
+    pub algorithm: String,
+    /// Name of the secret holding the private key: RSA as PEM (PKCS#1 or PKCS#8),
+    /// Ed25519 as PEM (PKCS#8, as `openssl genpkey -algorithm ed25519` writes) or the
+    /// base64 of the 32-byte seed.
+    pub key_secret: String,
+}
+
+/// How fast a channel may send; 0 means unlimited. Held-back messages wait, never drop.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Messages per second over the whole channel.
+    pub per_second: f64,
+    /// Messages per second to any one recipient domain.
+    pub per_domain_per_second: f64,
+    /// Per-domain rates that differ from `per_domain_per_second`.
+    pub domains: BTreeMap<String, f64>,
+    /// Messages per UTC day; the count survives a restart.
+    pub daily_cap: u64,
+}
+
+impl ThrottleConfig {
+    pub fn domain_rate(&self, domain: &str) -> f64 {
+        self.domains
+            .get(domain)
+            .copied()
+            .unwrap_or(self.per_domain_per_second)
+    }
+}
+
+/// Channels as configured, plus the built-in `default` (a folder) when none is.
+pub fn configured(channels: &BTreeMap<String, ChannelConfig>) -> BTreeMap<String, ChannelConfig> {
+    if !channels.is_empty() {
+        return channels.clone();
+    }
+    BTreeMap::from([(
+        DEFAULT_CHANNEL.to_string(),
+        ChannelConfig {
+            from: "Kontor <kontor@localhost>".into(),
+            reply_to: None,
+            transport: default_transport(),
+            folder: None,
+            smtp: None,
+            dkim: None,
+            throttle: ThrottleConfig::default(),
+            unsubscribe_mailto: None,
+        },
+    )])
+}
+
+/// Checks a channel's configuration without touching secrets or the network.
+pub fn validate(name: &str, c: &ChannelConfig) -> Result<(), String> {
+    let key = format!("channel.{name}");
+    c.from
+        .parse::<Mailbox>()
+        .map_err(|e| format!("{key}.from: `{}` is not a mailbox: {e}", c.from))?;
+    if let Some(r) = &c.reply_to {
+        r.parse::<Mailbox>()
+            .map_err(|e| format!("{key}.reply_to: `{r}` is not a mailbox: {e}"))?;
+    }
+    if let Some(m) = &c.unsubscribe_mailto {
+        m.parse::<Address>()
+            .map_err(|e| format!("{key}.unsubscribe_mailto: `{m}` is not an address: {e}"))?;
+    }
+    match (c.transport.as_str(), &c.smtp) {
+        ("folder", _) => {}
+        ("smtp", None) => {
+            return Err(format!(
+                "{key}: transport `smtp` needs a `[{key}.smtp]` table with at least `host`"
+            ));
+        }
+        ("smtp", Some(s)) => {
+            if !matches!(s.tls.as_str(), "starttls" | "tls" | "none") {
+                return Err(format!(
+                    "{key}.smtp.tls must be `starttls`, `tls` or `none`, not `{}`",
+                    s.tls
+                ));
+            }
+            if s.pool_size == 0 {
+                return Err(format!("{key}.smtp.pool_size must be at least 1"));
+            }
+            if s.password_secret.is_some() != s.username.is_some() {
+                return Err(format!(
+                    "{key}.smtp: set both `username` and `password_secret`, or neither"
+                ));
+            }
+            parse_duration(&s.timeout).map_err(|e| format!("{key}.smtp.timeout: {e}"))?;
+        }
+        (other, _) => {
+            return Err(format!(
+                "{key}.transport must be `folder` or `smtp`, not `{other}`"
+            ));
+        }
+    }
+    if let Some(d) = &c.dkim
+        && !matches!(d.algorithm.as_str(), "ed25519" | "rsa")
+    {
+        return Err(format!(
+            "{key}.dkim.algorithm must be `ed25519` or `rsa`, not `{}`",
+            d.algorithm
+        ));
+    }
+    let t = &c.throttle;
+    let rates = [
+        ("per_second", t.per_second),
+        ("per_domain_per_second", t.per_domain_per_second),
+    ]
+    .into_iter()
+    .chain(t.domains.values().map(|r| ("domains", *r)));
+    for (field, rate) in rates {
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!(
+                "{key}.throttle.{field} must be a number of messages per second ≥ 0 (0: unlimited)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    kontor_time::parse_duration(text)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a duration such as `30s`"))
+}
+
+/// What a channel needs from the secrets store, by secret name.
+pub fn secret_names(c: &ChannelConfig) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(s) = c.smtp.as_ref().and_then(|s| s.password_secret.clone()) {
+        names.push(s);
+    }
+    if let Some(d) = &c.dkim {
+        names.push(d.key_secret.clone());
+    }
+    names
+}
+
+/// Why a send did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// Try again later: 4xx replies, connection problems, timeouts.
+    Temporary(String),
+    /// Do not retry: 5xx replies, a message that cannot be built.
+    Permanent(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Temporary(m) | SendError::Permanent(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One message, ready to render into a MIME message.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// The outbox id: `Message-ID: <id@from-domain>`.
+    pub id: &'a str,
+    pub to: &'a str,
+    pub name: Option<&'a str>,
+    /// The unsubscribe link under `public_url` and its token, for mail that may carry one.
+    pub unsubscribe: Option<(String, String)>,
+}
+
+/// A channel, opened: transport connected lazily, DKIM key parsed.
+pub struct Channel {
+    pub name: String,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    unsubscribe_mailto: Address,
+    dkim: Option<DkimConfig>,
+    pub dkim_algorithm: Option<String>,
+    pub throttle: ThrottleConfig,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("name", &self.name).finish()
+    }
+}
+
+enum Transport {
+    Folder(PathBuf),
+    Smtp(SmtpSender),
+}
+
+/// A pooled SMTP transport, replaced by a fresh one after `recycle_after` messages
+/// (lettre's pool keeps connections as long as they live).
+struct SmtpSender {
+    build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
+    current: Mutex<(AsyncSmtpTransport<Tokio1Executor>, u64)>,
+    recycle_after: u64,
+}
+
+impl SmtpSender {
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if self.recycle_after > 0 && current.1 >= self.recycle_after {
+            // Calls in flight keep the old pool alive; it closes when they finish.
+            *current = ((self.build)(), 0);
+        }
+        current.1 += 1;
+        current.0.clone()
+    }
+}
+
+impl Channel {
+    /// Opens channel `name`; `secret` returns a secret's value by name.
+    pub fn open(
+        name: &str,
+        c: &ChannelConfig,
+        secret: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Channel, String> {
+        validate(name, c)?;
+        let key = format!("channel.{name}");
+        let from: Mailbox = c.from.parse().map_err(|e| format!("{key}.from: {e}"))?;
+        let reply_to = match &c.reply_to {
+            Some(r) => Some(r.parse().map_err(|e| format!("{key}.reply_to: {e}"))?),
+            None => None,
+        };
+        let unsubscribe_mailto = match &c.unsubscribe_mailto {
+            Some(m) => m
+                .parse()
+                .map_err(|e| format!("{key}.unsubscribe_mailto: {e}"))?,
+            None => from.email.clone(),
+        };
+        let (dkim, dkim_algorithm) = match &c.dkim {
+            None => (None, None),
+            Some(d) => {
+                let raw = secret(&d.key_secret)
+                    .map_err(|e| format!("{key}.dkim.key_secret `{}`: {e}", d.key_secret))?;
+                let text = String::from_utf8(raw)
+                    .map_err(|_| format!("{key}.dkim: secret `{}` is not text", d.key_secret))?;
+                let signing_key = dkim_key(&d.algorithm, &text)
+                    .map_err(|e| format!("{key}.dkim: the key in secret `{}` {e}", d.key_secret))?;
+                let config = DkimConfig::new(
+                    d.selector.clone(),
+                    d.domain.clone(),
+                    signing_key,
+                    SIGNED_HEADERS
+                        .iter()
+                        .map(|h| HeaderName::new_from_ascii_str(h))
+                        .collect(),
+                    DkimCanonicalization {
+                        header: DkimCanonicalizationType::Relaxed,
+                        body: DkimCanonicalizationType::Relaxed,
+                    },
+                );
+                (Some(config), Some(d.algorithm.clone()))
+            }
+        };
+        let transport = match (c.transport.as_str(), &c.smtp) {
+            ("smtp", Some(s)) => Transport::Smtp(smtp_sender(&key, s, secret)?),
+            _ => Transport::Folder(
+                c.folder
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("data/mail").join(name)),
+            ),
+        };
+        Ok(Channel {
+            name: name.to_string(),
+            from,
+            reply_to,
+            unsubscribe_mailto,
+            dkim,
+            dkim_algorithm,
+            throttle: c.throttle.clone(),
+            transport,
+        })
+    }
+
+    /// `Name <address>` of the sender.
+    pub fn from_address(&self) -> String {
+        self.from.to_string()
+    }
+
+    /// The domain of the from address (for `Message-ID`s).
+    pub fn from_domain(&self) -> &str {
+        self.from.email.domain()
+    }
+
+    /// Builds the MIME message for `envelope` with `rendered` content, DKIM-signed if the
+    /// channel signs. CPU work: call it off the async threads for bulk sends.
+    pub fn build(
+        &self,
+        envelope: &Envelope<'_>,
+        rendered: &Rendered,
+    ) -> Result<Message, SendError> {
+        let to = parse_address(envelope.to).map_err(SendError::Permanent)?;
+        let mut builder = Message::builder()
+            .message_id(Some(format!("<{}@{}>", envelope.id, self.from_domain())))
+            .from(self.from.clone())
+            .to(Mailbox::new(envelope.name.map(str::to_string), to))
+            .subject(rendered.subject.clone())
+            .header(ContentLanguage(rendered.locale.clone()));
+        if let Some(r) = &self.reply_to {
+            builder = builder.reply_to(r.clone());
+        }
+        if let Some((url, token)) = &envelope.unsubscribe {
+            builder = builder
+                .header(ListUnsubscribe(format!(
+                    "<{url}>, <mailto:{}?subject=unsubscribe%20{token}>",
+                    self.unsubscribe_mailto
+                )))
+                .header(ListUnsubscribePost);
+        }
+        let body = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                    .header(ContentTransferEncoding::QuotedPrintable)
+                    .body(rendered.text.clone()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(lettre::message::header::ContentType::TEXT_HTML)
+                    .header(ContentTransferEncoding::QuotedPrintable)
+                    .body(rendered.html.clone()),
+            );
+        let mut message = builder
+            .multipart(body)
+            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
+
+    /// Hands `message` to the transport. Returns the server's reply (or the file).
+    pub async fn send(&self, message: &Message, id: &str) -> Result<String, SendError> {
+        match &self.transport {
+            Transport::Folder(dir) => {
+                let bytes = message.formatted();
+                let dir = dir.clone();
+                let id = id.to_string();
+                tokio::task::spawn_blocking(move || write_eml(&dir, &id, &bytes))
+                    .await
+                    .map_err(|e| SendError::Temporary(e.to_string()))?
+            }
+            Transport::Smtp(sender) => {
+                let transport = sender.transport();
+                match transport.send(message.clone()).await {
+                    Ok(response) => Ok(format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    )),
+                    Err(e) if e.is_permanent() => Err(SendError::Permanent(smtp_error(&e))),
+                    Err(e) => Err(SendError::Temporary(smtp_error(&e))),
+                }
+            }
+        }
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            Transport::Folder(_) => "folder",
+            Transport::Smtp(_) => "smtp",
+        }
+    }
+}
+
+/// Headers the DKIM signature covers when present. RFC 8058 requires the two
+/// `List-Unsubscribe` headers to be signed; lettre's default list has only four headers.
+/// Not `Content-Type`: lettre writes a multipart's type with the body, after signing, so
+/// the signer would skip it while a verifier hashes it.
+const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Language",
+];
+
+fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
+    let text = e.to_string();
+    match e.status() {
+        Some(code) if !text.contains(&code.to_string()) => format!("{code} {text}"),
+        _ => text,
+    }
+}
+
+fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> Result<String, SendError> {
+    let temporary = |e: std::io::Error| SendError::Temporary(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(temporary)?;
+    let path = dir.join(format!("{id}.eml"));
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    std::fs::write(&partial, bytes).map_err(temporary)?;
+    std::fs::rename(&partial, &path).map_err(temporary)?;
+    Ok(format!("written to {}", path.display()))
+}
+
+fn smtp_sender(
+    key: &str,
+    s: &SmtpConfig,
+    secret: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<SmtpSender, String> {
+    let credentials = match (&s.username, &s.password_secret) {
+        (Some(user), Some(name)) => {
+            let password =
+                secret(name).map_err(|e| format!("{key}.smtp.password_secret `{name}`: {e}"))?;
+            let password = String::from_utf8(password)
+                .map_err(|_| format!("{key}.smtp: secret `{name}` is not text"))?;
+            Some(Credentials::new(user.clone(), password))
+        }
+        _ => None,
+    };
+    let tls = match s.tls.as_str() {
+        "none" => Tls::None,
+        mode => {
+            let parameters = TlsParameters::new(s.host.clone())
+                .map_err(|e| format!("{key}.smtp: TLS for `{}`: {e}", s.host))?;
+            if mode == "tls" {
+                Tls::Wrapper(parameters)
+            } else {
+                Tls::Required(parameters)
+            }
+        }
+    };
+    let port = s.port.unwrap_or(match s.tls.as_str() {
+        "tls" => 465,
+        "none" => 25,
+        _ => 587,
+    });
+    let timeout = parse_duration(&s.timeout)?;
+    let host = s.host.clone();
+    let pool_size = s.pool_size;
+    let build = move || {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(port)
+            .tls(tls.clone())
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(pool_size));
+        if let Some(c) = &credentials {
+            builder = builder.credentials(c.clone());
+        }
+        builder.build()
+    };
+    let first = build();
+    Ok(SmtpSender {
+        build: Box::new(build),
+        current: Mutex::new((first, 0)),
+        recycle_after: s.recycle_after,
+    })
+}
+
+/// Parses an RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8 PEM or base64 seed) key.
+pub fn dkim_key(algorithm: &str, text: &str) -> Result<DkimSigningKey, String> {
+    let text = text.trim();
+    match algorithm {
+        "rsa" => {
+            let pkcs1 = if text.contains("BEGIN RSA PRIVATE KEY") {
+                text.to_string()
+            } else if text.contains("BEGIN PRIVATE KEY") {
+                use rsa::pkcs1::EncodeRsaPrivateKey;
+                use rsa::pkcs8::DecodePrivateKey;
+                let key = rsa::RsaPrivateKey::from_pkcs8_pem(text)
+                    .map_err(|e| format!("is not an RSA key in PKCS#8 PEM: {e}"))?;
+                key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+                    .map_err(|e| format!("cannot be converted to PKCS#1: {e}"))?
+                    .to_string()
+            } else {
+                return Err(
+                    "is not a PEM RSA private key (BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)"
+                        .into(),
+                );
+            };
+            DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa)
+                .map_err(|e| format!("is not a usable RSA key: {e}"))
+        }
+        "ed25519" => {
+            let seed = if text.contains("BEGIN PRIVATE KEY") {
+                let body: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<Vec<_>>()
+                    .concat();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(body.trim())
+                    .map_err(|e| format!("is not valid PEM: {e}"))?;
+                // PKCS#8 of an Ed25519 key: a fixed 16-byte prefix, then the 32-byte seed.
+                const PREFIX: [u8; 16] = [
+                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04,
+                    0x22, 0x04, 0x20,
+                ];
+                if der.len() != 48 || der[..16] != PREFIX {
+                    return Err("is not an Ed25519 private key in PKCS#8 PEM".into());
+                }
+                base64::engine::general_purpose::STANDARD.encode(&der[16..])
+            } else {
+                text.to_string()
+            };
+            DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519)
+                .map_err(|e| format!("is not a usable Ed25519 key (base64 of 32 bytes): {e}"))
+        }
+        other => Err(format!("uses unknown algorithm `{other}`")),
+    }
+}
+
+/// Parses an email address, with a message that says what is wrong.
+pub fn parse_address(text: &str) -> Result<Address, String> {
+    if text.contains(['\r', '\n']) {
+        return Err("an address may not contain a line break".into());
+    }
+    text.trim()
+        .parse::<Address>()
+        .map_err(|e| format!("`{text}` is not an email address ({e})"))
+}
+
+macro_rules! text_header {
+    ($type:ident, $name:literal) => {
+        #[derive(Debug, Clone)]
+        struct $type(String);
+
+        impl Header for $type {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok($type(s.to_string()))
+            }
+            fn display(&self) -> HeaderValue {
+                HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
+}
+
+text_header!(ListUnsubscribe, "List-Unsubscribe");
+text_header!(ContentLanguage, "Content-Language");
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_are_not_keys_are_refused_with_the_reason() {
+        let err = |alg: &str, text: &str| dkim_key(alg, text).err().unwrap();
+        assert!(err("rsa", "hello").contains("is not a PEM RSA private key"));
+        assert!(
+            err(
+                "rsa",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+            )
+            .contains("PKCS#8")
+        );
+        assert!(err("ed25519", "bm90IGEga2V5").contains("Ed25519"));
+        assert!(
+            err(
+                "ed25519",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+            )
+            .contains("PKCS#8")
+        );
+        // A 32-byte seed in base64 is an Ed25519 key.
+        assert!(dkim_key("ed25519", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
+    }
+
+    #[test]
+    fn configuration_errors_name_the_key() {
+        let parse = |text: &str| -> ChannelConfig { toml::from_str(text).unwrap() };
+        let cases = [
+            ("from = \"nobody\"", "channel.x.from"),
+            (
+                "from = \"a@b.example\"\ntransport = \"pigeon\"",
+                "channel.x.transport",
+            ),
+            (
+                "from = \"a@b.example\"\ntransport = \"smtp\"",
+                "[channel.x.smtp]",
+            ),
+            (
+                "from = \"a@b.example\"\ntransport = \"smtp\"\n[smtp]\nhost = \"h\"\ntls = \"maybe\"",
+                "channel.x.smtp.tls",
+            ),
+            (
+                "from = \"a@b.example\"\n[throttle]\nper_second = -1",
+                "channel.x.throttle.per_second",
+            ),
+            (
+                "from = \"a@b.example\"\n[dkim]\ndomain = \"d\"\nselector = \"s\"\nalgorithm = \"dsa\"\nkey_secret = \"k\"",
+                "channel.x.dkim.algorithm",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = validate("x", &parse(text)).unwrap_err();
+            assert!(error.contains(key), "{error} names {key}");
+        }
+        assert!(validate("x", &parse("from = \"Müller GmbH <info@mueller.example>\"")).is_ok());
+    }
+
+    #[test]
+    fn header_values_cannot_smuggle_headers() {
+        assert!(parse_address("a@b.example\r\nBcc: x@y.example").is_err());
+        assert!(
+            parse_address("not an address")
+                .unwrap_err()
+                .contains("not an email address")
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Unsubscribe tokens: who unsubscribes from what, signed so a link cannot be forged.
+//!
+//! A token is `KEY_ID.PAYLOAD.MAC` (base64url without padding): the payload names the
+//! address, the purpose and the locale of the confirmation page; the MAC is HMAC-SHA256
+//! under a key from the secrets store (`email.unsubscribe-keys`, created on first use).
+//! Rotating adds a new key that signs from then on; older keys keep verifying, so links
+//! in mail already sent keep working. Rotating the master key re-seals the keyring and
+//! changes nothing here.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::secrets::MasterKey;
+use crate::store::Store;
+
+/// The secret holding the keyring.
+pub const KEYRING_SECRET: &str = "email.unsubscribe-keys";
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    #[serde(rename = "a")]
+    pub address: String,
+    #[serde(rename = "p")]
+    pub purpose: String,
+    #[serde(rename = "l")]
+    pub locale: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Key {
+    id: String,
+    /// hex
+    key: String,
+}
+
+/// The signing keys, newest first.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("Keyring").field("ids", &ids).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error("the unsubscribe keyring in the secrets store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Keyring {
+    /// Loads the keyring, creating it with one key if the store has none.
+    pub async fn load(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
+        match store.get_secret(KEYRING_SECRET).await? {
+            Some(sealed) => {
+                let plain = master.open(KEYRING_SECRET, &sealed)?;
+                let keys: Vec<Key> = serde_json::from_slice(plain.expose())
+                    .map_err(|e| KeyringError::Corrupt(e.to_string()))?;
+                let keys = keys
+                    .into_iter()
+                    .map(|k| {
+                        hex::decode(&k.key)
+                            .map(|bytes| (k.id, bytes))
+                            .map_err(|e| KeyringError::Corrupt(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if keys.is_empty() {
+                    return Err(KeyringError::Corrupt("it has no keys".into()));
+                }
+                Ok(Keyring { keys })
+            }
+            None => Keyring::rotate(store, master).await,
+        }
+    }
+
+    /// Adds a new signing key (keeping the old ones for verification) and stores the ring.
+    pub async fn rotate(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
+        let mut keys: Vec<Key> = match store.get_secret(KEYRING_SECRET).await? {
+            Some(sealed) => serde_json::from_slice(master.open(KEYRING_SECRET, &sealed)?.expose())
+                .map_err(|e| KeyringError::Corrupt(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        let mut id = [0u8; 4];
+        rand::fill(&mut id);
+        keys.insert(
+            0,
+            Key {
+                id: hex::encode(id),
+                key: hex::encode(secret),
+            },
+        );
+        let text = zeroize::Zeroizing::new(serde_json::to_vec(&keys).expect("keys serialize"));
+        store
+            .put_secret(
+                KEYRING_SECRET,
+                &master.seal(KEYRING_SECRET, &text),
+                chrono::Utc::now(),
+            )
+            .await?;
+        Ok(Keyring {
+            keys: keys
+                .into_iter()
+                .map(|k| (k.id, hex::decode(k.key).unwrap_or_default()))
+                .collect(),
+        })
+    }
+
+    /// The id of the key that signs new tokens.
+    pub fn current_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// A token for `what`, signed with the newest key.
+    pub fn sign(&self, what: &Unsubscribe) -> String {
+        let (id, key) = &self.keys[0];
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(what).expect("serializes"));
+        let signed = format!("{id}.{payload}");
+        let mac = URL_SAFE_NO_PAD.encode(mac(key, &signed));
+        format!("{signed}.{mac}")
+    }
+
+    /// What `token` says, if one of our keys signed it.
+    pub fn verify(&self, token: &str) -> Option<Unsubscribe> {
+        let mut parts = token.split('.');
+        let (Some(id), Some(payload), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let mut check = Hmac::<Sha256>::new_from_slice(key).ok()?;
+        check.update(format!("{id}.{payload}").as_bytes());
+        check.verify_slice(&tag).ok()?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+}
+
+fn mac(key: &[u8], text: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(text.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Purposes that never carry an unsubscribe link and that an unsubscribe cannot block:
+/// a product recall or an order confirmation must arrive. Bounces and complaints still
+/// block them.
+pub const REQUIRED_PURPOSES: &[&str] = &["safety", "transactional"];
+
+pub fn may_unsubscribe(purpose: &str) -> bool {
+    !REQUIRED_PURPOSES.contains(&purpose)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(keys: &[(&str, u8)]) -> Keyring {
+        Keyring {
+            keys: keys
+                .iter()
+                .map(|(id, b)| (id.to_string(), vec![*b; 32]))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tokens_verify_and_resist_tampering() {
+        let what = Unsubscribe {
+            address: "jürgen.müller@example.de".into(),
+            purpose: "marketing".into(),
+            locale: "de".into(),
+        };
+        let old = ring(&[("a1", 1)]);
+        let token = old.sign(&what);
+        assert_eq!(old.verify(&token), Some(what.clone()));
+        // After a rotation the old token still verifies; new tokens use the new key.
+        let rotated = ring(&[("b2", 2), ("a1", 1)]);
+        assert_eq!(rotated.verify(&token), Some(what.clone()));
+        assert!(rotated.sign(&what).starts_with("b2."));
+        // A changed payload, a foreign key or garbage do not.
+        let (head, tag) = token.rsplit_once('.').unwrap();
+        let (id, _) = head.split_once('.').unwrap();
+        let forged_payload = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Unsubscribe {
+                purpose: "safety".into(),
+                ..what.clone()
+            })
+            .unwrap(),
+        );
+        assert_eq!(old.verify(&format!("{id}.{forged_payload}.{tag}")), None);
+        assert_eq!(ring(&[("a1", 9)]).verify(&token), None);
+        assert_eq!(old.verify("a1.bm9wZQ"), None);
+        assert_eq!(old.verify(""), None);
+    }
+}

@@ -1,0 +1,420 @@
+//! The email tables: outbox, suppressions, bounces, daily counts.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Store, Tx};
+use crate::engine::effects::OutgoingEmail;
+use crate::store::types::{from_millis, millis};
+use crate::store::{MessageFilter, MessageView, OutboxMessage, StoreError, Suppression};
+
+const COLUMNS: &str = "id, run_id, step, workflow, campaign, channel, template, locale, recipient, name,
+                       purpose, data, status, attempts, due_at, reply, created_at, updated_at, sent_at";
+
+/// Inserts the outbox row of a `send_email` effect (inside the step's transaction).
+pub(super) async fn enqueue(
+    tx: &mut Tx<'_>,
+    run_id: Option<&str>,
+    step: Option<&str>,
+    email: &OutgoingEmail,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let address = email.to.trim().to_lowercase();
+    let domain = address.rsplit('@').next().unwrap_or_default().to_string();
+    sqlx::query(
+        "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
+                             address, domain, name, purpose, data, status, due_at, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&email.id)
+    .bind(run_id)
+    .bind(step)
+    .bind(&email.workflow)
+    .bind(&email.campaign)
+    .bind(&email.channel)
+    .bind(&email.template)
+    .bind(&email.locale)
+    .bind(email.to.trim())
+    .bind(&address)
+    .bind(&domain)
+    .bind(&email.name)
+    .bind(&email.purpose)
+    .bind(email.data.to_string())
+    .bind(millis(now))
+    .bind(millis(now))
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn message(r: &SqliteRow) -> Result<OutboxMessage, StoreError> {
+    let data: String = r.get("data");
+    Ok(OutboxMessage {
+        id: r.get("id"),
+        run_id: r.get("run_id"),
+        workflow: r.get("workflow"),
+        campaign: r.get("campaign"),
+        channel: r.get("channel"),
+        template: r.get("template"),
+        locale: r.get("locale"),
+        to: r.get("recipient"),
+        name: r.get("name"),
+        purpose: r.get("purpose"),
+        data: serde_json::from_str(&data)?,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        created_at: from_millis(r.get("created_at")),
+    })
+}
+
+fn view(r: &SqliteRow) -> Result<MessageView, StoreError> {
+    Ok(MessageView {
+        id: r.get("id"),
+        run_id: r.get("run_id"),
+        step: r.get("step"),
+        workflow: r.get("workflow"),
+        campaign: r.get("campaign"),
+        channel: r.get("channel"),
+        template: r.get("template"),
+        locale: r.get("locale"),
+        to: r.get("recipient"),
+        purpose: r.get("purpose"),
+        status: r.get("status"),
+        attempts: r.get::<i64, _>("attempts") as u32,
+        due_at: from_millis(r.get("due_at")),
+        reply: r.get("reply"),
+        created_at: from_millis(r.get("created_at")),
+        updated_at: from_millis(r.get("updated_at")),
+        sent_at: r.get::<Option<i64>, _>("sent_at").map(from_millis),
+    })
+}
+
+impl Store {
+    /// Queues a message outside any run (a proof from `POST /email/test-send`).
+    pub async fn enqueue_email(
+        &self,
+        email: &OutgoingEmail,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        enqueue(&mut tx, None, None, email, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// After a crash: messages caught mid-send go back to the queue with their id (and so
+    /// their Message-ID). Returns how many.
+    pub async fn recover_outbox(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE outbox SET status = 'queued', due_at = ?1, updated_at = ?1 WHERE status = 'sending'",
+        )
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
+    /// Claims up to `limit` due messages: they become `sending`.
+    pub async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE outbox SET status = 'sending', updated_at = ?1
+             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND due_at <= ?1
+                          ORDER BY due_at, id LIMIT ?2)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    /// When the next queued message is due.
+    pub async fn next_email_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT min(due_at) FROM outbox WHERE status = 'queued'")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(due.map(from_millis))
+    }
+
+    /// Puts a claimed message back, untouched, until `until` (a throttle held it).
+    pub async fn hold_email(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'queued', due_at = ? WHERE id = ? AND status = 'sending'",
+        )
+        .bind(millis(until))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a send: the message is `sent`, and the channel's count for the day grows.
+    pub async fn email_sent(
+        &self,
+        id: &str,
+        channel: &str,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, reply = ?, sent_at = ?2,
+                               updated_at = ?2 WHERE id = ?3",
+        )
+        .bind(reply)
+        .bind(millis(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO email_daily_counts (channel, day, sent) VALUES (?, ?, 1)
+             ON CONFLICT (channel, day) DO UPDATE SET sent = sent + 1",
+        )
+        .bind(channel)
+        .bind(now.format("%Y-%m-%d").to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A temporary failure: try again at `due`.
+    pub async fn email_retry(
+        &self,
+        id: &str,
+        reply: &str,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'queued', attempts = attempts + 1, reply = ?, due_at = ?,
+                               updated_at = ? WHERE id = ?",
+        )
+        .bind(reply)
+        .bind(millis(due))
+        .bind(millis(now))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// A final state without a send: `failed` (with the reply) or `suppressed` (with why).
+    pub async fn email_finished(
+        &self,
+        id: &str,
+        status: &str,
+        reply: &str,
+        attempted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = ?, attempts = attempts + ?, reply = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(i64::from(attempted))
+        .bind(reply)
+        .bind(millis(now))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Messages a channel sent on the UTC day of `now`.
+    pub async fn sent_today(&self, channel: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sent: Option<i64> =
+            sqlx::query_scalar("SELECT sent FROM email_daily_counts WHERE channel = ? AND day = ?")
+                .bind(channel)
+                .bind(now.format("%Y-%m-%d").to_string())
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(sent.unwrap_or(0) as u64)
+    }
+
+    /// Why mail for `purpose` may not go to `address`, if it may not: a suppression for
+    /// every purpose, or an unsubscribe from this one.
+    pub async fn suppression(
+        &self,
+        address: &str,
+        purpose: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let row = sqlx::query(
+            "SELECT address, purpose, reason, detail, created_at FROM email_suppressions
+             WHERE address = ? AND (purpose = '*' OR purpose = ?)
+             ORDER BY purpose = '*' DESC LIMIT 1",
+        )
+        .bind(address.trim().to_lowercase())
+        .bind(purpose)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| suppression(&r)))
+    }
+
+    /// Blocks `purpose` (`*`: every purpose) for `address`. Keeps the first reason.
+    pub async fn suppress(
+        &self,
+        address: &str,
+        purpose: &str,
+        reason: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO email_suppressions (address, purpose, reason, detail, created_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (address, purpose) DO NOTHING",
+        )
+        .bind(address.trim().to_lowercase())
+        .bind(purpose)
+        .bind(reason)
+        .bind(detail)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Suppressions of one address, or all (newest first).
+    pub async fn suppressions(
+        &self,
+        address: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, purpose, reason, detail, created_at FROM email_suppressions
+             WHERE ?1 IS NULL OR address = ?1 ORDER BY created_at DESC, address LIMIT ?2",
+        )
+        .bind(address.map(|a| a.trim().to_lowercase()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(suppression).collect())
+    }
+
+    /// Stores a bounce report; returns how many soft bounces `address` had since `since`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_bounce(
+        &self,
+        address: &str,
+        kind: &str,
+        status: Option<&str>,
+        detail: Option<&str>,
+        message_id: Option<&str>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let address = address.trim().to_lowercase();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO email_bounces (address, kind, status, detail, message_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&address)
+        .bind(kind)
+        .bind(status)
+        .bind(detail)
+        .bind(message_id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        let soft: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM email_bounces WHERE address = ? AND kind = 'soft' AND created_at >= ?",
+        )
+        .bind(&address)
+        .bind(millis(since))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(soft)
+    }
+
+    pub async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(view).transpose()
+    }
+
+    /// Messages by run, campaign, recipient and status; newest first, `before` an id.
+    pub async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM outbox
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR campaign = ?2)
+               AND (?3 IS NULL OR address = ?3) AND (?4 IS NULL OR status = ?4)
+               AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC LIMIT ?6"
+        ))
+        .bind(&filter.run_id)
+        .bind(&filter.campaign)
+        .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
+        .bind(&filter.status)
+        .bind(&filter.before)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    /// Messages by status (`{"queued": 3, "sent": 10, ...}`) for the filter's run,
+    /// campaign and recipient.
+    pub async fn message_counts(
+        &self,
+        filter: &MessageFilter,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, count(*) AS n FROM outbox
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR campaign = ?2)
+               AND (?3 IS NULL OR address = ?3)
+             GROUP BY status",
+        )
+        .bind(&filter.run_id)
+        .bind(&filter.campaign)
+        .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>("status"), r.get::<i64, _>("n")))
+            .collect())
+    }
+
+    /// Deletes up to `batch` messages that reached a final state before `cutoff`.
+    pub async fn prune_outbox(&self, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM outbox WHERE id IN (
+                 SELECT id FROM outbox WHERE status IN ('sent', 'failed', 'suppressed')
+                   AND updated_at < ? LIMIT ?)",
+        )
+        .bind(millis(cutoff))
+        .bind(i64::from(batch))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+}
+
+fn suppression(r: &SqliteRow) -> Suppression {
+    Suppression {
+        address: r.get("address"),
+        purpose: r.get("purpose"),
+        reason: r.get("reason"),
+        detail: r.get("detail"),
+        created_at: from_millis(r.get("created_at")),
+    }
+}
