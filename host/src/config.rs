@@ -294,6 +294,10 @@ pub struct TestingConfig {
     pub manual_clock: bool,
     /// Start of the manual clock (RFC 3339); default: the wall clock at startup.
     pub clock_start: Option<String>,
+    /// Fault injection: abort the process right after the first message is accepted by
+    /// the transport, before the outcome is committed (the window in which a message can
+    /// be sent twice). Tests only.
+    pub crash_after_send: bool,
 }
 
 impl Default for Config {
@@ -362,6 +366,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_LOG_LEVEL", "log.level"),
     ("KONTOR_TESTING_MANUAL_CLOCK", "testing.manual_clock"),
     ("KONTOR_TESTING_CLOCK_START", "testing.clock_start"),
+    (
+        "KONTOR_TESTING_CRASH_AFTER_SEND",
+        "testing.crash_after_send",
+    ),
 ];
 
 impl Config {

@@ -14,7 +14,7 @@
 //! | [`config`] | `kontor.toml` + `KONTOR_*` overrides, typed, unknown keys rejected |
 //! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
-//! | [`email`] | email templates (handlebars; subject, text, HTML per locale), checked and previewed |
+//! | [`email`] | templates (handlebars; subject, text, HTML per locale), channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens, `kontor bench email` |
 //! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
 //! | [`workflow`] | workflow files: YAML source with spans → checks → compiled [`workflow::Workflow`]; the [`workflow::Catalog`] of a `workflows/` folder |
 //! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |

@@ -44,7 +44,7 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Email templates.
+    /// Email: preview templates, check channels, rotate the unsubscribe-link key.
     Email {
         #[command(subcommand)]
         command: EmailCommand,
@@ -63,6 +63,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Render, DKIM-sign and deliver queued messages to an SMTP server on loopback:
+    /// messages/s and peak RSS.
+    Email {
+        /// Messages to queue and send.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// DKIM algorithm: ed25519, rsa (2048 bits) or off.
+        #[arg(long, default_value = "ed25519")]
+        dkim: String,
+        /// Send to this SMTP server (HOST:PORT, no TLS) instead of the built-in sink.
+        #[arg(long)]
+        smtp: Option<String>,
+        /// Messages rendered and sent at the same time.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// SMTP connections.
+        #[arg(long, default_value_t = 8)]
+        pool_size: u32,
+    },
     /// No-op step throughput and the end-to-end latency of a 3-step workflow.
     Engine {
         /// Runs of the one-step workflow for the throughput figure.
@@ -196,6 +215,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             init_tracing(&config);
             runtime()?.block_on(kontor::server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Email {
+                    messages,
+                    dkim,
+                    smtp,
+                    concurrency,
+                    pool_size,
+                },
+        } => {
+            runtime()?.block_on(kontor::email::bench::run(kontor::email::bench::EmailBenchOptions {
+                messages,
+                dkim,
+                smtp,
+                concurrency,
+                pool_size,
+                workflows_dir: config.workflows_dir.clone(),
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -15,6 +15,12 @@
 //! | `kontor_commit_duration_seconds` | histogram | — (one batch's transaction) |
 //! | `kontor_queue_depth` | gauge | — (jobs due now, set when scraped) |
 //! | `kontor_oldest_due_job_age_seconds` | gauge | — (how late the oldest due job is) |
+//! | `kontor_email_sent_total` | counter | `channel` |
+//! | `kontor_email_failed_total` | counter | `channel` (5xx, or out of attempts) |
+//! | `kontor_email_retries_total` | counter | `channel` (4xx and connection problems) |
+//! | `kontor_email_suppressed_total` | counter | `reason` (hard_bounce, complaint, soft_bounces, unsubscribed) |
+//! | `kontor_email_unsubscribes_total` | counter | `purpose` |
+//! | `kontor_email_dispatch_latency_seconds` | histogram | — (queued → accepted by the transport) |
 
 use std::sync::OnceLock;
 

@@ -198,7 +198,10 @@ pub async fn start_email(
         channels,
         keyring,
         &config.public_url,
-        config.email.clone(),
+        crate::email::dispatch::EmailConfig {
+            crash_after_send: config.testing.crash_after_send,
+            ..config.email.clone()
+        },
     )
     .map_err(anyhow::Error::msg)
 }

@@ -549,6 +549,36 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
     .await;
     let quick = f.start("quick", json!({})).await;
     let broken = f.start("broken", json!({})).await;
+    // Two outbox messages: one sent, one still queued (a throttle or an outage).
+    let store = f.engine.store();
+    let email = |id: &str| kontor::engine::effects::OutgoingEmail {
+        id: id.into(),
+        workflow: "quick".into(),
+        campaign: "c".into(),
+        channel: "default".into(),
+        template: "t".into(),
+        locale: None,
+        to: "a@b.example".into(),
+        name: None,
+        purpose: "service".into(),
+        data: json!({}),
+    };
+    store
+        .enqueue_emails(
+            &[email("m-sent"), email("m-queued")],
+            kontor::clock::Clock::now(f.clock.as_ref()),
+        )
+        .await
+        .unwrap();
+    store
+        .email_sent(
+            "m-sent",
+            "default",
+            "250 ok",
+            kontor::clock::Clock::now(f.clock.as_ref()),
+        )
+        .await
+        .unwrap();
     let parent = f.start("parent", json!({})).await;
     f.settle().await;
     f.event("some.event", "k", json!({})).await;
@@ -566,6 +596,12 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         (pruned.runs, pruned.events),
         (1, 1),
         "only the quick run; the parent's child stays"
+    );
+    assert_eq!(pruned.messages, 1, "the sent message; the queued one waits");
+    assert!(store.get_message("m-sent").await.unwrap().is_none());
+    assert_eq!(
+        store.get_message("m-queued").await.unwrap().unwrap().status,
+        "queued"
     );
     assert!(f.engine.store().get_run(&quick).await.unwrap().is_none());
     assert!(f.history(&quick).await.is_empty());

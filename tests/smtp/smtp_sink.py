@@ -2,7 +2,8 @@
 """A real SMTP server for Kontor's tests (aiosmtpd), on loopback.
 
 Every accepted message is written to DIR as NNNNNN.eml (the exact bytes received), with
-NNNNNN.json beside it (envelope sender and recipients). Prints `listening 127.0.0.1:PORT`
+NNNNNN.json beside it (envelope sender and recipients); every connection's EHLO adds a
+line to DIR/sessions.log. Prints `listening 127.0.0.1:PORT`
 once ready. Recipients steer the replies, so tests can provoke each case:
 
   *reject*@...     550 5.1.1 at RCPT (a permanent failure)
@@ -28,6 +29,13 @@ class Sink:
         self.delay = delay
         self.counter = itertools.count(1)
         self.tempfails = {}
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # One EHLO per SMTP connection: the tests count connections in sessions.log.
+        session.host_name = hostname
+        with open(os.path.join(self.directory, "sessions.log"), "a") as f:
+            f.write(hostname + "\n")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if "reject" in address:

@@ -208,6 +208,11 @@ impl Server {
         }
     }
 
+    /// Drops a setting for the next (re)start.
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// The process id of the running server.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -429,6 +434,13 @@ impl SmtpSink {
                 Some(Received { raw, path, to })
             })
             .collect()
+    }
+
+    /// SMTP connections opened so far (one EHLO each).
+    pub fn sessions(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("mail/sessions.log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 
     /// Waits up to `timeout` until at least `n` messages arrived; returns them.

@@ -86,7 +86,7 @@ fn dkim_verify(message: &Path, record: &str) -> String {
     )
 }
 
-fn config(smtp_port: u16, extra: &str) -> String {
+fn config_with(smtp_port: u16, extra: &str, news_throttle: &str) -> String {
     format!(
         r#"
 public_url = "https://kontor.example.de"
@@ -115,6 +115,7 @@ key_secret = "dkim-rsa"
 
 [channel.news.throttle]
 domains = {{ "slow.example" = 1 }}
+{news_throttle}
 
 [channel.service]
 from = "Kältetechnik Süd Service <service@kaeltetechnik-sued.example>"
@@ -134,6 +135,16 @@ key_secret = "dkim-ed25519"
     )
 }
 
+/// Stores both keys as the secrets the channels name.
+fn store_keys(server: &Server, rsa: &DkimKey, ed25519: &DkimKey) {
+    for (name, key) in [("dkim-rsa", rsa), ("dkim-ed25519", ed25519)] {
+        let (code, _, err) = server
+            .cli(&["secret", "set", name], Some(&key.pem))
+            .unwrap();
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
 struct Setup {
     server: Server,
     sink: SmtpSink,
@@ -143,10 +154,14 @@ struct Setup {
 
 /// A server with the email fixture, both DKIM keys stored as secrets, the manual clock.
 fn setup(sink_delay_ms: u64, extra_config: &str) -> Setup {
+    setup_with(sink_delay_ms, extra_config, "")
+}
+
+fn setup_with(sink_delay_ms: u64, extra_config: &str, news_throttle: &str) -> Setup {
     let sink = SmtpSink::start(sink_delay_ms).unwrap();
     let mut server = Server::prepare(
         &fixture("email"),
-        Some(&config(sink.port, extra_config)),
+        Some(&config_with(sink.port, extra_config, news_throttle)),
         &[
             ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
             ("KONTOR_TESTING_CLOCK_START", START),
@@ -155,12 +170,7 @@ fn setup(sink_delay_ms: u64, extra_config: &str) -> Setup {
     .unwrap();
     let rsa = openssl_key(server.dir.path(), "rsa");
     let ed25519 = openssl_key(server.dir.path(), "ed25519");
-    for (name, key) in [("dkim-rsa", &rsa), ("dkim-ed25519", &ed25519)] {
-        let (code, _, err) = server
-            .cli(&["secret", "set", name], Some(&key.pem))
-            .unwrap();
-        assert_eq!(code, 0, "{err}");
-    }
+    store_keys(&server, &rsa, &ed25519);
     server.launch().unwrap();
     Setup {
         server,
@@ -181,6 +191,13 @@ async fn start(server: &Server, workflow: &str, input: Value) -> String {
         .unwrap();
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_string()
+}
+
+/// Starts one `newsletter` run per address.
+async fn newsletters(server: &Server, addresses: impl IntoIterator<Item = String>, name: &str) {
+    for email in addresses {
+        start(server, "newsletter", json!({"email": email, "name": name})).await;
+    }
 }
 
 async fn messages(server: &Server, query: &str) -> Vec<Value> {
@@ -466,14 +483,12 @@ async fn throttles_hold_unsubscribes_and_bounces_suppress_by_purpose() {
         )
         .await;
     }
-    for i in 1..=5 {
-        start(
-            &s.server,
-            "newsletter",
-            json!({"email": format!("k{i}@fast.example"), "name": "Schnell"}),
-        )
-        .await;
-    }
+    newsletters(
+        &s.server,
+        (1..=5).map(|i| format!("k{i}@fast.example")),
+        "Schnell",
+    )
+    .await;
     // Without the clock moving, the other domain flows and the throttled one waits.
     let outbox = wait_until(&s.server, "campaign=herbst-2026", |m| {
         m.len() == 16 && with_status(m, "sent").len() == 6 && with_status(m, "queued").len() == 10
@@ -801,14 +816,12 @@ async fn a_crash_mid_dispatch_loses_nothing_and_resends_with_the_same_message_id
     // messages are with it.
     let mut s = setup(1500, "concurrency = 3");
     let n = 8;
-    for i in 0..n {
-        start(
-            &s.server,
-            "newsletter",
-            json!({"email": format!("kunde{i}@kunde.example"), "name": "Kunde"}),
-        )
-        .await;
-    }
+    newsletters(
+        &s.server,
+        (0..n).map(|i| format!("kunde{i}@kunde.example")),
+        "Kunde",
+    )
+    .await;
     // Kill while the second wave is with the SMTP server.
     wait_until(&s.server, "", |m| {
         m.len() == n && with_status(m, "sent").len() >= 3
@@ -911,4 +924,116 @@ async fn the_quick_start_writes_eml_files_without_a_mail_server() {
         );
         assert_eq!(m["purpose"], "safety");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_cap_survives_a_restart_and_connections_are_recycled() {
+    // One message at a time, so the pool would keep one connection; the channel opens a
+    // fresh one every 3 messages. At most 5 messages a day.
+    let mut s = setup_with(0, "concurrency = 1", "daily_cap = 5");
+    newsletters(
+        &s.server,
+        (0..7).map(|i| format!("k{i}@kunde.example")),
+        "K",
+    )
+    .await;
+    let outbox = wait_until(&s.server, "", |m| {
+        m.len() == 7 && with_status(m, "sent").len() == 5 && with_status(m, "queued").len() == 2
+    })
+    .await;
+    for m in with_status(&outbox, "queued") {
+        assert_eq!(
+            m["due_at"], "2026-06-09T00:00:00Z",
+            "held until the next UTC day"
+        );
+    }
+    assert_eq!(s.sink.messages().len(), 5);
+    assert_eq!(s.sink.sessions(), 2, "5 messages, a new connection after 3");
+
+    // A restart the same day still knows the 5: nothing more goes out.
+    s.server.terminate().unwrap();
+    s.server.restart().unwrap();
+    advance(&s.server, "1h").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(with_status(&messages(&s.server, "").await, "sent").len(), 5);
+    // The next day the rest goes.
+    advance(&s.server, "15h").await;
+    wait_until(&s.server, "", |m| with_status(m, "sent").len() == 7).await;
+    assert_eq!(s.sink.messages().len(), 7);
+}
+
+#[test]
+fn email_channels_opens_each_channel_and_names_a_missing_secret() {
+    let server = Server::prepare(&fixture("email"), Some(&config_with(2525, "", "")), &[]).unwrap();
+    let (code, _, err) = server.cli(&["email", "channels"], None).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("channel.news.dkim.key_secret `dkim-rsa`")
+            && err.contains("kontor secret set dkim-rsa"),
+        "{err}"
+    );
+    let rsa = openssl_key(server.dir.path(), "rsa");
+    let (code, _, err) = server
+        .cli(&["secret", "set", "dkim-rsa"], Some("not a key"))
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = server.cli(&["email", "channels"], None).unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a PEM RSA private key"), "{err}");
+    let ed25519 = openssl_key(server.dir.path(), "ed25519");
+    store_keys(&server, &rsa, &ed25519);
+    let (code, out, err) = server.cli(&["email", "channels"], None).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "news\tsmtp\tfrom Kältetechnik Süd <news@kaeltetechnik-sued.example>\tDKIM rsa"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("service\tsmtp"), "{out}");
+    assert!(out.contains("DKIM ed25519"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_accept_and_commit_sends_again_with_the_same_message_id() {
+    // Fault injection: the process aborts right after the SMTP server accepted the
+    // message, before `sent` is committed — the one window for a duplicate.
+    let sink = SmtpSink::start(0).unwrap();
+    let mut server = Server::prepare(
+        &fixture("email"),
+        Some(&config_with(sink.port, "", "")),
+        &[("KONTOR_TESTING_CRASH_AFTER_SEND", "true")],
+    )
+    .unwrap();
+    let rsa = openssl_key(server.dir.path(), "rsa");
+    let ed25519 = openssl_key(server.dir.path(), "ed25519");
+    store_keys(&server, &rsa, &ed25519);
+    server.launch().unwrap();
+    start(
+        &server,
+        "newsletter",
+        json!({"email": "einmal@kunde.example", "name": "Einmal"}),
+    )
+    .await;
+    let first = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(first.len(), 1);
+    // The server died after the 250; restart it without the fault.
+    std::thread::sleep(Duration::from_millis(300));
+    server.remove_env("KONTOR_TESTING_CRASH_AFTER_SEND");
+    server.restart().unwrap();
+    let outbox = wait_until(&server, "", |m| m.len() == 1 && m[0]["status"] == "sent").await;
+    let received = sink.wait_for(2, Duration::from_secs(10));
+    assert_eq!(received.len(), 2, "sent again after the restart");
+    let ids: Vec<String> = received
+        .iter()
+        .map(|m| header(&parsed(m), "Message-ID").unwrap())
+        .collect();
+    assert_eq!(ids[0], ids[1], "the copy carries the original Message-ID");
+    assert_eq!(
+        ids[0],
+        format!(
+            "<{}@kaeltetechnik-sued.example>",
+            outbox[0]["id"].as_str().unwrap()
+        )
+    );
 }

@@ -30,7 +30,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -40,10 +39,9 @@ use lettre::message::dkim::{
 };
 use lettre::message::header::{ContentTransferEncoding, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::TlsParameters;
+use lettre::{Address, Message};
 use serde::Deserialize;
 
 use super::templates::Rendered;
@@ -98,8 +96,8 @@ pub struct SmtpConfig {
     /// Connections kept open at most.
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
-    /// Open fresh connections after this many messages (0: never). Some relays drop
-    /// or rate-limit long-lived connections.
+    /// A connection is closed after this many messages (0: never) and a fresh one
+    /// opened. Some relays drop or rate-limit long-lived connections.
     #[serde(default = "default_recycle_after")]
     pub recycle_after: u64,
     /// Per SMTP command (`30s`).
@@ -313,27 +311,7 @@ impl std::fmt::Debug for Channel {
 
 enum Transport {
     Folder(PathBuf),
-    Smtp(SmtpSender),
-}
-
-/// A pooled SMTP transport, replaced by a fresh one after `recycle_after` messages
-/// (lettre's pool keeps connections as long as they live).
-struct SmtpSender {
-    build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
-    current: Mutex<(AsyncSmtpTransport<Tokio1Executor>, u64)>,
-    recycle_after: u64,
-}
-
-impl SmtpSender {
-    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if self.recycle_after > 0 && current.1 >= self.recycle_after {
-            // Calls in flight keep the old pool alive; it closes when they finish.
-            *current = ((self.build)(), 0);
-        }
-        current.1 += 1;
-        current.0.clone()
-    }
+    Smtp(Box<super::smtp::SmtpPool>),
 }
 
 impl Channel {
@@ -382,7 +360,7 @@ impl Channel {
             }
         };
         let transport = match (c.transport.as_str(), &c.smtp) {
-            ("smtp", Some(s)) => Transport::Smtp(smtp_sender(&key, s, secret)?),
+            ("smtp", Some(s)) => Transport::Smtp(Box::new(smtp_pool(&key, s, secret)?)),
             _ => Transport::Folder(
                 c.folder
                     .clone()
@@ -469,17 +447,13 @@ impl Channel {
                     .await
                     .map_err(|e| SendError::Temporary(e.to_string()))?
             }
-            Transport::Smtp(sender) => {
-                let transport = sender.transport();
-                match transport.send(message.clone()).await {
-                    Ok(response) => Ok(format!(
-                        "{} {}",
-                        response.code(),
-                        response.message().collect::<Vec<_>>().join(" ")
-                    )),
-                    Err(e) if e.is_permanent() => Err(SendError::Permanent(smtp_error(&e))),
-                    Err(e) => Err(SendError::Temporary(smtp_error(&e))),
-                }
+            Transport::Smtp(pool) => {
+                let response = pool.send(message.envelope(), &message.formatted()).await?;
+                Ok(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                ))
             }
         }
     }
@@ -509,14 +483,6 @@ const SIGNED_HEADERS: &[&str] = &[
     "Content-Language",
 ];
 
-fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
-    let text = e.to_string();
-    match e.status() {
-        Some(code) if !text.contains(&code.to_string()) => format!("{code} {text}"),
-        _ => text,
-    }
-}
-
 fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> Result<String, SendError> {
     let temporary = |e: std::io::Error| SendError::Temporary(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(temporary)?;
@@ -527,11 +493,12 @@ fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> Result<String, Se
     Ok(format!("written to {}", path.display()))
 }
 
-fn smtp_sender(
+fn smtp_pool(
     key: &str,
     s: &SmtpConfig,
     secret: &dyn Fn(&str) -> Result<Vec<u8>, String>,
-) -> Result<SmtpSender, String> {
+) -> Result<super::smtp::SmtpPool, String> {
+    use super::smtp::Security;
     let credentials = match (&s.username, &s.password_secret) {
         (Some(user), Some(name)) => {
             let password =
@@ -542,15 +509,16 @@ fn smtp_sender(
         }
         _ => None,
     };
-    let tls = match s.tls.as_str() {
-        "none" => Tls::None,
+    let security = match s.tls.as_str() {
+        "none" => Security::None,
         mode => {
+            // Certificates are verified against the bundled web PKI roots.
             let parameters = TlsParameters::new(s.host.clone())
                 .map_err(|e| format!("{key}.smtp: TLS for `{}`: {e}", s.host))?;
             if mode == "tls" {
-                Tls::Wrapper(parameters)
+                Security::Implicit(parameters)
             } else {
-                Tls::Required(parameters)
+                Security::StartTls(parameters)
             }
         }
     };
@@ -559,26 +527,15 @@ fn smtp_sender(
         "none" => 25,
         _ => 587,
     });
-    let timeout = parse_duration(&s.timeout)?;
-    let host = s.host.clone();
-    let pool_size = s.pool_size;
-    let build = move || {
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-            .port(port)
-            .tls(tls.clone())
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size));
-        if let Some(c) = &credentials {
-            builder = builder.credentials(c.clone());
-        }
-        builder.build()
-    };
-    let first = build();
-    Ok(SmtpSender {
-        build: Box::new(build),
-        current: Mutex::new((first, 0)),
-        recycle_after: s.recycle_after,
-    })
+    Ok(super::smtp::SmtpPool::new(
+        s.host.clone(),
+        port,
+        security,
+        credentials,
+        parse_duration(&s.timeout)?,
+        s.pool_size,
+        s.recycle_after,
+    ))
 }
 
 /// Parses an RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8 PEM or base64 seed) key.

@@ -4,7 +4,8 @@
 //! A row is `sending` while its message is with the transport. A crash then leaves it
 //! `sending`; the next start puts it back in the queue with the same id, hence the same
 //! `Message-ID`. So a message can be sent twice only if the process dies between the
-//! SMTP server's `250` and our commit of `sent` — and the copies share a Message-ID that
+//! SMTP server's `250` and our commit of `sent` — outcomes are committed in groups, at
+//! most [`FLUSH_EVERY`] after the first of them — and the copies share a Message-ID that
 //! receiving systems use to drop duplicates.
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use super::channel::{Channel, Envelope, SendError};
 use super::throttle::{Decision, Throttle};
 use super::unsubscribe::{Keyring, Unsubscribe, may_unsubscribe};
 use crate::engine::Engine;
-use crate::store::{OutboxMessage, StoreError};
+use crate::store::{OutboxMessage, OutboxUpdate, StoreError};
 
 /// `[email]` in `kontor.toml`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -36,6 +37,9 @@ pub struct EmailConfig {
     /// First wait after a temporary failure, doubled each time, at most `max_retry_backoff`.
     pub retry_backoff: String,
     pub max_retry_backoff: String,
+    /// `[testing] crash_after_send` (not an `[email]` key).
+    #[serde(skip)]
+    pub crash_after_send: bool,
 }
 
 impl Default for EmailConfig {
@@ -47,6 +51,7 @@ impl Default for EmailConfig {
             max_attempts: 8,
             retry_backoff: "30s".into(),
             max_retry_backoff: "1h".into(),
+            crash_after_send: false,
         }
     }
 }
@@ -77,16 +82,6 @@ pub struct Dispatcher {
     throttle: Mutex<Throttle>,
     wake: Notify,
     permits: Arc<Semaphore>,
-}
-
-/// What happened to one message in one pass.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Sent,
-    Held,
-    Retry,
-    Failed,
-    Suppressed,
 }
 
 impl Dispatcher {
@@ -188,41 +183,69 @@ impl Dispatcher {
         let claimed = store.claim_outbox(now, self.config.batch_size).await?;
         let count = claimed.len();
         let mut tasks = tokio::task::JoinSet::new();
+        // Outcomes are committed together, at most FLUSH_EVERY after the first of them:
+        // few transactions (one fsync each), and a short window in which a crash makes
+        // an accepted message go out again.
+        let mut pending = Pending::default();
+        let mut flushes = Vec::new();
         for message in claimed {
-            let permit = self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let permit = tokio::select! {
+                permit = self.permits.clone().acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+                _ = pending.due() => {
+                    flushes.push(pending.flush_in_background(store));
+                    self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+                }
+            };
             let this = self.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let id = message.id.clone();
-                match this.process(message).await {
-                    Ok(outcome) => debug!(message = %id, ?outcome, "outbox"),
-                    Err(e) => {
-                        warn!(message = %id, error = %e, "outbox: recording an outcome failed")
-                    }
+                let update = this.process(message).await;
+                if let Err(e) = &update {
+                    warn!(message = %id, error = %e, "outbox: checking a message failed");
                 }
+                update.ok()
             });
+            while let Some(done) = tasks.try_join_next() {
+                pending.add(done.ok().flatten());
+            }
         }
-        while tasks.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    Some(done) => pending.add(done.ok().flatten()),
+                    None => break,
+                },
+                _ = pending.due() => flushes.push(pending.flush_in_background(store)),
+            }
+        }
+        flushes.push(pending.flush_in_background(store));
+        for flush in flushes {
+            flush
+                .await
+                .map_err(|e| StoreError::GroupCommit(e.to_string()))??;
+        }
         Ok(count)
     }
 
-    async fn process(&self, message: OutboxMessage) -> Result<Outcome, StoreError> {
+    /// Takes one claimed message as far as it goes now; returns how its row changes.
+    async fn process(&self, message: OutboxMessage) -> Result<OutboxUpdate, StoreError> {
         let store = self.engine.store();
         let clock = self.engine.clock();
         let now = clock.now();
         let Some(channel) = self.channels.get(&message.channel).cloned() else {
             let reply = format!("there is no email channel `{}`", message.channel);
-            store
-                .email_finished(&message.id, "failed", &reply, false, now)
-                .await?;
             metrics::counter!("kontor_email_failed_total", "channel" => message.channel)
                 .increment(1);
-            return Ok(Outcome::Failed);
+            return Ok(OutboxUpdate::Finished {
+                id: message.id,
+                status: "failed",
+                reply,
+                attempted: false,
+                at: now,
+            });
         };
         // Consent is checked when the mail leaves, not only when it was queued.
         if let Some(s) = store.suppression(&message.to, &message.purpose).await?
@@ -232,11 +255,14 @@ impl Dispatcher {
                 "*" => format!("suppressed: {}", s.reason),
                 p => format!("suppressed: {} from {p}", s.reason),
             };
-            store
-                .email_finished(&message.id, "suppressed", &reply, false, now)
-                .await?;
             metrics::counter!("kontor_email_suppressed_total", "reason" => s.reason).increment(1);
-            return Ok(Outcome::Suppressed);
+            return Ok(OutboxUpdate::Finished {
+                id: message.id,
+                status: "suppressed",
+                reply,
+                attempted: false,
+                at: now,
+            });
         }
         let domain = message
             .to
@@ -255,8 +281,10 @@ impl Dispatcher {
             .lock_throttle()
             .decide(&channel.name, &channel.throttle, &domain, now);
         if let Decision::Hold(until) = decision {
-            store.hold_email(&message.id, until).await?;
-            return Ok(Outcome::Held);
+            return Ok(OutboxUpdate::Hold {
+                id: message.id,
+                until,
+            });
         }
 
         let built = {
@@ -295,43 +323,100 @@ impl Dispatcher {
             Err(e) => Err(e),
         };
         let now = clock.now();
+        if self.config.crash_after_send && result.is_ok() {
+            warn!(message = %message.id, "testing.crash_after_send: aborting after the send, before its commit");
+            std::process::abort();
+        }
         match result {
             Ok(reply) => {
-                store
-                    .email_sent(&message.id, &channel.name, &reply, now)
-                    .await?;
                 metrics::counter!("kontor_email_sent_total", "channel" => channel.name.clone())
                     .increment(1);
                 let latency = (now - message.created_at).to_std().unwrap_or_default();
                 metrics::histogram!("kontor_email_dispatch_latency_seconds")
                     .record(latency.as_secs_f64());
-                Ok(Outcome::Sent)
+                Ok(OutboxUpdate::Sent {
+                    id: message.id,
+                    channel: channel.name.clone(),
+                    reply,
+                    at: now,
+                })
             }
             Err(SendError::Temporary(reply)) if message.attempts + 1 < self.config.max_attempts => {
                 let (first, max) = self.backoff;
                 let wait = (first * 2i32.saturating_pow(message.attempts.min(20))).min(max);
-                store
-                    .email_retry(&message.id, &reply, now + wait, now)
-                    .await?;
                 metrics::counter!("kontor_email_retries_total", "channel" => channel.name.clone())
                     .increment(1);
                 debug!(message = %message.id, %reply, "outbox: temporary failure, retrying");
-                Ok(Outcome::Retry)
+                Ok(OutboxUpdate::Retry {
+                    id: message.id,
+                    reply,
+                    due: now + wait,
+                    at: now,
+                })
             }
             Err(SendError::Temporary(reply) | SendError::Permanent(reply)) => {
-                store
-                    .email_finished(&message.id, "failed", &reply, true, now)
-                    .await?;
                 metrics::counter!("kontor_email_failed_total", "channel" => channel.name.clone())
                     .increment(1);
                 warn!(message = %message.id, %reply, "outbox: message failed");
-                Ok(Outcome::Failed)
+                Ok(OutboxUpdate::Finished {
+                    id: message.id,
+                    status: "failed",
+                    reply,
+                    attempted: true,
+                    at: now,
+                })
             }
         }
     }
 
     fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long a finished message's outcome may wait for company before it is committed.
+const FLUSH_EVERY: StdDuration = StdDuration::from_millis(50);
+
+/// Outcomes not committed yet, and since when the oldest waits.
+#[derive(Default)]
+struct Pending {
+    updates: Vec<OutboxUpdate>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, update: Option<OutboxUpdate>) {
+        if let Some(update) = update {
+            self.since.get_or_insert_with(tokio::time::Instant::now);
+            self.updates.push(update);
+        }
+    }
+
+    /// Resolves when the oldest outcome has waited FLUSH_EVERY; never when none waits.
+    async fn due(&self) {
+        match self.since {
+            Some(since) => tokio::time::sleep_until(since + FLUSH_EVERY).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Commits every outcome in one transaction, while dispatching goes on. One not
+    /// committed (the process dies first) leaves its message `sending`: it is sent again
+    /// after the restart, with its Message-ID.
+    fn flush_in_background(
+        &mut self,
+        store: &crate::store::Store,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let updates = std::mem::take(&mut self.updates);
+        self.since = None;
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.update_outbox(&updates).await?;
+            for update in &updates {
+                debug!(?update, "outbox");
+            }
+            Ok(())
+        })
     }
 }
 

@@ -98,7 +98,16 @@ pub struct TemplateSet {
     templates: BTreeMap<String, EmailTemplate>,
     html: Handlebars<'static>,
     plain: Handlebars<'static>,
+    /// Variables each partial reads, with the partial's file and the partials it uses.
+    partials: BTreeMap<String, PartialUsage>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PartialUsage {
+    file: PathBuf,
+    variables: Vec<(u32, u32, String)>,
+    partials: Vec<String>,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -119,6 +128,7 @@ impl Default for TemplateSet {
             templates: BTreeMap::new(),
             html,
             plain,
+            partials: BTreeMap::new(),
             diagnostics: Vec::new(),
         }
     }
@@ -161,6 +171,17 @@ impl TemplateSet {
             for file in files_with_suffix(partials, ".hbs") {
                 let name = file_name(&file).trim_end_matches(".hbs").to_string();
                 if let Some(source) = set.read(&file) {
+                    if let Ok(template) = Template::compile(&source) {
+                        let (variables, partials) = used_variables(&template);
+                        set.partials.insert(
+                            name.clone(),
+                            PartialUsage {
+                                file: file.clone(),
+                                variables,
+                                partials,
+                            },
+                        );
+                    }
                     for registry in [&mut set.html, &mut set.plain] {
                         if let Err(e) = registry.register_partial(&name, &source) {
                             set.diagnostics.push(template_error(&file, &e));
@@ -252,14 +273,59 @@ impl TemplateSet {
             }
             match Template::compile(&source) {
                 Ok(template) => {
-                    variables.extend(used_variables(&template).into_iter().map(
-                        |(line, column, path)| Usage {
-                            file: file.clone(),
+                    let (used, partials) = used_variables(&template);
+                    // What the partials it uses (and theirs) read counts too, at the
+                    // partial's own file and position.
+                    let mut in_partials: Vec<(PathBuf, u32, u32, String)> = Vec::new();
+                    let mut seen = BTreeSet::new();
+                    let mut pending = partials;
+                    while let Some(partial) = pending.pop() {
+                        if !seen.insert(partial.clone()) {
+                            continue;
+                        }
+                        if let Some(usage) = self.partials.get(&partial) {
+                            in_partials.extend(
+                                usage
+                                    .variables
+                                    .iter()
+                                    .map(|(l, c, p)| (usage.file.clone(), *l, *c, p.clone())),
+                            );
+                            pending.extend(usage.partials.iter().cloned());
+                        }
+                    }
+                    for (partial_file, line, column, path) in &in_partials {
+                        if !provided(&sample, path) {
+                            self.diagnostics.push(
+                                Diagnostic::new(
+                                    partial_file,
+                                    *line,
+                                    *column,
+                                    format!(
+                                        "`{path}` is not in the sample data of `{name}` (which uses this partial in {})",
+                                        file_name
+                                    ),
+                                )
+                                .with_hint(format!(
+                                    "add `{path}` under `sample:` in {}",
+                                    meta_path.display()
+                                )),
+                            );
+                        }
+                    }
+                    variables.extend(in_partials.into_iter().map(|(file, line, column, path)| {
+                        Usage {
+                            file,
                             line,
                             column,
                             path,
-                        },
-                    ));
+                        }
+                    }));
+                    variables.extend(used.into_iter().map(|(line, column, path)| Usage {
+                        file: file.clone(),
+                        line,
+                        column,
+                        path,
+                    }));
                     for (line, column, path) in missing_variables(&template, &sample) {
                         self.diagnostics.push(
                             Diagnostic::new(
@@ -410,22 +476,31 @@ const HELPERS: [&str; 12] = [
 /// 1-based positions. Inside `#each`/`#with` only `@root.` paths are checked.
 fn missing_variables(template: &Template, sample: &Json) -> Vec<(u32, u32, String)> {
     let mut missing: Vec<(u32, u32, String)> = used_variables(template)
+        .0
         .into_iter()
-        .filter(|(_, _, path)| !has_path(sample, path))
+        .filter(|(_, _, path)| !provided(sample, path))
         .collect();
     missing.sort();
     missing.dedup_by(|a, b| a.2 == b.2);
     missing
 }
 
-/// Every variable path `template` reads from its data (every branch), with positions.
-fn used_variables(template: &Template) -> Vec<(u32, u32, String)> {
+/// Every variable path `template` reads from its data (every branch), with positions,
+/// and the names of the partials it uses.
+fn used_variables(template: &Template) -> (Vec<(u32, u32, String)>, Vec<String>) {
     let mut found = Vec::new();
-    walk(template, 0, &mut found, (1, 1));
-    found
+    let mut partials = Vec::new();
+    walk(template, 0, &mut found, &mut partials, (1, 1));
+    (found, partials)
 }
 
-fn walk(template: &Template, depth: usize, found: &mut Vec<(u32, u32, String)>, at: (u32, u32)) {
+fn walk(
+    template: &Template,
+    depth: usize,
+    found: &mut Vec<(u32, u32, String)>,
+    partials: &mut Vec<String>,
+    at: (u32, u32),
+) {
     for (i, element) in template.elements.iter().enumerate() {
         let position = template
             .mapping
@@ -456,15 +531,27 @@ fn walk(template: &Template, depth: usize, found: &mut Vec<(u32, u32, String)>, 
                     depth
                 };
                 if let Some(t) = &h.template {
-                    walk(t, inner, found, position);
+                    walk(t, inner, found, partials, position);
                 }
                 if let Some(t) = &h.inverse {
-                    walk(t, depth, found, position);
+                    walk(t, depth, found, partials, position);
+                }
+            }
+            TemplateElement::PartialExpression(d) => {
+                if let Parameter::Name(n) = &d.name
+                    && depth == 0
+                {
+                    partials.push(n.clone());
                 }
             }
             TemplateElement::PartialBlock(d) | TemplateElement::DecoratorBlock(d) => {
+                if let (TemplateElement::PartialBlock(_), Parameter::Name(n)) = (element, &d.name)
+                    && depth == 0
+                {
+                    partials.push(n.clone());
+                }
                 if let Some(t) = &d.template {
-                    walk(t, depth, found, position);
+                    walk(t, depth, found, partials, position);
                 }
             }
             _ => {}
@@ -489,6 +576,11 @@ fn note(path: String, depth: usize, at: (u32, u32), found: &mut Vec<(u32, u32, S
         None => path.strip_prefix("this.").unwrap_or(&path).to_string(),
     };
     found.push((at.0, at.1, path));
+}
+
+/// Is `path` in the data a template renders with? (`locale` always is.)
+fn provided(sample: &Json, path: &str) -> bool {
+    path == "locale" || has_path(sample, path)
 }
 
 /// Does `data` have `a.b.c`? Stops checking at arrays (their elements vary).

@@ -404,3 +404,32 @@ pub struct Suppression {
     pub detail: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+
+/// How a dispatched message's outbox row changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxUpdate {
+    /// A throttle holds it: back to the queue, due at `until`, attempts unchanged.
+    Hold { id: String, until: DateTime<Utc> },
+    /// Accepted by the transport; counts for the channel's day.
+    Sent {
+        id: String,
+        channel: String,
+        reply: String,
+        at: DateTime<Utc>,
+    },
+    /// A temporary failure: queued again, due at `due`.
+    Retry {
+        id: String,
+        reply: String,
+        due: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// `failed` or `suppressed`, with the reply or the reason.
+    Finished {
+        id: String,
+        status: &'static str,
+        reply: String,
+        attempted: bool,
+        at: DateTime<Utc>,
+    },
+}

@@ -124,3 +124,40 @@ fn broken_templates_are_diagnostics() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn variables_read_in_partials_count_for_the_templates_that_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "partials/frame.hbs",
+                "<p>{{company.name}}</p>{{> @partial-block}}{{> footer}}",
+            ),
+            ("partials/footer.hbs", "<small>{{company.phone}}</small>"),
+            ("t/template.yaml", "sample: {name: x, company: {name: y}}\n"),
+            ("t/de.subject.hbs", "Hallo {{name}}"),
+            ("t/de.text.hbs", "Hallo {{name}}"),
+            ("t/de.html.hbs", "{{#> frame}}Hallo {{name}}{{/frame}}"),
+        ],
+    );
+    let set = TemplateSet::load(dir.path());
+    let messages: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains("partials/footer.hbs:1:8")
+            && messages[0].contains("`company.phone` is not in the sample data of `t`"),
+        "{messages:?}"
+    );
+    let used: Vec<&str> = set
+        .get("t")
+        .unwrap()
+        .variables
+        .iter()
+        .map(|u| u.path.as_str())
+        .collect();
+    for path in ["name", "company.name", "company.phone"] {
+        assert!(used.contains(&path), "{path} in {used:?}");
+    }
+}

@@ -7,7 +7,9 @@ use sqlx::sqlite::SqliteRow;
 use super::{Store, Tx};
 use crate::engine::effects::OutgoingEmail;
 use crate::store::types::{from_millis, millis};
-use crate::store::{MessageFilter, MessageView, OutboxMessage, StoreError, Suppression};
+use crate::store::{
+    MessageFilter, MessageView, OutboxMessage, OutboxUpdate, StoreError, Suppression,
+};
 
 const COLUMNS: &str = "id, run_id, step, workflow, campaign, channel, template, locale, recipient, name,
                        purpose, data, status, attempts, due_at, reply, created_at, updated_at, sent_at";
@@ -104,6 +106,20 @@ impl Store {
         Ok(())
     }
 
+    /// Queues many messages outside any run in one transaction (benchmarks, imports).
+    pub async fn enqueue_emails(
+        &self,
+        emails: &[OutgoingEmail],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for email in emails {
+            enqueue(&mut tx, None, None, email, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// After a crash: messages caught mid-send go back to the queue with their id (and so
     /// their Message-ID). Returns how many.
     pub async fn recover_outbox(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -146,90 +162,100 @@ impl Store {
         Ok(due.map(from_millis))
     }
 
-    /// Puts a claimed message back, untouched, until `until` (a throttle held it).
-    pub async fn hold_email(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET status = 'queued', due_at = ? WHERE id = ? AND status = 'sending'",
-        )
-        .bind(millis(until))
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
+    /// Records what happened to dispatched messages, all in one transaction (one fsync
+    /// for a whole dispatch pass).
+    pub async fn update_outbox(&self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for update in updates {
+            match update {
+                OutboxUpdate::Hold { id, until } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'queued', due_at = ? WHERE id = ? AND status = 'sending'",
+                    )
+                    .bind(millis(*until))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                OutboxUpdate::Sent {
+                    id,
+                    channel,
+                    reply,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, reply = ?1, sent_at = ?2,
+                                           updated_at = ?2 WHERE id = ?3",
+                    )
+                    .bind(reply)
+                    .bind(millis(*at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO email_daily_counts (channel, day, sent) VALUES (?, ?, 1)
+                         ON CONFLICT (channel, day) DO UPDATE SET sent = sent + 1",
+                    )
+                    .bind(channel)
+                    .bind(at.format("%Y-%m-%d").to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                OutboxUpdate::Retry { id, reply, due, at } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'queued', attempts = attempts + 1, reply = ?, due_at = ?,
+                                           updated_at = ? WHERE id = ?",
+                    )
+                    .bind(reply)
+                    .bind(millis(*due))
+                    .bind(millis(*at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                OutboxUpdate::Finished {
+                    id,
+                    status,
+                    reply,
+                    attempted,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = ?, attempts = attempts + ?, reply = ?, updated_at = ?
+                         WHERE id = ?",
+                    )
+                    .bind(status)
+                    .bind(i64::from(*attempted))
+                    .bind(reply)
+                    .bind(millis(*at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Records a send: the message is `sent`, and the channel's count for the day grows.
+    /// Records one send (see [`Store::update_outbox`]).
     pub async fn email_sent(
         &self,
         id: &str,
         channel: &str,
         reply: &str,
-        now: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, reply = ?, sent_at = ?2,
-                               updated_at = ?2 WHERE id = ?3",
-        )
-        .bind(reply)
-        .bind(millis(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO email_daily_counts (channel, day, sent) VALUES (?, ?, 1)
-             ON CONFLICT (channel, day) DO UPDATE SET sent = sent + 1",
-        )
-        .bind(channel)
-        .bind(now.format("%Y-%m-%d").to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// A temporary failure: try again at `due`.
-    pub async fn email_retry(
-        &self,
-        id: &str,
-        reply: &str,
-        due: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET status = 'queued', attempts = attempts + 1, reply = ?, due_at = ?,
-                               updated_at = ? WHERE id = ?",
-        )
-        .bind(reply)
-        .bind(millis(due))
-        .bind(millis(now))
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    /// A final state without a send: `failed` (with the reply) or `suppressed` (with why).
-    pub async fn email_finished(
-        &self,
-        id: &str,
-        status: &str,
-        reply: &str,
-        attempted: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET status = ?, attempts = attempts + ?, reply = ?, updated_at = ?
-             WHERE id = ?",
-        )
-        .bind(status)
-        .bind(i64::from(attempted))
-        .bind(reply)
-        .bind(millis(now))
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.update_outbox(&[OutboxUpdate::Sent {
+            id: id.into(),
+            channel: channel.into(),
+            reply: reply.into(),
+            at,
+        }])
+        .await
     }
 
     /// Messages a channel sent on the UTC day of `now`.
