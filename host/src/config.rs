@@ -132,6 +132,15 @@ pub struct PluginConfig {
     pub config: Option<toml::Table>,
 }
 
+/// Parses a duration such as `2s`, `500ms` or `1h` that must be longer than zero.
+pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    kontor_time::parse_duration(text)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a positive duration like `2s` or `500ms`"))
+}
+
 /// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
@@ -205,15 +214,9 @@ fn resolve_plugin(
     };
     let deadline = match &config.deadline {
         None => base.deadline,
-        Some(d) => kontor_time::parse_duration(d)
-            .ok()
-            .and_then(|d| d.to_std().ok())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{key}.deadline: `{d}` is not a positive duration like `2s` or `500ms`"
-                )
-            })?,
+        Some(d) => {
+            parse_positive_duration(d).map_err(|e| anyhow::anyhow!("{key}.deadline: {e}"))?
+        }
     };
     Ok(kontor_plugins::PluginSettings {
         deadline,

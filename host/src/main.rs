@@ -300,12 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Email {
             command: EmailCommand::Channels,
         } => runtime()?.block_on(async {
-            let store = kontor::store::Store::open(&config.database_url)
-                .await
-                .with_context(|| format!("opening the store at {}", config.database_url))?;
-            let key = config
-                .master_key()
-                .context("loading the secrets master key")?;
+            let (store, key) = store_and_key(&config).await?;
             let channels =
                 kontor::email::dispatch::open_channels(&config.channel, &store, &key).await?;
             for channel in channels.values() {
@@ -322,12 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Email {
             command: EmailCommand::RotateUnsubscribeKey,
         } => runtime()?.block_on(async {
-            let store = kontor::store::Store::open(&config.database_url)
-                .await
-                .with_context(|| format!("opening the store at {}", config.database_url))?;
-            let key = config
-                .master_key()
-                .context("loading the secrets master key")?;
+            let (store, key) = store_and_key(&config).await?;
             let ring = kontor::email::unsubscribe::Keyring::rotate(&store, &key).await?;
             eprintln!(
                 "new unsubscribe key {} signs from the next start of `kontor serve`; older links keep working",
@@ -338,9 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token {
             command: TokenCommand::Create { role, description },
         } => runtime()?.block_on(async {
-            let store = kontor::store::Store::open(&config.database_url)
-                .await
-                .with_context(|| format!("opening the store at {}", config.database_url))?;
+            let store = open_store(&config).await?;
             let (token, hash) = kontor::api::new_token();
             let id = uuid::Uuid::now_v7().to_string();
             store
@@ -359,12 +347,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn open_store(config: &Config) -> anyhow::Result<kontor::store::Store> {
+    kontor::store::Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.database_url))
+}
+
+/// The store and the secrets master key, for commands that read or write secrets.
+async fn store_and_key(
+    config: &Config,
+) -> anyhow::Result<(kontor::store::Store, kontor::secrets::MasterKey)> {
+    let store = open_store(config).await?;
+    let key = config
+        .master_key()
+        .context("loading the secrets master key")?;
+    Ok((store, key))
+}
+
 async fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitCode> {
     use kontor::secrets::{MasterKey, check_name};
-    let store = kontor::store::Store::open(&config.database_url)
-        .await
-        .with_context(|| format!("opening the store at {}", config.database_url))?;
-    let key = config.master_key()?;
+    let (store, key) = store_and_key(config).await?;
     match command {
         SecretCommand::Set { name } => {
             check_name(&name)?;

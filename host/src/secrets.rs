@@ -39,6 +39,8 @@ pub enum SecretsError {
     Tampered(String),
     #[error("invalid secret name `{0}`: use 1 to 100 letters, digits, `_`, `-` or `.`")]
     InvalidName(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A decrypted secret value. Zeroed on drop; `Debug` and `Display` never show it.
@@ -196,6 +198,18 @@ impl MasterKey {
             )
             .map(|v| Plaintext(Zeroizing::new(v)))
             .map_err(|_| SecretsError::Tampered(name.to_string()))
+    }
+}
+
+/// The value of the stored secret `name`, if there is one.
+pub async fn read(
+    store: &crate::store::Store,
+    key: &MasterKey,
+    name: &str,
+) -> Result<Option<Plaintext>, SecretsError> {
+    match store.get_secret(name).await? {
+        Some(sealed) => Ok(Some(key.open(name, &sealed)?)),
+        None => Ok(None),
     }
 }
 

@@ -571,12 +571,12 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         .await
         .unwrap();
     store
-        .email_sent(
-            "m-sent",
-            "default",
-            "250 ok",
-            kontor::clock::Clock::now(f.clock.as_ref()),
-        )
+        .update_outbox(&[kontor::store::OutboxUpdate::Sent {
+            id: "m-sent".into(),
+            channel: "default".into(),
+            reply: "250 ok".into(),
+            at: kontor::clock::Clock::now(f.clock.as_ref()),
+        }])
         .await
         .unwrap();
     let parent = f.start("parent", json!({})).await;

@@ -354,7 +354,7 @@ pub async fn test_send(
     };
     let store = state.engine.store();
     store
-        .enqueue_email(&email, state.engine.clock().now())
+        .enqueue_emails(std::slice::from_ref(&email), state.engine.clock().now())
         .await?;
     mailer.wake();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -383,11 +383,7 @@ pub async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> impl IntoResponse {
-    let Some(what) = state
-        .mailer
-        .as_ref()
-        .and_then(|m| m.keyring().verify(&token))
-    else {
+    let Some(what) = verify(&state, &token) else {
         return (
             StatusCode::NOT_FOUND,
             Html(page("en", Page::Invalid, "", "")),
@@ -409,11 +405,7 @@ pub async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Some(what) = state
-        .mailer
-        .as_ref()
-        .and_then(|m| m.keyring().verify(&token))
-    else {
+    let Some(what) = verify(&state, &token) else {
         return Ok((
             StatusCode::NOT_FOUND,
             Html(page("en", Page::Invalid, "", "")),
@@ -431,6 +423,11 @@ pub async fn unsubscribe(
         StatusCode::OK,
         Html(page(&what.locale, Page::Done, &what.address, "")),
     ))
+}
+
+/// What an unsubscribe token says, if one of our keys signed it.
+fn verify(state: &AppState, token: &str) -> Option<crate::email::unsubscribe::Unsubscribe> {
+    state.mailer.as_ref()?.keyring().verify(token)
 }
 
 enum Page {

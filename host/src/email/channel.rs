@@ -30,7 +30,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use base64::Engine as _;
 use lettre::message::dkim::{
@@ -210,7 +209,8 @@ pub fn validate(name: &str, c: &ChannelConfig) -> Result<(), String> {
                     "{key}.smtp: set both `username` and `password_secret`, or neither"
                 ));
             }
-            parse_duration(&s.timeout).map_err(|e| format!("{key}.smtp.timeout: {e}"))?;
+            crate::config::parse_positive_duration(&s.timeout)
+                .map_err(|e| format!("{key}.smtp.timeout: {e}"))?;
         }
         (other, _) => {
             return Err(format!(
@@ -241,14 +241,6 @@ pub fn validate(name: &str, c: &ChannelConfig) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    kontor_time::parse_duration(text)
-        .ok()
-        .and_then(|d| d.to_std().ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("`{text}` is not a duration such as `30s`"))
 }
 
 /// What a channel needs from the secrets store, by secret name.
@@ -532,7 +524,7 @@ fn smtp_pool(
         port,
         security,
         credentials,
-        parse_duration(&s.timeout)?,
+        crate::config::parse_positive_duration(&s.timeout)?,
         s.pool_size,
         s.recycle_after,
     ))

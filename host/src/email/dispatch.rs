@@ -201,7 +201,7 @@ impl Dispatcher {
             let this = self.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let id = message.id.clone();
+                let id = message.email.id.clone();
                 let update = this.process(message).await;
                 if let Err(e) = &update {
                     warn!(message = %id, error = %e, "outbox: checking a message failed");
@@ -235,12 +235,12 @@ impl Dispatcher {
         let store = self.engine.store();
         let clock = self.engine.clock();
         let now = clock.now();
-        let Some(channel) = self.channels.get(&message.channel).cloned() else {
-            let reply = format!("there is no email channel `{}`", message.channel);
-            metrics::counter!("kontor_email_failed_total", "channel" => message.channel)
+        let Some(channel) = self.channels.get(&message.email.channel).cloned() else {
+            let reply = format!("there is no email channel `{}`", message.email.channel);
+            metrics::counter!("kontor_email_failed_total", "channel" => message.email.channel)
                 .increment(1);
             return Ok(OutboxUpdate::Finished {
-                id: message.id,
+                id: message.email.id,
                 status: "failed",
                 reply,
                 attempted: false,
@@ -248,8 +248,10 @@ impl Dispatcher {
             });
         };
         // Consent is checked when the mail leaves, not only when it was queued.
-        if let Some(s) = store.suppression(&message.to, &message.purpose).await?
-            && (s.purpose == "*" || may_unsubscribe(&message.purpose))
+        if let Some(s) = store
+            .suppression(&message.email.to, &message.email.purpose)
+            .await?
+            && (s.purpose == "*" || may_unsubscribe(&message.email.purpose))
         {
             let reply = match s.purpose.as_str() {
                 "*" => format!("suppressed: {}", s.reason),
@@ -257,19 +259,14 @@ impl Dispatcher {
             };
             metrics::counter!("kontor_email_suppressed_total", "reason" => s.reason).increment(1);
             return Ok(OutboxUpdate::Finished {
-                id: message.id,
+                id: message.email.id,
                 status: "suppressed",
                 reply,
                 attempted: false,
                 at: now,
             });
         }
-        let domain = message
-            .to
-            .rsplit('@')
-            .next()
-            .unwrap_or_default()
-            .to_lowercase();
+
         if channel.throttle.daily_cap > 0 {
             let known = self.lock_throttle().knows_day(&channel.name, now);
             if !known {
@@ -277,12 +274,12 @@ impl Dispatcher {
                 self.lock_throttle().set_day(&channel.name, now, sent);
             }
         }
-        let decision = self
-            .lock_throttle()
-            .decide(&channel.name, &channel.throttle, &domain, now);
+        let decision =
+            self.lock_throttle()
+                .decide(&channel.name, &channel.throttle, &message.domain, now);
         if let Decision::Hold(until) = decision {
             return Ok(OutboxUpdate::Hold {
-                id: message.id,
+                id: message.email.id,
                 until,
             });
         }
@@ -290,25 +287,25 @@ impl Dispatcher {
         let built = {
             let templates = self.engine.catalog().templates.clone();
             let channel = channel.clone();
-            let unsubscribe = may_unsubscribe(&message.purpose).then(|| {
+            let unsubscribe = may_unsubscribe(&message.email.purpose).then(|| {
                 let token = self.keyring.sign(&Unsubscribe {
-                    address: message.to.to_lowercase(),
-                    purpose: message.purpose.clone(),
-                    locale: message.locale.clone().unwrap_or_else(|| "de".into()),
+                    address: message.email.to.to_lowercase(),
+                    purpose: message.email.purpose.clone(),
+                    locale: message.email.locale.clone().unwrap_or_else(|| "de".into()),
                 });
                 (self.unsubscribe_url(&token), token)
             });
             let message = message.clone();
             tokio::task::spawn_blocking(move || {
-                let locale = message.locale.as_deref().unwrap_or("");
+                let locale = message.email.locale.as_deref().unwrap_or("");
                 let rendered = templates
-                    .render(&message.template, locale, &message.data)
+                    .render(&message.email.template, locale, &message.email.data)
                     .map_err(|e| SendError::Permanent(e.to_string()))?;
                 channel.build(
                     &Envelope {
-                        id: &message.id,
-                        to: &message.to,
-                        name: message.name.as_deref(),
+                        id: &message.email.id,
+                        to: &message.email.to,
+                        name: message.email.name.as_deref(),
                         unsubscribe,
                     },
                     &rendered,
@@ -319,12 +316,12 @@ impl Dispatcher {
             .and_then(|r| r)
         };
         let result = match built {
-            Ok(mime) => channel.send(&mime, &message.id).await,
+            Ok(mime) => channel.send(&mime, &message.email.id).await,
             Err(e) => Err(e),
         };
         let now = clock.now();
         if self.config.crash_after_send && result.is_ok() {
-            warn!(message = %message.id, "testing.crash_after_send: aborting after the send, before its commit");
+            warn!(message = %message.email.id, "testing.crash_after_send: aborting after the send, before its commit");
             std::process::abort();
         }
         match result {
@@ -335,7 +332,7 @@ impl Dispatcher {
                 metrics::histogram!("kontor_email_dispatch_latency_seconds")
                     .record(latency.as_secs_f64());
                 Ok(OutboxUpdate::Sent {
-                    id: message.id,
+                    id: message.email.id,
                     channel: channel.name.clone(),
                     reply,
                     at: now,
@@ -346,9 +343,9 @@ impl Dispatcher {
                 let wait = (first * 2i32.saturating_pow(message.attempts.min(20))).min(max);
                 metrics::counter!("kontor_email_retries_total", "channel" => channel.name.clone())
                     .increment(1);
-                debug!(message = %message.id, %reply, "outbox: temporary failure, retrying");
+                debug!(message = %message.email.id, %reply, "outbox: temporary failure, retrying");
                 Ok(OutboxUpdate::Retry {
-                    id: message.id,
+                    id: message.email.id,
                     reply,
                     due: now + wait,
                     at: now,
@@ -357,9 +354,9 @@ impl Dispatcher {
             Err(SendError::Temporary(reply) | SendError::Permanent(reply)) => {
                 metrics::counter!("kontor_email_failed_total", "channel" => channel.name.clone())
                     .increment(1);
-                warn!(message = %message.id, %reply, "outbox: message failed");
+                warn!(message = %message.email.id, %reply, "outbox: message failed");
                 Ok(OutboxUpdate::Finished {
-                    id: message.id,
+                    id: message.email.id,
                     status: "failed",
                     reply,
                     attempted: true,
@@ -430,8 +427,8 @@ pub async fn open_channels(
     for (name, config) in super::channel::configured(configs) {
         let mut secrets = BTreeMap::new();
         for secret in super::channel::secret_names(&config) {
-            let value = match store.get_secret(&secret).await? {
-                Some(sealed) => Ok(master.open(&secret, &sealed)?.expose().to_vec()),
+            let value = match crate::secrets::read(store, master, &secret).await? {
+                Some(plain) => Ok(plain.expose().to_vec()),
                 None => Err(format!(
                     "is not in the secrets store; add it with `kontor secret set {secret}`"
                 )),

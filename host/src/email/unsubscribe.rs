@@ -63,35 +63,16 @@ pub enum KeyringError {
 impl Keyring {
     /// Loads the keyring, creating it with one key if the store has none.
     pub async fn load(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
-        match store.get_secret(KEYRING_SECRET).await? {
-            Some(sealed) => {
-                let plain = master.open(KEYRING_SECRET, &sealed)?;
-                let keys: Vec<Key> = serde_json::from_slice(plain.expose())
-                    .map_err(|e| KeyringError::Corrupt(e.to_string()))?;
-                let keys = keys
-                    .into_iter()
-                    .map(|k| {
-                        hex::decode(&k.key)
-                            .map(|bytes| (k.id, bytes))
-                            .map_err(|e| KeyringError::Corrupt(e.to_string()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if keys.is_empty() {
-                    return Err(KeyringError::Corrupt("it has no keys".into()));
-                }
-                Ok(Keyring { keys })
-            }
-            None => Keyring::rotate(store, master).await,
+        let keys = stored_keys(store, master).await?;
+        if keys.is_empty() {
+            return Keyring::rotate(store, master).await;
         }
+        Keyring::from_keys(keys)
     }
 
     /// Adds a new signing key (keeping the old ones for verification) and stores the ring.
     pub async fn rotate(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
-        let mut keys: Vec<Key> = match store.get_secret(KEYRING_SECRET).await? {
-            Some(sealed) => serde_json::from_slice(master.open(KEYRING_SECRET, &sealed)?.expose())
-                .map_err(|e| KeyringError::Corrupt(e.to_string()))?,
-            None => Vec::new(),
-        };
+        let mut keys = stored_keys(store, master).await?;
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
         let mut id = [0u8; 4];
@@ -111,12 +92,19 @@ impl Keyring {
                 chrono::Utc::now(),
             )
             .await?;
-        Ok(Keyring {
-            keys: keys
-                .into_iter()
-                .map(|k| (k.id, hex::decode(k.key).unwrap_or_default()))
-                .collect(),
-        })
+        Keyring::from_keys(keys)
+    }
+
+    fn from_keys(keys: Vec<Key>) -> Result<Keyring, KeyringError> {
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                hex::decode(&k.key)
+                    .map(|bytes| (k.id, bytes))
+                    .map_err(|e| KeyringError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keyring { keys })
     }
 
     /// The id of the key that signs new tokens.
@@ -147,6 +135,16 @@ impl Keyring {
         check.update(format!("{id}.{payload}").as_bytes());
         check.verify_slice(&tag).ok()?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+}
+
+/// The keys in the secrets store, newest first; none before the first start.
+async fn stored_keys(store: &Store, master: &MasterKey) -> Result<Vec<Key>, KeyringError> {
+    match crate::secrets::read(store, master, KEYRING_SECRET).await? {
+        Some(plain) => {
+            serde_json::from_slice(plain.expose()).map_err(|e| KeyringError::Corrupt(e.to_string()))
+        }
+        None => Ok(Vec::new()),
     }
 }
 

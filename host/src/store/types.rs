@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::engine::effects::Effect;
+use crate::engine::effects::{Effect, OutgoingEmail};
 
 /// Milliseconds since the epoch, the store's time unit.
 pub fn millis(t: DateTime<Utc>) -> i64 {
@@ -329,20 +329,13 @@ pub struct SecretInfo {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A queued message as the dispatcher sees it.
+/// A queued message as the dispatcher sees it: what the step queued, and its history.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
-    pub id: String,
+    pub email: OutgoingEmail,
+    /// The recipient's domain, lowercased (throttles count per domain).
+    pub domain: String,
     pub run_id: Option<String>,
-    pub workflow: Option<String>,
-    pub campaign: String,
-    pub channel: String,
-    pub template: String,
-    pub locale: Option<String>,
-    pub to: String,
-    pub name: Option<String>,
-    pub purpose: String,
-    pub data: Json,
     /// Sends tried before this one.
     pub attempts: u32,
     pub created_at: DateTime<Utc>,

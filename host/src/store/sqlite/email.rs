@@ -11,7 +11,7 @@ use crate::store::{
     MessageFilter, MessageView, OutboxMessage, OutboxUpdate, StoreError, Suppression,
 };
 
-const COLUMNS: &str = "id, run_id, step, workflow, campaign, channel, template, locale, recipient, name,
+const COLUMNS: &str = "id, run_id, step, workflow, campaign, channel, template, locale, recipient, domain, name,
                        purpose, data, status, attempts, due_at, reply, created_at, updated_at, sent_at";
 
 /// Inserts the outbox row of a `send_email` effect (inside the step's transaction).
@@ -33,7 +33,7 @@ pub(super) async fn enqueue(
     .bind(&email.id)
     .bind(run_id)
     .bind(step)
-    .bind(&email.workflow)
+    .bind(Some(&email.workflow).filter(|w| !w.is_empty()))
     .bind(&email.campaign)
     .bind(&email.channel)
     .bind(&email.template)
@@ -52,20 +52,37 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
+/// The run, campaign and recipient of a [`MessageFilter`], as `?1`…`?3`.
+const SCOPE: &str = "(?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR campaign = ?2)
+                     AND (?3 IS NULL OR address = ?3)";
+
+fn bind_scope<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    filter: &'q MessageFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(&filter.run_id)
+        .bind(&filter.campaign)
+        .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
+}
+
 fn message(r: &SqliteRow) -> Result<OutboxMessage, StoreError> {
     let data: String = r.get("data");
     Ok(OutboxMessage {
-        id: r.get("id"),
+        email: OutgoingEmail {
+            id: r.get("id"),
+            workflow: r.get::<Option<String>, _>("workflow").unwrap_or_default(),
+            campaign: r.get("campaign"),
+            channel: r.get("channel"),
+            template: r.get("template"),
+            locale: r.get("locale"),
+            to: r.get("recipient"),
+            name: r.get("name"),
+            purpose: r.get("purpose"),
+            data: serde_json::from_str(&data)?,
+        },
+        domain: r.get("domain"),
         run_id: r.get("run_id"),
-        workflow: r.get("workflow"),
-        campaign: r.get("campaign"),
-        channel: r.get("channel"),
-        template: r.get("template"),
-        locale: r.get("locale"),
-        to: r.get("recipient"),
-        name: r.get("name"),
-        purpose: r.get("purpose"),
-        data: serde_json::from_str(&data)?,
         attempts: r.get::<i64, _>("attempts") as u32,
         created_at: from_millis(r.get("created_at")),
     })
@@ -94,19 +111,7 @@ fn view(r: &SqliteRow) -> Result<MessageView, StoreError> {
 }
 
 impl Store {
-    /// Queues a message outside any run (a proof from `POST /email/test-send`).
-    pub async fn enqueue_email(
-        &self,
-        email: &OutgoingEmail,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        enqueue(&mut tx, None, None, email, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Queues many messages outside any run in one transaction (benchmarks, imports).
+    /// Queues messages outside any run in one transaction (proofs, benchmarks).
     pub async fn enqueue_emails(
         &self,
         emails: &[OutgoingEmail],
@@ -149,17 +154,8 @@ impl Store {
         .fetch_all(&self.writer)
         .await?;
         let mut claimed = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
-        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        claimed.sort_by(|a, b| a.email.id.cmp(&b.email.id));
         Ok(claimed)
-    }
-
-    /// When the next queued message is due.
-    pub async fn next_email_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let due: Option<i64> =
-            sqlx::query_scalar("SELECT min(due_at) FROM outbox WHERE status = 'queued'")
-                .fetch_one(&self.reader)
-                .await?;
-        Ok(due.map(from_millis))
     }
 
     /// Records what happened to dispatched messages, all in one transaction (one fsync
@@ -239,23 +235,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Records one send (see [`Store::update_outbox`]).
-    pub async fn email_sent(
-        &self,
-        id: &str,
-        channel: &str,
-        reply: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.update_outbox(&[OutboxUpdate::Sent {
-            id: id.into(),
-            channel: channel.into(),
-            reply: reply.into(),
-            at,
-        }])
-        .await
     }
 
     /// Messages a channel sent on the UTC day of `now`.
@@ -379,21 +358,17 @@ impl Store {
         &self,
         filter: &MessageFilter,
     ) -> Result<Vec<MessageView>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM outbox
-             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR campaign = ?2)
-               AND (?3 IS NULL OR address = ?3) AND (?4 IS NULL OR status = ?4)
-               AND (?5 IS NULL OR id < ?5)
+             WHERE {SCOPE} AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR id < ?5)
              ORDER BY id DESC LIMIT ?6"
-        ))
-        .bind(&filter.run_id)
-        .bind(&filter.campaign)
-        .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
-        .bind(&filter.status)
-        .bind(&filter.before)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.reader)
-        .await?;
+        );
+        let rows = bind_scope(sqlx::query(&sql), filter)
+            .bind(&filter.status)
+            .bind(&filter.before)
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(view).collect()
     }
 
@@ -403,17 +378,10 @@ impl Store {
         &self,
         filter: &MessageFilter,
     ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT status, count(*) AS n FROM outbox
-             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR campaign = ?2)
-               AND (?3 IS NULL OR address = ?3)
-             GROUP BY status",
-        )
-        .bind(&filter.run_id)
-        .bind(&filter.campaign)
-        .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
-        .fetch_all(&self.reader)
-        .await?;
+        let sql = format!("SELECT status, count(*) AS n FROM outbox WHERE {SCOPE} GROUP BY status");
+        let rows = bind_scope(sqlx::query(&sql), filter)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| (r.get::<String, _>("status"), r.get::<i64, _>("n")))
