@@ -1,5 +1,6 @@
 //! `kontor bench engine`: how fast the engine dispatches and commits steps, measured on a
-//! real SQLite file in a temp folder, counting only committed steps.
+//! real SQLite file in a temp folder or a scratch PostgreSQL database (optionally with
+//! several processes working on it), counting only committed steps.
 //!
 //! - **throughput**: N runs of a one-step no-op workflow are stored first (not timed);
 //!   then the workers execute them all. Steps/s = committed step records / elapsed.
@@ -42,34 +43,99 @@ pub struct EngineBenchOptions {
     pub runs: usize,
     pub latency_runs: usize,
     pub settings: EngineSettings,
+    /// PostgreSQL server to make a scratch database on; `None`: a temp SQLite file.
+    pub postgres: Option<String>,
+    /// Processes working on the database (PostgreSQL only).
+    pub processes: usize,
 }
 
-pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
-    let dir = tempfile_dir()?;
+/// The bench workflows in a temp folder, and an engine on `url` running them.
+async fn bench_engine(
+    dir: &std::path::Path,
+    url: &str,
+    settings: EngineSettings,
+) -> anyhow::Result<(Store, Arc<Engine>)> {
     let workflows = dir.join("workflows");
     std::fs::create_dir_all(&workflows)?;
     std::fs::write(workflows.join("noop.yaml"), NOOP)?;
     std::fs::write(workflows.join("three.yaml"), THREE_STEPS)?;
-    let url = format!("sqlite://{}/bench.db", dir.display());
-    let store = Store::open(&url).await?;
+    let store = Store::open(url).await?;
     let catalog = Catalog::load(&workflows, None);
     anyhow::ensure!(
         catalog.all_diagnostics().is_empty(),
         "bench workflows are invalid"
     );
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        catalog,
-        options.settings.clone(),
-    );
+    let engine = Engine::new(store.clone(), Arc::new(SystemClock), catalog, settings);
+    Ok((store, engine))
+}
+
+/// A helper process of a multi-process benchmark: opens the engine, says `ready`, waits
+/// for a line on stdin, then works until stdin closes.
+pub async fn engine_helper(url: &str, settings: EngineSettings) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile_dir()?;
+    let (_store, engine) = bench_engine(&dir, url, settings).await?;
+    println!("ready");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    lines.next_line().await?;
+    let (stop, stopped) = watch::channel(false);
+    let workers = engine.spawn_workers(stopped);
+    while lines.next_line().await?.is_some() {}
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts `count` helper processes on `url` and waits until each is ready.
+async fn start_helpers(
+    url: &str,
+    settings: &EngineSettings,
+    count: usize,
+) -> anyhow::Result<Vec<tokio::process::Child>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut helpers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["bench", "engine-helper", url])
+            .args(["--workers", &settings.workers.to_string()])
+            .args(["--batch-size", &settings.batch_size.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a helper process")?;
+        let stdout = child.stdout.take().context("helper stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        anyhow::ensure!(
+            lines.next_line().await?.as_deref() == Some("ready"),
+            "a helper process did not start"
+        );
+        helpers.push(child);
+    }
+    Ok(helpers)
+}
+
+pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let url = match &options.postgres {
+        Some(server) => crate::store::scratch_postgres_database(server, "kontor_bench").await?,
+        None => format!("sqlite://{}/bench.db", dir.display()),
+    };
+    let (store, engine) = bench_engine(&dir, &url, options.settings.clone()).await?;
 
     println!("kontor bench engine");
-    println!("  store: SQLite {url}");
+    println!(
+        "  store: {} {}",
+        store.backend(),
+        crate::store::redact(&url)
+    );
     println!("  durability: {}", store.durability().await?);
     println!(
-        "  engine: {} workers, batches of {} jobs",
-        options.settings.workers, options.settings.batch_size
+        "  engine: {} process(es) x {} workers, batches of {} jobs",
+        options.processes, options.settings.workers, options.settings.batch_size
     );
 
     // Throughput: store the runs first, then let the workers go.
@@ -87,15 +153,31 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         }
     }
     store.start_runs(&pending, chrono::Utc::now()).await?;
+    let mut helpers = start_helpers(&url, &options.settings, options.processes - 1).await?;
     let before = store.committed_steps().await?;
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
+    for helper in &mut helpers {
+        use tokio::io::AsyncWriteExt;
+        helper
+            .stdin
+            .as_mut()
+            .context("helper stdin")?
+            .write_all(b"go\n")
+            .await?;
+    }
     let workers = engine.spawn_workers(stopped.clone());
+    // Counting PostgreSQL's jobs costs more CPU than reading SQLite's: look less often.
+    let poll = StdDuration::from_millis(if store.is_shared() { 10 } else { 2 });
     while store.pending_jobs().await? > 0 {
-        tokio::time::sleep(StdDuration::from_millis(2)).await;
+        tokio::time::sleep(poll).await;
     }
     let elapsed = started.elapsed();
     let steps = store.committed_steps().await? - before;
+    for mut helper in helpers {
+        drop(helper.stdin.take());
+        let _ = helper.wait().await;
+    }
     println!(
         "  throughput: {steps} no-op steps committed in {:.2} s = {:.0} steps/s",
         elapsed.as_secs_f64(),
@@ -134,6 +216,11 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
             pick(0.99).as_secs_f64() * 1e3,
             latencies[latencies.len() - 1].as_secs_f64() * 1e3
         );
+    }
+    drop(engine);
+    drop(store);
+    if let Some(server) = &options.postgres {
+        crate::store::drop_scratch_postgres_database(server, &url).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

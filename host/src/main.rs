@@ -34,7 +34,8 @@ enum Command {
         /// Workflow folders or files (default: `workflows_dir` from the config).
         paths: Vec<PathBuf>,
     },
-    /// Measure performance on this machine (temp SQLite file; see README for figures).
+    /// Measure performance on this machine (temp SQLite file or a scratch PostgreSQL
+    /// database; see README for figures).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -93,6 +94,24 @@ enum BenchCommand {
         /// Engine workers (default: `engine.workers` from the config).
         #[arg(long)]
         workers: Option<usize>,
+        /// Run on PostgreSQL: a scratch database is created next to the one this URL
+        /// names (the user needs CREATEDB) and dropped afterwards. Default: a temp SQLite file.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// `kontor` processes working on the PostgreSQL database at once (this one and
+        /// N-1 helpers it starts).
+        #[arg(long, default_value_t = 1, requires = "postgres")]
+        processes: usize,
+    },
+    /// (Internal) a helper process of `bench engine --processes`: works on DATABASE once
+    /// told to go on stdin, until stdin closes.
+    #[command(hide = true)]
+    EngineHelper {
+        database: String,
+        #[arg(long)]
+        workers: usize,
+        #[arg(long)]
+        batch_size: u32,
     },
     /// Instantiate + call overhead of a plugin (p50/p99), calls/s, and start-up with and
     /// without the on-disk code cache.
@@ -243,6 +262,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     runs,
                     latency_runs,
                     workers,
+                    postgres,
+                    processes,
                 },
         } => {
             let mut settings = kontor::server::engine_settings(&config);
@@ -253,7 +274,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runs,
                 latency_runs,
                 settings,
+                postgres,
+                processes: processes.max(1),
             }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::EngineHelper {
+                    database,
+                    workers,
+                    batch_size,
+                },
+        } => {
+            let mut settings = kontor::server::engine_settings(&config);
+            settings.workers = workers.max(1);
+            settings.batch_size = batch_size;
+            runtime()?.block_on(kontor::bench::engine_helper(&database, settings))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -350,7 +387,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn open_store(config: &Config) -> anyhow::Result<kontor::store::Store> {
     kontor::store::Store::open(&config.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", config.database_url))
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                kontor::store::redact(&config.database_url)
+            )
+        })
 }
 
 /// The store and the secrets master key, for commands that read or write secrets.

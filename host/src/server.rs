@@ -77,9 +77,17 @@ fn lock_embedded_database(database_url: &str) -> anyhow::Result<Option<std::fs::
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _lock = lock_embedded_database(&config.database_url)?;
-    let store = Store::open(&config.database_url)
-        .await
-        .with_context(|| format!("opening the store at {}", config.database_url))?;
+    let store = Store::open(&config.database_url).await.with_context(|| {
+        format!(
+            "opening the store at {}",
+            crate::store::redact(&config.database_url)
+        )
+    })?;
+    // A message being sent stays leased to this process; a process that dies mid-send
+    // leaves it to the others after the lease (PostgreSQL; SQLite requeues at start).
+    store.set_mail_lease(std::time::Duration::from_secs(
+        (2 * config.engine.lease_seconds).max(60),
+    ));
     if store.count_tokens().await? == 0 {
         // First start on a fresh database: one admin token, so the quick start needs no
         // second command. Shown once; only its hash is stored.

@@ -1,6 +1,7 @@
 //! Router tests: the axum router driven with `tower::ServiceExt::oneshot`, on a real
 //! SQLite file and the shipped workflows.
 
+#[macro_use]
 mod common;
 
 use axum::Router;
@@ -83,7 +84,6 @@ async fn call(
     )
 }
 
-#[tokio::test]
 async fn every_api_route_needs_a_valid_token() {
     let (app, _f) = app().await;
     for (method, uri) in [
@@ -111,7 +111,6 @@ async fn every_api_route_needs_a_valid_token() {
     assert_eq!(get_open(&app, "/healthz").await.0, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn starts_a_run_and_shows_its_step_history() {
     let (app, f) = app().await;
     let (status, body) = call(
@@ -160,7 +159,6 @@ async fn call_raw(app: &Router, uri: &str, body: &str, key: &str) -> (StatusCode
     )
 }
 
-#[tokio::test]
 async fn idempotency_key_replays_the_first_answer_byte_for_byte() {
     let (app, _f) = app().await;
     let uri = "/api/v1/workflows/recall-campaign/runs";
@@ -222,7 +220,6 @@ async fn futures_join(
     answers
 }
 
-#[tokio::test]
 async fn bad_requests_name_the_problem() {
     let (app, _f) = app().await;
     let (status, body) = call(&app, "POST", "/api/v1/workflows/nope/runs", Some("{}"), &[]).await;
@@ -280,7 +277,6 @@ async fn bad_requests_name_the_problem() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-#[tokio::test]
 async fn lists_runs_page_by_page() {
     let (app, _f) = app().await;
     let mut ids = Vec::new();
@@ -318,7 +314,6 @@ async fn lists_runs_page_by_page() {
     assert_eq!(seen, ids, "newest first, each once");
 }
 
-#[tokio::test]
 async fn the_test_clock_moves_time_for_waiting_runs() {
     let (app, f) = app().await;
     let (status, body) = call(
@@ -344,7 +339,6 @@ async fn the_test_clock_moves_time_for_waiting_runs() {
     assert_eq!(body["error"]["field"], "advance");
 }
 
-#[tokio::test]
 async fn workflows_list_shows_validation_state() {
     let (app, _f) = app().await;
     let (status, body) = call(&app, "GET", "/api/v1/workflows", None, &[]).await;
@@ -396,7 +390,6 @@ async fn app_with(workflows: &[(&str, &str)]) -> (Router, common::Fixture) {
     serve(f, dir).await
 }
 
-#[tokio::test]
 async fn a_failed_run_is_retried_from_its_failed_step() {
     let (app, f) = app_with(&[("flaky", FLAKY)]).await;
     let (_, body) = call(
@@ -452,7 +445,6 @@ async fn a_failed_run_is_retried_from_its_failed_step() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
 
-#[tokio::test]
 async fn cancelling_a_campaign_cancels_its_children() {
     let (app, f) = app().await;
     let (_, body) = call(
@@ -494,7 +486,6 @@ async fn cancelling_a_campaign_cancels_its_children() {
     assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Cancelled);
 }
 
-#[tokio::test]
 async fn reload_picks_up_changed_workflows_for_new_runs_only() {
     let v1 = "name: w\nsteps:\n  - id: pause\n    wait:\n      duration: 1h\n  - id: done\n    end:\n      output: { v: 1 }\n";
     let (app, f) = app_with(&[("w", v1)]).await;
@@ -532,7 +523,6 @@ async fn reload_picks_up_changed_workflows_for_new_runs_only() {
     );
 }
 
-#[tokio::test]
 async fn readiness_and_metrics_for_operators() {
     let (app, f) = app().await;
     let (_, _) = call(
@@ -568,7 +558,6 @@ async fn readiness_and_metrics_for_operators() {
     );
 }
 
-#[tokio::test]
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
     let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
@@ -615,7 +604,6 @@ async fn the_openapi_document_covers_exactly_the_routes() {
     );
 }
 
-#[tokio::test]
 async fn lists_runs_by_creation_time() {
     let (app, f) = app().await;
     let body = r#"{"input": {"campaign": "R", "series": "S", "customers": []}}"#;
@@ -667,3 +655,19 @@ async fn lists_runs_by_creation_time() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "created_after");
 }
+
+on_both_backends!(
+    every_api_route_needs_a_valid_token,
+    starts_a_run_and_shows_its_step_history,
+    idempotency_key_replays_the_first_answer_byte_for_byte,
+    bad_requests_name_the_problem,
+    lists_runs_page_by_page,
+    the_test_clock_moves_time_for_waiting_runs,
+    workflows_list_shows_validation_state,
+    a_failed_run_is_retried_from_its_failed_step,
+    cancelling_a_campaign_cancels_its_children,
+    reload_picks_up_changed_workflows_for_new_runs_only,
+    readiness_and_metrics_for_operators,
+    the_openapi_document_covers_exactly_the_routes,
+    lists_runs_by_creation_time,
+);

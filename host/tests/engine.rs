@@ -1,5 +1,7 @@
-//! Behaviour of the durable engine on a real SQLite file with a manual clock.
+//! Behaviour of the durable engine with a manual clock, on a real SQLite file and on
+//! PostgreSQL (each test runs on both: `NAME::sqlite`, `NAME::postgres`).
 
+#[macro_use]
 mod common;
 
 use chrono::Duration;
@@ -7,7 +9,6 @@ use common::*;
 use kontor::store::RunStatus;
 use serde_json::json;
 
-#[tokio::test]
 async fn pure_steps_run_inline_and_commit_together() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -82,7 +83,6 @@ steps:
     assert!(err.to_string().contains("/employees"), "{err}");
 }
 
-#[tokio::test]
 async fn waits_for_a_duration_and_a_business_duration() {
     let f = fixture(
         // Friday 2026-06-05 15:00 Berlin (13:00 UTC).
@@ -153,7 +153,6 @@ steps:
         answer: none
 "#;
 
-#[tokio::test]
 async fn an_event_that_arrives_before_wait_for_is_not_lost() {
     let f = fixture("2026-06-01T10:00:00Z", &[("await", AWAIT)]).await;
     // An event from before the run started belongs to history, not to this run.
@@ -179,7 +178,6 @@ async fn an_event_that_arrives_before_wait_for_is_not_lost() {
     );
 }
 
-#[tokio::test]
 async fn wait_for_resumes_on_the_event_or_takes_the_timeout_path() {
     let f = fixture("2026-06-01T10:00:00Z", &[("await", AWAIT)]).await;
     let answered = f.start("await", json!({"lead": "A"})).await;
@@ -208,7 +206,6 @@ async fn wait_for_resumes_on_the_event_or_takes_the_timeout_path() {
     assert_eq!(f.run(&silent).await.output, Some(json!({"answer": "none"})));
 }
 
-#[tokio::test]
 async fn fan_out_starts_children_and_waits_for_all() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -284,7 +281,6 @@ steps:
     );
 }
 
-#[tokio::test]
 async fn retryable_failures_back_off_exponentially_then_fail_the_run() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -324,7 +320,6 @@ steps:
     assert_eq!(attempts, [1, 2, 3]);
 }
 
-#[tokio::test]
 async fn failing_expressions_fail_the_run_readably() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -352,7 +347,6 @@ steps:
     );
 }
 
-#[tokio::test]
 async fn a_loop_without_waits_is_stopped_by_the_step_limit() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -376,7 +370,6 @@ steps:
     assert!(run.error.unwrap().contains("limit"));
 }
 
-#[tokio::test]
 async fn timers_fire_and_can_be_recomputed_or_cancelled() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -443,7 +436,6 @@ steps:
     );
 }
 
-#[tokio::test]
 async fn a_run_keeps_its_workflow_version_after_the_file_changes() {
     let v1 = "name: versioned\nsteps:\n  - id: pause\n    wait:\n      duration: 1h\n  - id: done\n    end:\n      output: { version: 1 }\n";
     let v2 = "name: versioned\nsteps:\n  - id: other\n    end:\n      output: { version: 2 }\n";
@@ -461,7 +453,6 @@ async fn a_run_keeps_its_workflow_version_after_the_file_changes() {
     assert_ne!(f.run(&old).await.version, f.run(&new).await.version);
 }
 
-#[tokio::test]
 async fn cron_fires_exactly_once_on_both_dst_switch_days() {
     let f = fixture(
         "2026-03-28T00:00:00Z",
@@ -533,7 +524,6 @@ steps:
     assert!(completed.iter().all(|r| r.status == RunStatus::Completed));
 }
 
-#[tokio::test]
 async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -625,3 +615,73 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
     assert_eq!(pruned.runs, 2);
     assert_eq!(f.engine.store().pending_jobs().await.unwrap(), 0);
 }
+
+/// PostgreSQL: a claimed job stays with its claimer until the lease expires (another
+/// process asking earlier gets nothing); then it is taken over, and the first claimer's
+/// late commit is void while the new holder's applies.
+#[tokio::test]
+async fn a_leased_job_is_taken_over_only_after_its_lease_expires() {
+    if postgres_url().is_none() {
+        return;
+    }
+    BACKEND
+        .scope(Backend::Postgres, async {
+            let f = fixture(
+                "2026-06-01T10:00:00Z",
+                &[(
+                    "once",
+                    "name: once\nsteps:\n  - id: save\n    record:\n      collection: once\n      key: \"'k'\"\n      data: { n: 1 }\n",
+                )],
+            )
+            .await;
+            let run = f.engine.start_run("once", json!({})).await.unwrap();
+            let store = f.engine.store();
+            let now = kontor::clock::Clock::now(f.clock.as_ref());
+            let wall = chrono::Utc::now();
+            let lease = Duration::seconds(30);
+            let first = store.claim_jobs("a", now, wall, lease, 10).await.unwrap();
+            assert_eq!(first.len(), 1);
+            let taken_early = store
+                .claim_jobs("b", now, wall + Duration::seconds(29), lease, 10)
+                .await
+                .unwrap();
+            assert!(taken_early.is_empty(), "a live lease was taken over");
+            let taken = store
+                .claim_jobs("b", now, wall + Duration::seconds(31), lease, 10)
+                .await
+                .unwrap();
+            assert_eq!(taken.len(), 1);
+            assert_eq!(taken[0].id, first[0].id);
+            let outcome = |job_id| kontor::store::JobOutcome {
+                job_id,
+                run_id: run.run_id.clone(),
+                ..Default::default()
+            };
+            let late = store
+                .commit("a", vec![outcome(first[0].id)].into(), now)
+                .await
+                .unwrap();
+            assert_eq!(late, vec![false], "the expired holder's commit must be void");
+            let applied = store
+                .commit("b", vec![outcome(taken[0].id)].into(), now)
+                .await
+                .unwrap();
+            assert_eq!(applied, vec![true]);
+        })
+        .await;
+}
+
+on_both_backends!(
+    pure_steps_run_inline_and_commit_together,
+    waits_for_a_duration_and_a_business_duration,
+    an_event_that_arrives_before_wait_for_is_not_lost,
+    wait_for_resumes_on_the_event_or_takes_the_timeout_path,
+    fan_out_starts_children_and_waits_for_all,
+    retryable_failures_back_off_exponentially_then_fail_the_run,
+    failing_expressions_fail_the_run_readably,
+    a_loop_without_waits_is_stopped_by_the_step_limit,
+    timers_fire_and_can_be_recomputed_or_cancelled,
+    a_run_keeps_its_workflow_version_after_the_file_changes,
+    cron_fires_exactly_once_on_both_dst_switch_days,
+    retention_prunes_finished_runs_but_keeps_failed_and_active_ones,
+);

@@ -41,6 +41,24 @@ pub fn kontor_bin() -> PathBuf {
     bin
 }
 
+/// The PostgreSQL server for tests (`KONTOR_TEST_DATABASE_URL`, a database whose user may
+/// create databases). Without it PostgreSQL tests are skipped, except under `CI=true`,
+/// where a missing URL fails them.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("KONTOR_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but KONTOR_TEST_DATABASE_URL is not set: PostgreSQL tests cannot be skipped in CI"
+            )
+        }
+        _ => {
+            eprintln!("skipped: set KONTOR_TEST_DATABASE_URL to run the PostgreSQL tests");
+            None
+        }
+    }
+}
+
 /// A free loopback port (bound and released), reused across restarts of one server.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -175,8 +193,14 @@ impl Server {
         ))
     }
 
+    /// The server's database: its own SQLite file, unless `KONTOR_DATABASE_URL` was given.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}/kontor.db", self.dir.path().display())
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "KONTOR_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("prepare sets KONTOR_DATABASE_URL")
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {

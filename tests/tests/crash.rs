@@ -1,6 +1,7 @@
 //! Crash test: SIGKILL a real `kontor serve` at seeded random moments while 500 parent
 //! runs (each with 2 child runs: 1,500 runs) start, wait, fan out, receive events and
-//! finish. After every kill the server restarts on the same SQLite file. At the end every
+//! finish. After every kill the server restarts on the same database (a SQLite file, or a
+//! PostgreSQL database). At the end every
 //! run's final state, step history and records must equal those of a crash-free reference
 //! pass, and no effect may exist twice.
 
@@ -150,12 +151,50 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
     (state, keys.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_survive_sigkill_at_seeded_moments() {
+mod runs_survive_sigkill_at_seeded_moments {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::crash_test(|| async { Vec::new() }).await;
+    }
+
+    /// A restarted process is a new lease owner: the jobs its predecessor had claimed
+    /// wait for their (short) lease to expire, then are taken over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(admin) = kontor_tests::postgres_admin_url() else {
+            return;
+        };
+        super::crash_test(|| async {
+            let url = kontor::store::scratch_postgres_database(&admin, "kontor_crash")
+                .await
+                .unwrap();
+            vec![
+                ("KONTOR_DATABASE_URL".to_string(), url),
+                ("KONTOR_ENGINE_LEASE_SECONDS".to_string(), "5".to_string()),
+            ]
+        })
+        .await;
+    }
+}
+
+/// Runs the reference pass and the crashed pass, each on a database `database` makes.
+async fn crash_test<F: std::future::Future<Output = Vec<(String, String)>>>(
+    database: impl Fn() -> F,
+) {
     let workflows = fixture("crash");
+    let reference_env = database().await;
+    let reference_env: Vec<(&str, &str)> = reference_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let crashed_env = database().await;
+    let crashed_env: Vec<(&str, &str)> = crashed_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
 
     // Reference: the same work without crashes.
-    let mut reference_server = Server::start(&workflows, &[]).unwrap();
+    let mut reference_server = Server::start(&workflows, &reference_env).unwrap();
     drive(reference_server.api.clone()).await;
     let reference_url = reference_server.database_url();
     reference_server.kill();
@@ -167,7 +206,7 @@ async fn runs_survive_sigkill_at_seeded_moments() {
     );
 
     // The same work, killed KILLS times at seeded moments.
-    let server = Arc::new(Mutex::new(Server::start(&workflows, &[]).unwrap()));
+    let server = Arc::new(Mutex::new(Server::start(&workflows, &crashed_env).unwrap()));
     let done = Arc::new(AtomicBool::new(false));
     let killer = {
         let server = server.clone();

@@ -165,9 +165,16 @@ impl Dispatcher {
                         None => std::future::pending().await,
                     }
                 };
+                let mail_added = async {
+                    match this.engine.store().mail_added() {
+                        Some(added) => added.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}
                     _ = this.wake.notified() => {}
+                    _ = mail_added => {}
                     _ = clock_moved => {}
                     _ = stopped.changed() => {}
                 }

@@ -60,37 +60,44 @@ pub enum KeyringError {
     Corrupt(String),
 }
 
+fn new_key() -> Key {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    let mut id = [0u8; 4];
+    rand::fill(&mut id);
+    Key {
+        id: hex::encode(id),
+        key: hex::encode(secret),
+    }
+}
+
+fn seal(master: &MasterKey, keys: &[Key]) -> crate::secrets::Sealed {
+    let text = zeroize::Zeroizing::new(serde_json::to_vec(keys).expect("keys serialize"));
+    master.seal(KEYRING_SECRET, &text)
+}
+
 impl Keyring {
-    /// Loads the keyring, creating it with one key if the store has none.
+    /// Loads the keyring, creating it with one key if the store has none. Processes
+    /// starting together on one database each propose a key; the first stored wins and
+    /// everyone uses it.
     pub async fn load(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
         let keys = stored_keys(store, master).await?;
-        if keys.is_empty() {
-            return Keyring::rotate(store, master).await;
+        if !keys.is_empty() {
+            return Keyring::from_keys(keys);
         }
-        Keyring::from_keys(keys)
+        let proposed = seal(master, &[new_key()]);
+        store
+            .put_secret_if_absent(KEYRING_SECRET, &proposed, chrono::Utc::now())
+            .await?;
+        Keyring::from_keys(stored_keys(store, master).await?)
     }
 
     /// Adds a new signing key (keeping the old ones for verification) and stores the ring.
     pub async fn rotate(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
         let mut keys = stored_keys(store, master).await?;
-        let mut secret = [0u8; 32];
-        rand::fill(&mut secret);
-        let mut id = [0u8; 4];
-        rand::fill(&mut id);
-        keys.insert(
-            0,
-            Key {
-                id: hex::encode(id),
-                key: hex::encode(secret),
-            },
-        );
-        let text = zeroize::Zeroizing::new(serde_json::to_vec(&keys).expect("keys serialize"));
+        keys.insert(0, new_key());
         store
-            .put_secret(
-                KEYRING_SECRET,
-                &master.seal(KEYRING_SECRET, &text),
-                chrono::Utc::now(),
-            )
+            .put_secret(KEYRING_SECRET, &seal(master, &keys), chrono::Utc::now())
             .await?;
         Keyring::from_keys(keys)
     }

@@ -4,7 +4,9 @@
 //! transaction that starts its run, so a restart, a second scheduler or an October
 //! daylight-saving hour that repeats cannot fire it twice. A cursor per workflow records
 //! how far the schedule has been handled; after downtime, missed firings are caught up.
-//! A workflow seen for the first time starts from now (no backfill).
+//! A workflow seen for the first time starts from now (no backfill). With several
+//! processes on one PostgreSQL database, one of them leads cron (an advisory lock held on
+//! its own connection); the others take over when it dies.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -138,9 +140,33 @@ impl Engine {
     ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
+            // Several processes on one database: only the holder of the cron lease fires.
+            // Firings are idempotent by (workflow, local time) and the cursor only moves
+            // forward, so a new leader continues where the old one stopped.
+            let mut lease: Option<crate::store::CronLease> = None;
             while !*shutdown.borrow() {
                 let clock_moved = engine.clock.changed().map(|n| n.notified());
-                if let Err(e) = engine.fire_due_cron().await {
+                if let Some(held) = &lease
+                    && !held.is_held().await
+                {
+                    warn!("cron leadership lost");
+                    lease = None;
+                }
+                if lease.is_none() {
+                    match engine.store.try_lead_cron().await {
+                        Ok(Some(won)) => {
+                            if engine.store.is_shared() {
+                                info!("this process now leads cron");
+                            }
+                            lease = Some(won);
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "could not ask for the cron leadership"),
+                    }
+                }
+                if lease.is_some()
+                    && let Err(e) = engine.fire_due_cron().await
+                {
                     warn!(error = %e, "cron pass failed");
                 }
                 let poll = engine.settings.poll_interval.max(StdDuration::from_secs(1));

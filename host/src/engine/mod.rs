@@ -637,6 +637,18 @@ impl Engine {
             let clock_moved = self.clock.changed().map(|n| n.notified());
             tokio::pin!(woken);
             woken.as_mut().enable();
+            // Work added by other processes (PostgreSQL NOTIFY), registered before looking.
+            let mut added = self.store.work_added().map(|n| Box::pin(n.notified()));
+            if let Some(added) = added.as_mut() {
+                added.as_mut().enable();
+            }
+            let added = async move {
+                match added {
+                    Some(added) => added.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(added);
             let handled = match self.run_batch().await {
                 Ok(n) => {
                     failures = 0;
@@ -657,12 +669,14 @@ impl Engine {
             match clock_moved {
                 Some(moved) => tokio::select! {
                     _ = &mut woken => {}
+                    _ = &mut added => {}
                     _ = moved => {}
                     _ = tokio::time::sleep(sleep) => {}
                     _ = shutdown.changed() => {}
                 },
                 None => tokio::select! {
                     _ = &mut woken => {}
+                    _ = &mut added => {}
                     _ = tokio::time::sleep(sleep) => {}
                     _ = shutdown.changed() => {}
                 },

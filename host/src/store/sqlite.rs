@@ -9,12 +9,12 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::StoreError;
+use super::rows::*;
 use super::types::*;
 use crate::engine::effects::Effect;
 
@@ -22,7 +22,7 @@ mod email;
 
 /// The store. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct SqliteStore {
     /// Exactly one connection: every write transaction is serialized in-process, so
     /// SQLite never answers `SQLITE_BUSY` to our own workers.
     writer: SqlitePool,
@@ -167,10 +167,10 @@ struct Claims {
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and
     /// applies migrations.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -211,7 +211,7 @@ impl Store {
             .await?;
         let (group, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_writer(writer.clone(), queue));
-        Ok(Store {
+        Ok(SqliteStore {
             writer,
             reader,
             claims: Arc::default(),
@@ -346,21 +346,7 @@ impl Store {
         .bind(serde_json::to_string(ids)?)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunState {
-                    id: r.get("id"),
-                    workflow: r.get("workflow"),
-                    version: r.get("version"),
-                    status: status_of(r)?,
-                    input: json_of(r, "input")?,
-                    context: json_of(r, "context")?,
-                    parent_id: r.get("parent_id"),
-                    step_count: r.get("step_count"),
-                    created_at: from_millis(r.get("created_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(run_state).collect()
     }
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunView>, StoreError> {
@@ -401,22 +387,7 @@ impl Store {
             .bind(run_id)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StepRecord {
-                    step: r.get("step"),
-                    action: r.get("action"),
-                    attempt: r.get::<i64, _>("attempt") as u32,
-                    status: r.get("status"),
-                    input: opt_json_of(r, "input")?,
-                    output: opt_json_of(r, "output")?,
-                    error: r.get("error"),
-                    log: opt_json_of(r, "log")?,
-                    started_at: from_millis(r.get("started_at")),
-                    finished_at: from_millis(r.get("finished_at")),
-                })
-            })
-            .collect()
+        rows.iter().map(step_record).collect()
     }
 
     pub async fn child_counts(&self, parent_id: &str) -> Result<ChildCounts, StoreError> {
@@ -487,22 +458,7 @@ impl Store {
             claims.runs.insert(r.get("run_id"));
         }
         drop(claims);
-        let mut jobs: Vec<Job> = rows
-            .iter()
-            .map(|r| {
-                Ok(Job {
-                    id: r.get("id"),
-                    run_id: r.get("run_id"),
-                    kind: JobKind::parse(r.get("kind"))
-                        .ok_or_else(|| StoreError::Corrupt("unknown job kind".into()))?,
-                    step: r.get("step"),
-                    timer: r.get("timer"),
-                    payload: opt_json_of(r, "payload")?,
-                    due_at: from_millis(r.get("due_at")),
-                    attempt: r.get::<i64, _>("attempt") as u32,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let mut jobs: Vec<Job> = rows.iter().map(job).collect::<Result<_, StoreError>>()?;
         jobs.sort_by_key(|j| (j.due_at, j.id));
         Ok(jobs)
     }
@@ -841,6 +797,28 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Stores a sealed secret unless one of that name exists; returns whether it did.
+    pub async fn put_secret_if_absent(
+        &self,
+        name: &str,
+        sealed: &crate::secrets::Sealed,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     pub async fn get_secret(
@@ -1349,16 +1327,6 @@ async fn consume(tx: &mut Tx<'_>, run_id: &str, event_id: i64) -> Result<(), Sto
     Ok(())
 }
 
-fn event_output(row: &SqliteRow) -> Result<Json, StoreError> {
-    Ok(serde_json::json!({
-        "event_id": row.get::<i64, _>("id"),
-        "type": row.get::<String, _>("type"),
-        "key": row.get::<String, _>("key"),
-        "payload": json_of(row, "payload")?,
-        "received_at": from_millis(row.get("received_at")),
-    }))
-}
-
 /// The oldest event matching one of `keys` that arrived after the run started and that
 /// the run has not consumed yet.
 async fn find_arrived_event(
@@ -1484,18 +1452,8 @@ async fn child_counts<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
             .bind(parent)
             .fetch_all(executor)
             .await?;
-    let mut counts = ChildCounts::default();
-    for r in rows {
-        let n: i64 = r.get("n");
-        counts.total += n;
-        match r.get::<String, _>("status").as_str() {
-            "completed" => counts.completed += n,
-            "failed" => counts.failed += n,
-            "cancelled" => counts.cancelled += n,
-            _ => counts.running += n,
-        }
-    }
-    Ok(counts)
+    let rows: Vec<(String, i64)> = rows.iter().map(|r| (r.get("status"), r.get("n"))).collect();
+    Ok(super::rows::child_counts(&rows))
 }
 
 async fn apply_effect(
@@ -1546,39 +1504,4 @@ async fn apply_effect(
         }
     }
     Ok(())
-}
-
-// ----- row decoding ------------------------------------------------------------------------
-
-fn json_of(row: &SqliteRow, column: &str) -> Result<Json, StoreError> {
-    let text: String = row.get(column);
-    Ok(serde_json::from_str(&text)?)
-}
-
-fn opt_json_of(row: &SqliteRow, column: &str) -> Result<Option<Json>, StoreError> {
-    let text: Option<String> = row.get(column);
-    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
-}
-
-fn status_of(row: &SqliteRow) -> Result<RunStatus, StoreError> {
-    let s: String = row.get("status");
-    RunStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status {s}")))
-}
-
-fn run_view(r: &SqliteRow) -> Result<RunView, StoreError> {
-    Ok(RunView {
-        id: r.get("id"),
-        workflow: r.get("workflow"),
-        version: r.get("version"),
-        status: status_of(r)?,
-        input: json_of(r, "input")?,
-        output: opt_json_of(r, "output")?,
-        error: r.get("error"),
-        current_step: r.get("current_step"),
-        parent_id: r.get("parent_id"),
-        context: json_of(r, "context")?,
-        created_at: from_millis(r.get("created_at")),
-        updated_at: from_millis(r.get("updated_at")),
-        finished_at: r.get::<Option<i64>, _>("finished_at").map(from_millis),
-    })
 }

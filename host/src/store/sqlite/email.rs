@@ -2,17 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{Store, Tx};
+use super::{SqliteStore, Tx};
 use crate::engine::effects::OutgoingEmail;
-use crate::store::types::{from_millis, millis};
+use crate::store::types::millis;
 use crate::store::{
     MessageFilter, MessageView, OutboxMessage, OutboxUpdate, StoreError, Suppression,
 };
 
-const COLUMNS: &str = "id, run_id, step, workflow, campaign, channel, template, locale, recipient, domain, name,
-                       purpose, data, status, attempts, due_at, reply, created_at, updated_at, sent_at";
+use crate::store::rows::{
+    OUTBOX_COLUMNS as COLUMNS, message_view as view, outbox_message as message, suppression,
+};
 
 /// Inserts the outbox row of a `send_email` effect (inside the step's transaction).
 pub(super) async fn enqueue(
@@ -66,51 +66,7 @@ fn bind_scope<'q>(
         .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
 }
 
-fn message(r: &SqliteRow) -> Result<OutboxMessage, StoreError> {
-    let data: String = r.get("data");
-    Ok(OutboxMessage {
-        email: OutgoingEmail {
-            id: r.get("id"),
-            workflow: r.get::<Option<String>, _>("workflow").unwrap_or_default(),
-            campaign: r.get("campaign"),
-            channel: r.get("channel"),
-            template: r.get("template"),
-            locale: r.get("locale"),
-            to: r.get("recipient"),
-            name: r.get("name"),
-            purpose: r.get("purpose"),
-            data: serde_json::from_str(&data)?,
-        },
-        domain: r.get("domain"),
-        run_id: r.get("run_id"),
-        attempts: r.get::<i64, _>("attempts") as u32,
-        created_at: from_millis(r.get("created_at")),
-    })
-}
-
-fn view(r: &SqliteRow) -> Result<MessageView, StoreError> {
-    Ok(MessageView {
-        id: r.get("id"),
-        run_id: r.get("run_id"),
-        step: r.get("step"),
-        workflow: r.get("workflow"),
-        campaign: r.get("campaign"),
-        channel: r.get("channel"),
-        template: r.get("template"),
-        locale: r.get("locale"),
-        to: r.get("recipient"),
-        purpose: r.get("purpose"),
-        status: r.get("status"),
-        attempts: r.get::<i64, _>("attempts") as u32,
-        due_at: from_millis(r.get("due_at")),
-        reply: r.get("reply"),
-        created_at: from_millis(r.get("created_at")),
-        updated_at: from_millis(r.get("updated_at")),
-        sent_at: r.get::<Option<i64>, _>("sent_at").map(from_millis),
-    })
-}
-
-impl Store {
+impl SqliteStore {
     /// Queues messages outside any run in one transaction (proofs, benchmarks).
     pub async fn enqueue_emails(
         &self,
@@ -350,7 +306,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(view).transpose()
+        Ok(row.as_ref().map(view))
     }
 
     /// Messages by run, campaign, recipient and status; newest first, `before` an id.
@@ -369,7 +325,7 @@ impl Store {
             .bind(i64::from(filter.limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(view).collect()
+        Ok(rows.iter().map(view).collect())
     }
 
     /// Messages by status (`{"queued": 3, "sent": 10, ...}`) for the filter's run,
@@ -400,15 +356,5 @@ impl Store {
         .execute(&self.writer)
         .await?
         .rows_affected())
-    }
-}
-
-fn suppression(r: &SqliteRow) -> Suppression {
-    Suppression {
-        address: r.get("address"),
-        purpose: r.get("purpose"),
-        reason: r.get("reason"),
-        detail: r.get("detail"),
-        created_at: from_millis(r.get("created_at")),
     }
 }

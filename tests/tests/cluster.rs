@@ -1,0 +1,205 @@
+//! Scale-out on PostgreSQL: three real `kontor serve` processes on one database run 1,000
+//! runs while a per-second cron schedule ticks; one process (the first, which leads cron)
+//! is killed with SIGKILL mid-way. Every run must complete, every step attempt must be
+//! recorded once, every effect exist once, and every cron tick fire exactly once — also
+//! the ticks that fell into the leader's death.
+//!
+//! Needs `KONTOR_TEST_DATABASE_URL` (skipped without it, failed without it under CI=true).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kontor::store::{RunFilter, RunStatus, Store};
+use kontor_tests::{Server, fixture};
+use serde_json::json;
+
+const RUNS: i64 = 1000;
+/// Seconds a leased job stays claimed: what a killed process's jobs wait at most.
+const LEASE_SECONDS: &str = "5";
+
+async fn all_runs(store: &Store, workflow: &str) -> Vec<kontor::store::RunView> {
+    let mut all: Vec<kontor::store::RunView> = Vec::new();
+    loop {
+        let page = store
+            .list_runs(&RunFilter {
+                workflow: Some(workflow.into()),
+                limit: 1000,
+                before: all.last().map(|r| r.id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_the_work_and_survive_a_sigkill() {
+    let Some(admin) = kontor_tests::postgres_admin_url() else {
+        return;
+    };
+    let url = kontor::store::scratch_postgres_database(&admin, "kontor_cluster")
+        .await
+        .unwrap();
+    let workflows = fixture("cluster");
+    let env = [
+        ("KONTOR_DATABASE_URL", url.as_str()),
+        ("KONTOR_ENGINE_LEASE_SECONDS", LEASE_SECONDS),
+        // Processes sharing a database share its secrets, so they share the master key.
+        (
+            "KONTOR_MASTER_KEY",
+            "6b6f6e746f722d636c75737465722d746573742d6d61737465722d6b65792121",
+        ),
+        ("RUST_LOG", "info"),
+    ];
+    let mut servers: Vec<Server> = (0..3)
+        .map(|_| Server::start(&workflows, &env).unwrap())
+        .collect();
+    let store = Store::open(&url).await.unwrap();
+
+    // 1,000 runs, started round-robin through all three APIs; process 0 dies after 300.
+    let started = Instant::now();
+    let mut killed_at = None;
+    for chunk in 0..(RUNS / 50) {
+        let alive: Vec<usize> = if killed_at.is_some() {
+            vec![1, 2]
+        } else {
+            vec![0, 1, 2]
+        };
+        let mut posts = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let n = chunk * 50 + i;
+            let api = servers[alive[n as usize % alive.len()]].api.clone();
+            posts.spawn(async move {
+                let (status, body) = api
+                    .post(
+                        "/api/v1/workflows/cluster-job/runs",
+                        &json!({"input": {"n": n}}),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(status, 201, "{body}");
+            });
+        }
+        posts.join_all().await;
+        if chunk * 50 >= 300 && killed_at.is_none() {
+            // The first process started first and so leads cron; it has jobs leased now.
+            let log = std::fs::read_to_string(servers[0].log_path()).unwrap();
+            assert!(
+                log.contains("this process now leads cron"),
+                "the first process should lead cron:\n{log}"
+            );
+            servers[0].kill();
+            killed_at = Some(Instant::now());
+        }
+    }
+
+    // Everything completes, on the two survivors.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let runs = all_runs(&store, "cluster-job").await;
+        let done = runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Completed)
+            .count();
+        if done == RUNS as usize {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {RUNS} runs completed within 4 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    // Let cron tick on under the new leader for a few seconds more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for server in &mut servers[1..] {
+        server.terminate().unwrap();
+    }
+
+    // Every run once, each step attempt recorded once, the effect of each run once.
+    let runs = all_runs(&store, "cluster-job").await;
+    assert_eq!(runs.len(), RUNS as usize);
+    let inputs: BTreeSet<i64> = runs
+        .iter()
+        .map(|r| r.input["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        inputs.len(),
+        RUNS as usize,
+        "every input started exactly once"
+    );
+    for run in &runs {
+        assert_eq!(run.status, RunStatus::Completed, "{}", run.id);
+        let history = store.step_history(&run.id).await.unwrap();
+        // A `wait` step records its attempt twice by design: parked, then completed.
+        let attempts: Vec<(String, u32, String)> = history
+            .iter()
+            .map(|s| (s.step.clone(), s.attempt, s.status.clone()))
+            .collect();
+        let unique: BTreeSet<&(String, u32, String)> = attempts.iter().collect();
+        assert_eq!(
+            unique.len(),
+            attempts.len(),
+            "run {} recorded a step attempt twice: {attempts:?}",
+            run.id
+        );
+        let steps: Vec<&str> = history
+            .iter()
+            .filter(|s| s.status == "completed")
+            .map(|s| s.step.as_str())
+            .collect();
+        assert!(
+            steps.ends_with(&["done"]) && steps.contains(&"save"),
+            "run {}: {steps:?}",
+            run.id
+        );
+    }
+    let records = store.records("cluster").await.unwrap();
+    assert_eq!(records.len(), RUNS as usize);
+    let keys = store.effect_keys().await.unwrap();
+    assert_eq!(keys.len(), RUNS as usize, "one record effect per run");
+
+    // Every cron tick fired exactly once, with no second missing, across the takeover.
+    let firings = store.cron_firings("cluster-tick").await.unwrap();
+    let mut seconds = BTreeMap::new();
+    for (local, run_id) in &firings {
+        let at = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").unwrap();
+        assert!(
+            seconds.insert(at, run_id.clone()).is_none(),
+            "{local} fired twice"
+        );
+    }
+    let ticks: Vec<&chrono::NaiveDateTime> = seconds.keys().collect();
+    assert!(
+        ticks.len() as u64 > elapsed.as_secs(),
+        "{} ticks in {elapsed:?}",
+        ticks.len()
+    );
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            *pair[1] - *pair[0],
+            chrono::Duration::seconds(1),
+            "cron ticks between {} and {} are missing",
+            pair[0],
+            pair[1]
+        );
+    }
+    let tick_runs = all_runs(&store, "cluster-tick").await;
+    assert_eq!(tick_runs.len(), seconds.len(), "one run per tick");
+    let survivors_led = [1, 2].iter().any(|&i| {
+        std::fs::read_to_string(servers[i].log_path())
+            .unwrap()
+            .contains("this process now leads cron")
+    });
+    assert!(survivors_led, "no survivor took over cron");
+    eprintln!(
+        "cluster: {RUNS} runs on 3 processes (one SIGKILLed after {:?}) in {elapsed:?}, {} cron ticks",
+        killed_at.map(|k| k - started),
+        ticks.len()
+    );
+}
