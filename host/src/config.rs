@@ -18,7 +18,8 @@ pub struct Config {
     /// every link Kontor puts into an email; separate from `listen`, which may be an
     /// internal address behind a proxy.
     pub public_url: String,
-    /// `sqlite://data/kontor.db` (default).
+    /// `sqlite://data/kontor.db` (default: embedded, one process) or
+    /// `postgres://user:password@host/database` (several processes may share it).
     pub database_url: String,
     pub workflows_dir: PathBuf,
     /// Where plugin components live: plugin `NAME` is `NAME.wasm` here.

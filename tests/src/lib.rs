@@ -1,5 +1,6 @@
-//! Helpers for end-to-end tests: start the real `kontor` binary on a temp SQLite file,
-//! talk to it over HTTP, kill it with SIGKILL and start it again.
+//! Helpers for end-to-end tests: start the real `kontor` binary on a temp SQLite file or a
+//! scratch PostgreSQL database, talk to it over HTTP, kill it with SIGKILL and start it
+//! again.
 //!
 //! The binary is the one `cargo test --workspace` builds next to the test executables
 //! (`target/<profile>/kontor`).
@@ -39,6 +40,62 @@ pub fn kontor_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Which store a test's servers use (the `on_both_backends!` tests run on each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the running test; unset: SQLite.
+    pub static BACKEND: Backend;
+}
+
+/// Runs each listed test (an `async fn` without arguments) twice, as `NAME::sqlite` and
+/// `NAME::postgres`: servers it starts use a SQLite file, or a fresh PostgreSQL database
+/// (see [`postgres_admin_url`]).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                $crate::BACKEND
+                    .scope($crate::Backend::Sqlite, super::$name())
+                    .await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                if $crate::postgres_admin_url().is_none() {
+                    return;
+                }
+                $crate::BACKEND
+                    .scope($crate::Backend::Postgres, super::$name())
+                    .await
+            }
+        }
+    )*};
+}
+
+/// A fresh PostgreSQL database on the test server (from synchronous code, too).
+pub fn scratch_postgres_database() -> anyhow::Result<String> {
+    let admin = postgres_admin_url().context("KONTOR_TEST_DATABASE_URL is not set")?;
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(kontor::store::scratch_postgres_database(
+                &admin,
+                "kontor_test",
+            ))
+            .map_err(anyhow::Error::from)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("creating a scratch database panicked"))?
 }
 
 /// The PostgreSQL server for tests (`KONTOR_TEST_DATABASE_URL`, a database whose user may
@@ -106,12 +163,21 @@ impl Server {
             std::fs::write(dir.path().join("kontor.toml"), text)?;
         }
         let port = free_port();
-        let mut env: Vec<(String, String)> = vec![
-            ("KONTOR_LISTEN".into(), format!("127.0.0.1:{port}")),
-            (
+        let database = match BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite) {
+            Backend::Sqlite => vec![(
                 "KONTOR_DATABASE_URL".into(),
                 format!("sqlite://{}/kontor.db", dir.path().display()),
-            ),
+            )],
+            // A restarted process is a new lease owner: short leases keep restarts quick.
+            Backend::Postgres => vec![
+                ("KONTOR_DATABASE_URL".into(), scratch_postgres_database()?),
+                ("KONTOR_ENGINE_LEASE_SECONDS".into(), "5".into()),
+            ],
+        };
+        let mut env: Vec<(String, String)> =
+            vec![("KONTOR_LISTEN".into(), format!("127.0.0.1:{port}"))];
+        env.extend(database);
+        env.extend([
             (
                 "KONTOR_WORKFLOWS_DIR".into(),
                 workflows.display().to_string(),
@@ -127,7 +193,7 @@ impl Server {
                 "KONTOR_PLUGINS_CACHE_DIR".into(),
                 dir.path().join("plugin-cache").display().to_string(),
             ),
-        ];
+        ]);
         env.extend(
             extra_env
                 .iter()

@@ -151,50 +151,14 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
     (state, keys.len())
 }
 
-mod runs_survive_sigkill_at_seeded_moments {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::crash_test(|| async { Vec::new() }).await;
-    }
-
-    /// A restarted process is a new lease owner: the jobs its predecessor had claimed
-    /// wait for their (short) lease to expire, then are taken over.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let Some(admin) = kontor_tests::postgres_admin_url() else {
-            return;
-        };
-        super::crash_test(|| async {
-            let url = kontor::store::scratch_postgres_database(&admin, "kontor_crash")
-                .await
-                .unwrap();
-            vec![
-                ("KONTOR_DATABASE_URL".to_string(), url),
-                ("KONTOR_ENGINE_LEASE_SECONDS".to_string(), "5".to_string()),
-            ]
-        })
-        .await;
-    }
-}
-
-/// Runs the reference pass and the crashed pass, each on a database `database` makes.
-async fn crash_test<F: std::future::Future<Output = Vec<(String, String)>>>(
-    database: impl Fn() -> F,
-) {
+/// On PostgreSQL a restarted process is a new lease owner: the jobs its predecessor had
+/// claimed wait for their (short, see `Server::prepare`) lease to expire, then are taken
+/// over.
+async fn runs_survive_sigkill_at_seeded_moments() {
     let workflows = fixture("crash");
-    let reference_env = database().await;
-    let reference_env: Vec<(&str, &str)> = reference_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let crashed_env = database().await;
-    let crashed_env: Vec<(&str, &str)> = crashed_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
 
     // Reference: the same work without crashes.
-    let mut reference_server = Server::start(&workflows, &reference_env).unwrap();
+    let mut reference_server = Server::start(&workflows, &[]).unwrap();
     drive(reference_server.api.clone()).await;
     let reference_url = reference_server.database_url();
     reference_server.kill();
@@ -206,7 +170,7 @@ async fn crash_test<F: std::future::Future<Output = Vec<(String, String)>>>(
     );
 
     // The same work, killed KILLS times at seeded moments.
-    let server = Arc::new(Mutex::new(Server::start(&workflows, &crashed_env).unwrap()));
+    let server = Arc::new(Mutex::new(Server::start(&workflows, &[]).unwrap()));
     let done = Arc::new(AtomicBool::new(false));
     let killer = {
         let server = server.clone();
@@ -260,3 +224,5 @@ async fn crash_test<F: std::future::Future<Output = Vec<(String, String)>>>(
     );
     assert_eq!(reference.len(), crashed.len());
 }
+
+kontor_tests::on_both_backends!(runs_survive_sigkill_at_seeded_moments);

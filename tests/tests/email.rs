@@ -265,7 +265,6 @@ fn to_of(m: &Received) -> String {
     m.to.join(",")
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn mail_arrives_in_both_locales_signed_with_rsa_and_ed25519() {
     let s = setup(0, "");
     let api = &s.server.api;
@@ -454,7 +453,6 @@ async fn mail_arrives_in_both_locales_signed_with_rsa_and_ed25519() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn throttles_hold_unsubscribes_and_bounces_suppress_by_purpose() {
     let mut s = setup(0, "");
     let sent_at = |m: &Value| {
@@ -745,7 +743,6 @@ async fn throttles_hold_unsubscribes_and_bounces_suppress_by_purpose() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn smtp_replies_decide_retry_or_failure() {
     let s = setup(0, "");
     start(
@@ -872,7 +869,6 @@ async fn a_crash_mid_dispatch_loses_nothing_and_resends_with_the_same_message_id
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_writes_eml_files_without_a_mail_server() {
     let server = Server::start(&shipped_workflows(), &[]).unwrap();
     start(
@@ -932,7 +928,6 @@ async fn the_quick_start_writes_eml_files_without_a_mail_server() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_survives_a_restart_and_connections_are_recycled() {
     // One message at a time, so the pool would keep one connection; the channel opens a
     // fresh one every 3 messages. At most 5 messages a day.
@@ -1054,3 +1049,11 @@ async fn a_crash_between_accept_and_commit_sends_again_with_the_same_message_id(
         )
     );
 }
+
+kontor_tests::on_both_backends!(
+    mail_arrives_in_both_locales_signed_with_rsa_and_ed25519,
+    throttles_hold_unsubscribes_and_bounces_suppress_by_purpose,
+    smtp_replies_decide_retry_or_failure,
+    the_quick_start_writes_eml_files_without_a_mail_server,
+    the_daily_cap_survives_a_restart_and_connections_are_recycled,
+);

@@ -57,7 +57,6 @@ async fn finished(server: &Server, id: &str) -> Value {
     panic!("run {id} did not finish");
 }
 
-#[tokio::test]
 async fn retryable_plugin_errors_are_retried_with_backoff() {
     let (server, _dir) = server(&[
         ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
@@ -91,7 +90,6 @@ async fn retryable_plugin_errors_are_retried_with_backoff() {
     );
 }
 
-#[tokio::test]
 async fn a_runaway_plugin_fails_its_step_and_the_server_keeps_serving() {
     let (server, _dir) = server(&[]);
     // Two runaway calls: one for each engine worker.
@@ -130,7 +128,6 @@ async fn a_runaway_plugin_fails_its_step_and_the_server_keeps_serving() {
     assert_eq!(finished(&server, &fine).await["status"], "completed");
 }
 
-#[tokio::test]
 async fn hostile_plugins_fail_their_step_with_a_readable_error() {
     let (server, dir) = server(&[]);
     let cases = [
@@ -227,3 +224,9 @@ async fn what_a_plugin_logs_is_kept_with_its_step() {
     let structured = log.iter().find(|l| l["message"] == "structured").unwrap();
     assert_eq!(structured["fields"], json!([["kunde", "Müller GmbH"]]));
 }
+
+kontor_tests::on_both_backends!(
+    retryable_plugin_errors_are_retried_with_backoff,
+    a_runaway_plugin_fails_its_step_and_the_server_keeps_serving,
+    hostile_plugins_fail_their_step_with_a_readable_error,
+);

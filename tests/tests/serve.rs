@@ -63,7 +63,6 @@ async fn records(server: &Server, collection: &str) -> Vec<Value> {
     body["records"].as_array().cloned().unwrap_or_default()
 }
 
-#[tokio::test]
 async fn serves_the_api_with_tokens_and_lists_invalid_workflows() {
     let workflows = workflows_with_a_broken_one();
     let mut server = Server::start(workflows.path(), &[]).unwrap();
@@ -149,7 +148,6 @@ async fn serves_the_api_with_tokens_and_lists_invalid_workflows() {
     assert!(exit.success(), "SIGTERM stops the server cleanly: {exit:?}");
 }
 
-#[tokio::test]
 async fn ticket_escalation_follows_business_hours_on_the_test_clock() {
     // Monday 2026-06-08 09:00 in Berlin.
     let server = Server::start(
@@ -242,7 +240,6 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     assert_eq!(server.api.get_anonymous("/healthz").await.unwrap(), 200);
 }
 
-#[tokio::test]
 async fn cron_triggers_fire_on_the_test_clock_in_a_real_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -306,7 +303,6 @@ fn lead(id: &str, postal_code: &str, employees: i64, quote: bool) -> Value {
 
 /// Lead routing with the compiled lead-scoring plugin: score (with its explanation),
 /// territory, owner, feedback, reminders in business hours.
-#[tokio::test]
 async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
     // Monday 2026-06-08 10:00 Berlin.
     let server = Server::start(
@@ -378,3 +374,10 @@ async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
     let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
     assert_eq!(l2["data"]["stage"], "unanswered", "{l2}");
 }
+
+kontor_tests::on_both_backends!(
+    serves_the_api_with_tokens_and_lists_invalid_workflows,
+    ticket_escalation_follows_business_hours_on_the_test_clock,
+    cron_triggers_fire_on_the_test_clock_in_a_real_server,
+    lead_routing_scores_with_the_plugin_assigns_and_follows_up,
+);
