@@ -368,10 +368,11 @@ impl PgStore {
                  ORDER BY j.due_at, j.id
                  LIMIT $5
                  FOR UPDATE SKIP LOCKED)
+             -- ANY(ARRAY(...)): primary-key lookups; a join here made the planner scan
+             -- the whole table.
              UPDATE jobs SET lease_owner = $3, lease_until = $4
-             FROM picked WHERE jobs.id = picked.id
-             RETURNING jobs.id, jobs.run_id, jobs.kind, jobs.step, jobs.timer, jobs.payload,
-                       jobs.due_at, jobs.attempt",
+             WHERE id = ANY(ARRAY(SELECT id FROM picked))
+             RETURNING id, run_id, kind, step, timer, payload, due_at, attempt",
         )
         .bind(millis(now))
         .bind(millis(wall_now))
@@ -457,7 +458,7 @@ impl PgStore {
             return Ok(None);
         };
         let cancelled: Vec<String> = sqlx::query_scalar(
-            "WITH RECURSIVE tree(id) AS (SELECT $1::text UNION ALL SELECT r.id FROM runs r JOIN tree ON r.parent_id = tree.id)
+            "WITH RECURSIVE tree(id) AS (SELECT $1::text COLLATE \"C\" UNION ALL SELECT r.id FROM runs r JOIN tree ON r.parent_id = tree.id)
              UPDATE runs SET status = 'cancelled', error = 'cancelled', updated_at = $2, finished_at = $2
              WHERE id IN (SELECT id FROM tree) AND status IN ('running', 'waiting')
              RETURNING id",
@@ -1357,13 +1358,25 @@ async fn commit_outcomes(
     outcomes: &[JobOutcome],
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
+    // The claimed jobs go; so do the other jobs (timers) of runs this batch finishes —
+    // if their job was still ours. One statement.
     let job_ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
-    let deleted: Vec<i64> =
-        sqlx::query_scalar("DELETE FROM jobs WHERE id = ANY($1) AND lease_owner = $2 RETURNING id")
-            .bind(&job_ids)
-            .bind(owner)
-            .fetch_all(&mut **tx)
-            .await?;
+    let finishing: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.wait.is_none() && o.run.as_ref().is_some_and(|r| r.status.is_finished()))
+        .map(|o| o.run_id.as_str())
+        .collect();
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "WITH mine AS (DELETE FROM jobs WHERE id = ANY($1) AND lease_owner = $2 RETURNING id, run_id),
+              timers AS (DELETE FROM jobs WHERE run_id = ANY($3) AND id <> ALL($1)
+                           AND run_id IN (SELECT run_id FROM mine))
+         SELECT id FROM mine",
+    )
+    .bind(&job_ids)
+    .bind(owner)
+    .bind(&finishing)
+    .fetch_all(&mut **tx)
+    .await?;
     let deleted: HashSet<i64> = deleted.into_iter().collect();
     let applied: Vec<bool> = outcomes
         .iter()
@@ -1500,10 +1513,16 @@ async fn commit_outcomes(
         .execute(&mut **tx)
         .await?;
     }
-    if !finished.is_empty() {
-        // A finished run leaves no timers behind.
+    // A finished run leaves no timers behind; the runs the batch was known to finish lost
+    // theirs with the claimed jobs above.
+    let late: Vec<&str> = finished
+        .iter()
+        .copied()
+        .filter(|r| !finishing.contains(r))
+        .collect();
+    if !late.is_empty() {
         sqlx::query("DELETE FROM jobs WHERE run_id = ANY($1)")
-            .bind(&finished)
+            .bind(&late)
             .execute(&mut **tx)
             .await?;
     }
