@@ -92,6 +92,16 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
                 log.contains("this process now leads cron"),
                 "the first process should lead cron:\n{log}"
             );
+            // One process dispatches email (its throttles then hold for all three).
+            let dispatchers = servers
+                .iter()
+                .filter(|s| {
+                    std::fs::read_to_string(s.log_path())
+                        .unwrap()
+                        .contains("this process now dispatches email")
+                })
+                .count();
+            assert_eq!(dispatchers, 1, "exactly one process dispatches email");
             servers[0].kill();
             killed_at = Some(Instant::now());
         }

@@ -143,7 +143,7 @@ impl Engine {
             // Several processes on one database: only the holder of the cron lease fires.
             // Firings are idempotent by (workflow, local time) and the cursor only moves
             // forward, so a new leader continues where the old one stopped.
-            let mut lease: Option<crate::store::CronLease> = None;
+            let mut lease: Option<crate::store::LeaderLease> = None;
             while !*shutdown.borrow() {
                 let clock_moved = engine.clock.changed().map(|n| n.notified());
                 if let Some(held) = &lease
@@ -153,7 +153,7 @@ impl Engine {
                     lease = None;
                 }
                 if lease.is_none() {
-                    match engine.store.try_lead_cron().await {
+                    match engine.store.try_lead(crate::store::Role::Cron).await {
                         Ok(Some(won)) => {
                             if engine.store.is_shared() {
                                 info!("this process now leads cron");

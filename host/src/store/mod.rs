@@ -10,8 +10,9 @@
 //!   live in that process's memory.
 //! - **PostgreSQL** (`postgres://…`): several `kontor serve` processes share one database.
 //!   Jobs and outbox messages are claimed with `FOR UPDATE SKIP LOCKED` and a lease;
-//!   `LISTEN/NOTIFY` wakes idle workers in every process; one process at a time leads
-//!   cron, holding an advisory lock on a dedicated connection.
+//!   `LISTEN/NOTIFY` wakes idle workers in every process; one process at a time fires
+//!   cron and one dispatches email, each holding an advisory lock on a dedicated
+//!   connection.
 
 mod postgres;
 mod rows;
@@ -24,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::engine::effects::OutgoingEmail;
-pub use postgres::CronLease;
+pub use postgres::{LeaderLease, Role};
 pub use types::*;
 
 /// Why a store operation failed.
@@ -101,13 +102,13 @@ impl Store {
         }
     }
 
-    /// Tries to become the cron leader. The embedded store's process always leads; on
-    /// PostgreSQL the lease is an advisory lock held on its own connection, lost when that
-    /// connection (or the process) dies.
-    pub async fn try_lead_cron(&self) -> Result<Option<CronLease>, StoreError> {
+    /// Tries to become the leader for `role`. The embedded store's process always leads;
+    /// on PostgreSQL the lease is an advisory lock held on its own connection, lost when
+    /// that connection (or the process) dies.
+    pub async fn try_lead(&self, role: Role) -> Result<Option<LeaderLease>, StoreError> {
         match self {
-            Store::Sqlite(_) => Ok(Some(CronLease::embedded())),
-            Store::Postgres(s) => s.try_lead_cron().await,
+            Store::Sqlite(_) => Ok(Some(LeaderLease::embedded())),
+            Store::Postgres(s) => s.try_lead(role).await,
         }
     }
 

@@ -7,8 +7,8 @@
 //!   committed twice.
 //! - **Wakeups**: every transaction that adds jobs, events or mail sends `NOTIFY`; one
 //!   `LISTEN` connection per process wakes its idle workers. Polling stays as fallback.
-//! - **Cron**: one leader, holding a session advisory lock on a connection of its own
-//!   (see [`CronLease`]).
+//! - **Leaders**: one process fires cron and one dispatches email, each holding a session
+//!   advisory lock on a connection of its own (see [`LeaderLease`]).
 //! - **Races between processes**: a run parking in `wait_for` and an event arriving for
 //!   it take the same transaction-scoped advisory lock (per event type and key); a parent
 //!   parking in `wait_children` and a child finishing lock the parent's row. Either way
@@ -36,11 +36,16 @@ use crate::engine::effects::{Effect, OutgoingEmail};
 const WORK_CHANNEL: &str = "kontor_work";
 /// Channel notified when email was queued.
 const MAIL_CHANNEL: &str = "kontor_mail";
-/// Advisory lock key of the cron leader ("kontor-cron" folded into 64 bits).
-const CRON_LOCK: i64 = 0x6b6f_6e74_6f72_6372;
+/// Advisory lock keys of the leaders ("kontorcr", "kontorml" as 64-bit integers).
+fn lock_key(role: Role) -> i64 {
+    match role {
+        Role::Cron => 0x6b6f_6e74_6f72_6372,
+        Role::Mail => 0x6b6f_6e74_6f72_6d6c,
+    }
+}
 
 type Tx<'a> = Transaction<'a, Postgres>;
-type CronConnection = Arc<tokio::sync::Mutex<Option<PgConnection>>>;
+type LeaderConnection = Arc<tokio::sync::Mutex<Option<PgConnection>>>;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -51,8 +56,9 @@ pub struct PgStore {
     /// How long a claimed outbox message stays leased (ms, wall clock).
     mail_lease_ms: Arc<AtomicI64>,
     stored_versions: Arc<std::sync::Mutex<HashSet<String>>>,
-    /// The connection that holds (or asks for) the cron leader's advisory lock.
-    cron_conn: CronConnection,
+    /// The connections that hold (or ask for) the leaders' advisory locks.
+    cron_conn: LeaderConnection,
+    mail_conn: LeaderConnection,
     work_added: Arc<Notify>,
     mail_added: Arc<Notify>,
 }
@@ -87,6 +93,7 @@ impl PgStore {
             mail_lease_ms: Arc::new(AtomicI64::new(120_000)),
             stored_versions: Arc::default(),
             cron_conn: Arc::default(),
+            mail_conn: Arc::default(),
             work_added: Arc::new(Notify::new()),
             mail_added: Arc::new(Notify::new()),
         };
@@ -136,21 +143,25 @@ impl PgStore {
             .store(lease.as_millis() as i64, Ordering::Relaxed);
     }
 
-    /// Asks for the cron lock on this process's cron connection (opened on first use and
-    /// kept, so followers do not reconnect every time they ask).
-    pub async fn try_lead_cron(&self) -> Result<Option<CronLease>, StoreError> {
-        let mut slot = self.cron_conn.lock().await;
+    /// Asks for a leader's lock on this process's connection for that role (opened on
+    /// first use and kept, so followers do not reconnect every time they ask).
+    pub async fn try_lead(&self, role: Role) -> Result<Option<LeaderLease>, StoreError> {
+        let conn = match role {
+            Role::Cron => &self.cron_conn,
+            Role::Mail => &self.mail_conn,
+        };
+        let mut slot = conn.lock().await;
         if slot.is_none() {
             *slot = Some(PgConnection::connect_with(&self.options).await?);
         }
-        let conn = slot.as_mut().expect("connected above");
+        let session = slot.as_mut().expect("connected above");
         let locked = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-            .bind(CRON_LOCK)
-            .fetch_one(&mut *conn)
+            .bind(lock_key(role))
+            .fetch_one(&mut *session)
             .await;
         match locked {
-            Ok(true) => Ok(Some(CronLease {
-                conn: Some(self.cron_conn.clone()),
+            Ok(true) => Ok(Some(LeaderLease {
+                conn: Some(conn.clone()),
             })),
             Ok(false) => Ok(None),
             Err(e) => {
@@ -1177,19 +1188,28 @@ fn bind_scope<'q>(
         .bind(filter.recipient.as_ref().map(|r| r.trim().to_lowercase()))
 }
 
-/// The cron leadership of one process. On PostgreSQL it is a session advisory lock held
-/// on a connection of its own (a pooled connection could be handed to someone else, or
+/// What one process at a time does when several share a database: fire cron (so each
+/// firing is decided once) and dispatch email (so throttles and daily caps, kept in that
+/// process's memory, hold for the whole installation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Cron,
+    Mail,
+}
+
+/// A leadership of one process. On PostgreSQL it is a session advisory lock held on a
+/// connection of its own (a pooled connection could be handed to someone else, or
 /// recycled, taking the lock with it); when the process or the connection dies, the lock
 /// is released and another process takes over.
 #[derive(Debug)]
-pub struct CronLease {
-    conn: Option<CronConnection>,
+pub struct LeaderLease {
+    conn: Option<LeaderConnection>,
 }
 
-impl CronLease {
+impl LeaderLease {
     /// The embedded store's process always leads.
-    pub fn embedded() -> CronLease {
-        CronLease { conn: None }
+    pub fn embedded() -> LeaderLease {
+        LeaderLease { conn: None }
     }
 
     /// Whether the lease still holds: a session advisory lock lasts as long as its
