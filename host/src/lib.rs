@@ -18,7 +18,7 @@
 //! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
 //! | [`workflow`] | workflow files: YAML source with spans → checks → compiled [`workflow::Workflow`]; the [`workflow::Catalog`] of a `workflows/` folder |
 //! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |
-//! | [`store`] | the only module that speaks SQL: runs, jobs, events, waits, effects, tokens |
+//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared): runs, jobs, events, waits, effects, tokens, outbox; leases and leaders for several processes |
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
