@@ -1,7 +1,6 @@
 //! Router tests: the axum router driven with `tower::ServiceExt::oneshot`, on a real
 //! SQLite file and the shipped workflows.
 
-#[macro_use]
 mod common;
 
 use axum::Router;
@@ -656,7 +655,7 @@ async fn lists_runs_by_creation_time() {
     assert_eq!(body["error"]["field"], "created_after");
 }
 
-on_both_backends!(
+kontor::on_both_backends!(
     every_api_route_needs_a_valid_token,
     starts_a_run_and_shows_its_step_history,
     idempotency_key_replays_the_first_answer_byte_for_byte,

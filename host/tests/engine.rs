@@ -1,7 +1,6 @@
 //! Behaviour of the durable engine with a manual clock, on a real SQLite file and on
 //! PostgreSQL (each test runs on both: `NAME::sqlite`, `NAME::postgres`).
 
-#[macro_use]
 mod common;
 
 use chrono::Duration;
@@ -621,7 +620,7 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
 /// late commit is void while the new holder's applies.
 #[tokio::test]
 async fn a_leased_job_is_taken_over_only_after_its_lease_expires() {
-    if postgres_url().is_none() {
+    if postgres_admin_url().is_none() {
         return;
     }
     BACKEND
@@ -671,7 +670,7 @@ async fn a_leased_job_is_taken_over_only_after_its_lease_expires() {
         .await;
 }
 
-on_both_backends!(
+kontor::on_both_backends!(
     pure_steps_run_inline_and_commit_together,
     waits_for_a_duration_and_a_business_duration,
     an_event_that_arrives_before_wait_for_is_not_lost,

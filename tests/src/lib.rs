@@ -42,44 +42,7 @@ pub fn kontor_bin() -> PathBuf {
     bin
 }
 
-/// Which store a test's servers use (the `on_both_backends!` tests run on each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-tokio::task_local! {
-    /// The backend of the running test; unset: SQLite.
-    pub static BACKEND: Backend;
-}
-
-/// Runs each listed test (an `async fn` without arguments) twice, as `NAME::sqlite` and
-/// `NAME::postgres`: servers it starts use a SQLite file, or a fresh PostgreSQL database
-/// (see [`postgres_admin_url`]).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                $crate::BACKEND
-                    .scope($crate::Backend::Sqlite, super::$name())
-                    .await
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                if $crate::postgres_admin_url().is_none() {
-                    return;
-                }
-                $crate::BACKEND
-                    .scope($crate::Backend::Postgres, super::$name())
-                    .await
-            }
-        }
-    )*};
-}
+pub use kontor::store::testing::{Backend, postgres_admin_url};
 
 /// A fresh PostgreSQL database on the test server (from synchronous code, too).
 pub fn scratch_postgres_database() -> anyhow::Result<String> {
@@ -96,24 +59,6 @@ pub fn scratch_postgres_database() -> anyhow::Result<String> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("creating a scratch database panicked"))?
-}
-
-/// The PostgreSQL server for tests (`KONTOR_TEST_DATABASE_URL`, a database whose user may
-/// create databases). Without it PostgreSQL tests are skipped, except under `CI=true`,
-/// where a missing URL fails them.
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("KONTOR_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI=true but KONTOR_TEST_DATABASE_URL is not set: PostgreSQL tests cannot be skipped in CI"
-            )
-        }
-        _ => {
-            eprintln!("skipped: set KONTOR_TEST_DATABASE_URL to run the PostgreSQL tests");
-            None
-        }
-    }
 }
 
 /// A free loopback port (bound and released), reused across restarts of one server.
@@ -163,7 +108,7 @@ impl Server {
             std::fs::write(dir.path().join("kontor.toml"), text)?;
         }
         let port = free_port();
-        let database = match BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite) {
+        let database = match kontor::store::testing::backend() {
             Backend::Sqlite => vec![(
                 "KONTOR_DATABASE_URL".into(),
                 format!("sqlite://{}/kontor.db", dir.path().display()),

@@ -225,4 +225,4 @@ async fn runs_survive_sigkill_at_seeded_moments() {
     assert_eq!(reference.len(), crashed.len());
 }
 
-kontor_tests::on_both_backends!(runs_survive_sigkill_at_seeded_moments);
+kontor::on_both_backends!(runs_survive_sigkill_at_seeded_moments);

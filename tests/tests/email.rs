@@ -1050,7 +1050,7 @@ async fn a_crash_between_accept_and_commit_sends_again_with_the_same_message_id(
     );
 }
 
-kontor_tests::on_both_backends!(
+kontor::on_both_backends!(
     mail_arrives_in_both_locales_signed_with_rsa_and_ed25519,
     throttles_hold_unsubscribes_and_bounces_suppress_by_purpose,
     smtp_replies_decide_retry_or_failure,

@@ -225,7 +225,7 @@ async fn what_a_plugin_logs_is_kept_with_its_step() {
     assert_eq!(structured["fields"], json!([["kunde", "Müller GmbH"]]));
 }
 
-kontor_tests::on_both_backends!(
+kontor::on_both_backends!(
     retryable_plugin_errors_are_retried_with_backoff,
     a_runaway_plugin_fails_its_step_and_the_server_keeps_serving,
     hostile_plugins_fail_their_step_with_a_readable_error,

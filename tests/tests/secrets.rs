@@ -178,4 +178,4 @@ async fn secrets_are_encrypted_and_never_leak() {
     }
 }
 
-kontor_tests::on_both_backends!(secrets_are_encrypted_and_never_leak,);
+kontor::on_both_backends!(secrets_are_encrypted_and_never_leak,);

@@ -375,7 +375,7 @@ async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
     assert_eq!(l2["data"]["stage"], "unanswered", "{l2}");
 }
 
-kontor_tests::on_both_backends!(
+kontor::on_both_backends!(
     serves_the_api_with_tokens_and_lists_invalid_workflows,
     ticket_escalation_follows_business_hours_on_the_test_clock,
     cron_triggers_fire_on_the_test_clock_in_a_real_server,

@@ -14,7 +14,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::channel::{Channel, Envelope, SendError};
 use super::throttle::{Decision, Throttle};
@@ -146,36 +146,12 @@ impl Dispatcher {
             }
             // Several processes on one database: one dispatches, so the throttles and
             // daily caps it keeps hold for all of them; the others stand by.
-            let store = this.engine.store();
-            let mut lease: Option<crate::store::LeaderLease> = None;
-            let mut checked = std::time::Instant::now();
+            let mut leader = crate::store::Leadership::new(crate::store::Role::Mail);
             loop {
                 if *stopped.borrow() {
                     return;
                 }
-                if let Some(held) = &lease
-                    && checked.elapsed() >= StdDuration::from_secs(1)
-                    && {
-                        checked = std::time::Instant::now();
-                        !held.is_held().await
-                    }
-                {
-                    warn!("outbox: no longer the dispatching process");
-                    lease = None;
-                }
-                if lease.is_none() {
-                    match store.try_lead(crate::store::Role::Mail).await {
-                        Ok(Some(won)) => {
-                            if store.is_shared() {
-                                info!("outbox: this process now dispatches email");
-                            }
-                            lease = Some(won);
-                        }
-                        Ok(None) => {}
-                        Err(e) => warn!(error = %e, "outbox: could not ask to dispatch"),
-                    }
-                }
-                if lease.is_none() {
+                if !leader.holds(this.engine.store()).await {
                     tokio::select! {
                         _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
                         _ = stopped.changed() => {}

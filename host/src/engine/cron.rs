@@ -143,28 +143,10 @@ impl Engine {
             // Several processes on one database: only the holder of the cron lease fires.
             // Firings are idempotent by (workflow, local time) and the cursor only moves
             // forward, so a new leader continues where the old one stopped.
-            let mut lease: Option<crate::store::LeaderLease> = None;
+            let mut leader = crate::store::Leadership::new(crate::store::Role::Cron);
             while !*shutdown.borrow() {
                 let clock_moved = engine.clock.changed().map(|n| n.notified());
-                if let Some(held) = &lease
-                    && !held.is_held().await
-                {
-                    warn!("cron leadership lost");
-                    lease = None;
-                }
-                if lease.is_none() {
-                    match engine.store.try_lead(crate::store::Role::Cron).await {
-                        Ok(Some(won)) => {
-                            if engine.store.is_shared() {
-                                info!("this process now leads cron");
-                            }
-                            lease = Some(won);
-                        }
-                        Ok(None) => {}
-                        Err(e) => warn!(error = %e, "could not ask for the cron leadership"),
-                    }
-                }
-                if lease.is_some()
+                if leader.holds(&engine.store).await
                     && let Err(e) = engine.fire_due_cron().await
                 {
                     warn!(error = %e, "cron pass failed");

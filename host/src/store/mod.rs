@@ -17,6 +17,7 @@
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod testing;
 mod types;
 
 use std::sync::Arc;
@@ -176,6 +177,59 @@ pub async fn drop_scratch_postgres_database(admin_url: &str, url: &str) -> Resul
         .execute(&mut conn)
         .await?;
     Ok(())
+}
+
+/// Whether this process leads a [`Role`], kept by a loop that asks before each pass: the
+/// store is consulted at most once a second (to check a held lease, or to try to take a
+/// free one).
+pub struct Leadership {
+    role: Role,
+    lease: Option<LeaderLease>,
+    asked: Option<std::time::Instant>,
+}
+
+impl Leadership {
+    pub fn new(role: Role) -> Leadership {
+        Leadership {
+            role,
+            lease: None,
+            asked: None,
+        }
+    }
+
+    /// True while this process leads; logs when it takes over or loses the role.
+    pub async fn holds(&mut self, store: &Store) -> bool {
+        if self
+            .asked
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return self.lease.is_some();
+        }
+        self.asked = Some(std::time::Instant::now());
+        let duty = match self.role {
+            Role::Cron => "leads cron",
+            Role::Mail => "dispatches email",
+        };
+        if let Some(lease) = &self.lease
+            && !lease.is_held().await
+        {
+            tracing::warn!("this process no longer {duty}");
+            self.lease = None;
+        }
+        if self.lease.is_none() {
+            match store.try_lead(self.role).await {
+                Ok(Some(lease)) => {
+                    if store.is_shared() {
+                        tracing::info!("this process now {duty}");
+                    }
+                    self.lease = Some(lease);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not ask whether this process {duty}"),
+            }
+        }
+        self.lease.is_some()
+    }
 }
 
 /// A database URL without its password, for messages.

@@ -393,20 +393,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut jobs: Vec<Job> = rows.iter().map(job).collect::<Result<_, StoreError>>()?;
-        // Two jobs of one run can slip into a batch when claims race; keep the first.
-        let mut seen = HashSet::new();
-        let mut extra = Vec::new();
         jobs.sort_by_key(|j| (j.due_at, j.id));
-        jobs.retain(|j| {
-            let first = seen.insert(j.run_id.clone());
-            if !first {
-                extra.push(j.id);
-            }
-            first
-        });
-        if !extra.is_empty() {
-            self.release(owner, &extra).await?;
-        }
         Ok(jobs)
     }
 
@@ -517,7 +504,7 @@ impl PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        insert_jobs(&mut tx, &[(id, &step_job(&step, now))]).await?;
+        insert_jobs(&mut tx, &[(id, &NewJob::step(&step, now))]).await?;
         notify(&mut tx, WORK_CHANNEL).await?;
         tx.commit().await?;
         Ok(Ok(step))
@@ -1255,28 +1242,6 @@ async fn lock(tx: &mut Tx<'_>, scope: &str, a: &str, b: &str) -> Result<(), Stor
     Ok(())
 }
 
-fn step_job(step: &str, due_at: DateTime<Utc>) -> NewJob {
-    NewJob {
-        kind: JobKind::Step,
-        step: step.to_string(),
-        timer: None,
-        payload: None,
-        due_at,
-        attempt: 1,
-    }
-}
-
-fn resume_job(step: &str, payload: Json, now: DateTime<Utc>) -> NewJob {
-    NewJob {
-        kind: JobKind::Resume,
-        step: step.to_string(),
-        timer: None,
-        payload: Some(payload),
-        due_at: now,
-        attempt: 1,
-    }
-}
-
 async fn insert_run(
     tx: &mut Tx<'_>,
     run: &NewRun,
@@ -1324,7 +1289,7 @@ async fn insert_run(
     .bind(millis(now))
     .execute(&mut **tx)
     .await?;
-    insert_jobs(tx, &[(&run.id, &step_job(&run.first_step, run.due_at))]).await?;
+    insert_jobs(tx, &[(&run.id, &NewJob::step(&run.first_step, run.due_at))]).await?;
     Ok(Started {
         run_id: run.id.clone(),
         created: true,
@@ -1378,12 +1343,12 @@ async fn commit_outcomes(
     outcomes: &[JobOutcome],
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
-    // The claimed jobs go; so do the other jobs (timers) of runs this batch finishes —
-    // if their job was still ours. One statement.
+    // The claimed jobs go; so do the other jobs (timers) of runs this batch finishes — a
+    // finished run leaves no timers behind — if their job was still ours. One statement.
     let job_ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
     let finishing: Vec<&str> = outcomes
         .iter()
-        .filter(|o| o.wait.is_none() && o.run.as_ref().is_some_and(|r| r.status.is_finished()))
+        .filter(|o| o.run.as_ref().is_some_and(|r| r.status.is_finished()))
         .map(|o| o.run_id.as_str())
         .collect();
     let deleted: Vec<i64> = sqlx::query_scalar(
@@ -1490,7 +1455,6 @@ async fn commit_outcomes(
     let mut errors = Vec::new();
     let mut counts = Vec::new();
     let mut finished_at = Vec::new();
-    let mut finished = Vec::new();
     let mut parents = std::collections::BTreeSet::new();
     for outcome in &live {
         let Some(update) = &outcome.run else { continue };
@@ -1499,7 +1463,6 @@ async fn commit_outcomes(
             None => update.status,
         };
         if status.is_finished() {
-            finished.push(outcome.run_id.as_str());
             parents.extend(outcome.parent_id.iter());
         }
         ids.push(outcome.run_id.as_str());
@@ -1532,19 +1495,6 @@ async fn commit_outcomes(
         .bind(&finished_at)
         .execute(&mut **tx)
         .await?;
-    }
-    // A finished run leaves no timers behind; the runs the batch was known to finish lost
-    // theirs with the claimed jobs above.
-    let late: Vec<&str> = finished
-        .iter()
-        .copied()
-        .filter(|r| !finishing.contains(r))
-        .collect();
-    if !late.is_empty() {
-        sqlx::query("DELETE FROM jobs WHERE run_id = ANY($1)")
-            .bind(&late)
-            .execute(&mut **tx)
-            .await?;
     }
     for outcome in &live {
         for event in &outcome.events {
@@ -1590,7 +1540,7 @@ async fn register_wait(
             match find_arrived_event(tx, run_id, keys).await? {
                 Some(event) => {
                     consume(tx, run_id, event["event_id"].as_i64().unwrap_or_default()).await?;
-                    insert_jobs(tx, &[(run_id, &resume_job(step, event, now))]).await?;
+                    insert_jobs(tx, &[(run_id, &NewJob::resume(step, event, now))]).await?;
                     Ok(RunStatus::Running)
                 }
                 None => {
@@ -1636,7 +1586,7 @@ async fn register_wait(
                     tx,
                     &[(
                         run_id,
-                        &resume_job(step, serde_json::to_value(counts)?, now),
+                        &NewJob::resume(step, serde_json::to_value(counts)?, now),
                     )],
                 )
                 .await?;
@@ -1752,7 +1702,7 @@ async fn resume_waiting_run(
         .bind(run_id)
         .execute(&mut **tx)
         .await?;
-    insert_jobs(tx, &[(run_id, &resume_job(step, payload, now))]).await?;
+    insert_jobs(tx, &[(run_id, &NewJob::resume(step, payload, now))]).await?;
     sqlx::query(
         "UPDATE runs SET status = 'running', updated_at = $1 WHERE id = $2 AND status = 'waiting'",
     )
@@ -1861,8 +1811,7 @@ async fn enqueue_email(
     email: &OutgoingEmail,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let address = email.to.trim().to_lowercase();
-    let domain = address.rsplit('@').next().unwrap_or_default().to_string();
+    let (address, domain) = recipient_address(&email.to);
     sqlx::query(
         "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
                              address, domain, name, purpose, data, status, due_at, created_at, updated_at)

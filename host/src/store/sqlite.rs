@@ -573,19 +573,7 @@ impl SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        insert_job(
-            &mut tx,
-            id,
-            &NewJob {
-                kind: JobKind::Step,
-                step: step.clone(),
-                timer: None,
-                payload: None,
-                due_at: now,
-                attempt: 1,
-            },
-        )
-        .await?;
+        insert_job(&mut tx, id, &NewJob::step(&step, now)).await?;
         tx.commit().await?;
         Ok(Ok(step))
     }
@@ -1014,19 +1002,7 @@ async fn insert_run(
     .bind(millis(now))
     .execute(&mut **tx)
     .await?;
-    insert_job(
-        tx,
-        &run.id,
-        &NewJob {
-            kind: JobKind::Step,
-            step: run.first_step.clone(),
-            timer: None,
-            payload: None,
-            due_at: run.due_at,
-            attempt: 1,
-        },
-    )
-    .await?;
+    insert_job(tx, &run.id, &NewJob::step(&run.first_step, run.due_at)).await?;
     Ok(Started {
         run_id: run.id.clone(),
         created: true,
@@ -1223,7 +1199,7 @@ async fn register_wait(
         } => match find_arrived_event(tx, run_id, keys).await? {
             Some(event) => {
                 consume(tx, run_id, event["event_id"].as_i64().unwrap_or_default()).await?;
-                insert_job(tx, run_id, &resume_job(step, event, now)).await?;
+                insert_job(tx, run_id, &NewJob::resume(step, event, now)).await?;
                 Ok(RunStatus::Running)
             }
             None => {
@@ -1255,7 +1231,7 @@ async fn register_wait(
                 insert_job(
                     tx,
                     run_id,
-                    &resume_job(step, serde_json::to_value(counts)?, now),
+                    &NewJob::resume(step, serde_json::to_value(counts)?, now),
                 )
                 .await?;
                 Ok(RunStatus::Running)
@@ -1286,17 +1262,6 @@ async fn insert_jobs(tx: &mut Tx<'_>, jobs: Vec<Json>) -> Result<(), StoreError>
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn resume_job(step: &str, payload: Json, now: DateTime<Utc>) -> NewJob {
-    NewJob {
-        kind: JobKind::Resume,
-        step: step.to_string(),
-        timer: None,
-        payload: Some(payload),
-        due_at: now,
-        attempt: 1,
-    }
 }
 
 /// Deletes a pending timer and marks its fired-but-unconsumed events as consumed, so a
@@ -1408,7 +1373,7 @@ async fn resume_waiting_run(
         .bind(run_id)
         .execute(&mut **tx)
         .await?;
-    insert_job(tx, run_id, &resume_job(step, payload, now)).await?;
+    insert_job(tx, run_id, &NewJob::resume(step, payload, now)).await?;
     sqlx::query(
         "UPDATE runs SET status = 'running', updated_at = ? WHERE id = ? AND status = 'waiting'",
     )

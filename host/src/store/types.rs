@@ -15,6 +15,14 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// A recipient as the outbox stores it for lookups: the lowercased address (suppressions)
+/// and its domain (throttles).
+pub fn recipient_address(to: &str) -> (String, String) {
+    let address = to.trim().to_lowercase();
+    let domain = address.rsplit('@').next().unwrap_or_default().to_string();
+    (address, domain)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -134,6 +142,32 @@ pub struct NewJob {
     pub payload: Option<Json>,
     pub due_at: DateTime<Utc>,
     pub attempt: u32,
+}
+
+impl NewJob {
+    /// The first attempt of `step`, due at `due_at`.
+    pub fn step(step: &str, due_at: DateTime<Utc>) -> NewJob {
+        NewJob {
+            kind: JobKind::Step,
+            step: step.to_string(),
+            timer: None,
+            payload: None,
+            due_at,
+            attempt: 1,
+        }
+    }
+
+    /// Resumes a parked run at `step` with what it waited for (an event, child counts).
+    pub fn resume(step: &str, payload: Json, now: DateTime<Utc>) -> NewJob {
+        NewJob {
+            kind: JobKind::Resume,
+            step: step.to_string(),
+            timer: None,
+            payload: Some(payload),
+            due_at: now,
+            attempt: 1,
+        }
+    }
 }
 
 /// The part of a run the engine needs to execute its next step.

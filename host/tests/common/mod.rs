@@ -13,72 +13,20 @@ use kontor::store::{RunView, StepRecord, Store};
 use kontor::workflow::Catalog;
 use serde_json::Value;
 
-/// Which store a behaviour test runs on (the `on_both_backends!` tests run on each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-tokio::task_local! {
-    pub static BACKEND: Backend;
-}
-
-/// The PostgreSQL server for tests (`KONTOR_TEST_DATABASE_URL`, a database the user may
-/// create databases from). Without it PostgreSQL tests are skipped, except under
-/// `CI=true`, where a missing URL fails them.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("KONTOR_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CI=true but KONTOR_TEST_DATABASE_URL is not set: PostgreSQL tests cannot be skipped in CI"
-            )
-        }
-        _ => {
-            eprintln!("skipped: set KONTOR_TEST_DATABASE_URL to run the PostgreSQL tests");
-            None
-        }
-    }
-}
+#[allow(unused_imports)] // each test binary uses a different part
+pub use kontor::store::testing::{BACKEND, Backend, postgres_admin_url};
 
 /// A database for this test: a SQLite file in `dir`, or a fresh PostgreSQL database.
 pub async fn database_url(dir: &Path) -> String {
-    match BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite) {
+    match kontor::store::testing::backend() {
         Backend::Sqlite => format!("sqlite://{}/kontor.db", dir.display()),
         Backend::Postgres => {
-            let admin = postgres_url().expect("the postgres variant checks the URL first");
+            let admin = postgres_admin_url().expect("the postgres variant checks the URL first");
             kontor::store::scratch_postgres_database(&admin, "kontor_test")
                 .await
                 .unwrap()
         }
     }
-}
-
-/// Runs each listed test (an `async fn` without arguments) twice: `NAME::sqlite` and
-/// `NAME::postgres` — one behaviour suite for both stores.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                $crate::common::BACKEND
-                    .scope($crate::common::Backend::Sqlite, super::$name())
-                    .await
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if $crate::common::postgres_url().is_none() {
-                    return;
-                }
-                $crate::common::BACKEND
-                    .scope($crate::common::Backend::Postgres, super::$name())
-                    .await
-            }
-        }
-    )*};
 }
 
 pub struct Fixture {

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{SqliteStore, Tx};
 use crate::engine::effects::OutgoingEmail;
-use crate::store::types::millis;
+use crate::store::types::{millis, recipient_address};
 use crate::store::{
     MessageFilter, MessageView, OutboxMessage, OutboxUpdate, StoreError, Suppression,
 };
@@ -22,8 +22,7 @@ pub(super) async fn enqueue(
     email: &OutgoingEmail,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let address = email.to.trim().to_lowercase();
-    let domain = address.rsplit('@').next().unwrap_or_default().to_string();
+    let (address, domain) = recipient_address(&email.to);
     sqlx::query(
         "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
                              address, domain, name, purpose, data, status, due_at, created_at, updated_at)
