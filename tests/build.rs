@@ -5,20 +5,30 @@
 //!
 //! Components that load are copied to `$OUT_DIR/plugins/NAME.wasm` (tests find the
 //! folder in `KONTOR_TEST_PLUGINS`), those the host must refuse to `$OUT_DIR/refused/`
-//! (`KONTOR_TEST_REFUSED_PLUGINS`).
+//! (`KONTOR_TEST_REFUSED_PLUGINS`), and those that load only with grants to
+//! `$OUT_DIR/granted/` (`KONTOR_TEST_GRANTED_PLUGINS`). The Python conformance plugin
+//! is built there with componentize-py (`pip install componentize-py==0.25.1`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Components built to be refused at load.
 const REFUSED: &[&str] = &["wrong-world", "future-contract"];
+/// Components that load only with grants (kept out of the folder servers load).
+const GRANTED: &[&str] = &["conformance", "greedy"];
 
 const WORKSPACES: &[(&str, &[&str])] = &[
     (
         "tests/plugins",
-        &["hostile", "wrong-world", "future-contract"],
+        &[
+            "hostile",
+            "wrong-world",
+            "future-contract",
+            "conformance",
+            "greedy",
+        ],
     ),
-    ("plugins", &["lead-scoring"]),
+    ("plugins", &["lead-scoring", "erp-fixture"]),
 ];
 
 fn main() {
@@ -30,7 +40,8 @@ fn main() {
     let target = out.join("wasm-target");
     let plugins = out.join("plugins");
     let refused = out.join("refused");
-    for folder in [&plugins, &refused] {
+    let granted = out.join("granted");
+    for folder in [&plugins, &refused, &granted] {
         let _ = std::fs::remove_dir_all(folder);
         std::fs::create_dir_all(folder).unwrap();
     }
@@ -58,13 +69,24 @@ fn main() {
             });
             let folder = if REFUSED.contains(package) {
                 &refused
+            } else if GRANTED.contains(package) {
+                &granted
             } else {
                 &plugins
             };
             std::fs::copy(&built, folder.join(format!("{package}.wasm"))).unwrap();
         }
     }
+    build_python(
+        &root.join("tests/plugins/python/conformance"),
+        &root.join("sdk/wit"),
+        &granted.join("conformance-python.wasm"),
+    );
     println!("cargo:rustc-env=KONTOR_TEST_PLUGINS={}", plugins.display());
+    println!(
+        "cargo:rustc-env=KONTOR_TEST_GRANTED_PLUGINS={}",
+        granted.display()
+    );
     println!(
         "cargo:rustc-env=KONTOR_TEST_REFUSED_PLUGINS={}",
         refused.display()
@@ -108,4 +130,27 @@ fn artifact(target: &Path, package: &str) -> Option<PathBuf> {
         .iter()
         .map(|n| dir.join(format!("{n}.wasm")))
         .find(|p| p.exists())
+}
+
+/// Builds a Python step plugin with componentize-py against the step world.
+fn build_python(app: &Path, wit: &Path, output: &Path) {
+    println!("cargo:rerun-if-changed={}", app.display());
+    println!("cargo:rerun-if-changed={}", wit.display());
+    let status = Command::new("componentize-py")
+        .arg("-d")
+        .arg(wit)
+        .args(["-w", "step", "componentize", "-p"])
+        .arg(app)
+        .arg("app")
+        .arg("-o")
+        .arg(output)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("cannot run componentize-py ({e}); install it with `python3 -m pip install componentize-py==0.25.1`")
+        });
+    assert!(
+        status.success(),
+        "componentize-py could not build {}",
+        app.display()
+    );
 }

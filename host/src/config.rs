@@ -131,6 +131,27 @@ pub struct PluginConfig {
     pub max_output: Option<String>,
     /// The plugin's own configuration, checked against its config schema at load.
     pub config: Option<toml::Table>,
+    /// What the plugin may use (`[plugin.NAME.grants]`); nothing when unset.
+    pub grants: Option<GrantsConfig>,
+    /// Largest HTTP response body the plugin may receive (`8MiB`).
+    pub max_response: Option<String>,
+    /// Longest HTTP exchange, redirects included (`10s`).
+    pub http_timeout: Option<String>,
+}
+
+/// Capabilities granted to one plugin; deny by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Origins it may call: `https://erp.example.com`, `http://10.1.2.3:8080`.
+    pub http: Vec<String>,
+    /// Address ranges it may reach although they are loopback, private, link-local or
+    /// unique-local: `10.1.0.0/16`, `127.0.0.1/32`.
+    pub private_networks: Vec<String>,
+    /// Names of secrets it may read.
+    pub secrets: Vec<String>,
+    /// Whether it has a key-value store.
+    pub kv: bool,
 }
 
 /// Parses a duration such as `2s`, `500ms` or `1h` that must be longer than zero.
@@ -219,7 +240,51 @@ fn resolve_plugin(
             parse_positive_duration(d).map_err(|e| anyhow::anyhow!("{key}.deadline: {e}"))?
         }
     };
+    let grants = match &config.grants {
+        None => base.grants.clone(),
+        Some(g) => kontor_plugins::Grants {
+            http: g
+                .http
+                .iter()
+                .map(|o| kontor_plugins::Origin::parse(o))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{key}.grants.http: {e}"))?,
+            private_networks: g
+                .private_networks
+                .iter()
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "{key}.grants.private_networks: `{n}` is not an address or a network like 10.1.0.0/16"
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            secrets: {
+                for name in &g.secrets {
+                    crate::secrets::check_name(name)
+                        .map_err(|e| anyhow::anyhow!("{key}.grants.secrets: {e}"))?;
+                }
+                g.secrets.clone()
+            },
+            kv: g.kv,
+        },
+    };
+    let mut http = base.http.clone();
+    http.max_response_bytes = size(
+        "max_response",
+        &config.max_response,
+        http.max_response_bytes,
+    )?;
+    if let Some(t) = &config.http_timeout {
+        http.timeout =
+            parse_positive_duration(t).map_err(|e| anyhow::anyhow!("{key}.http_timeout: {e}"))?;
+    }
     Ok(kontor_plugins::PluginSettings {
+        grants,
+        http,
         deadline,
         fuel: config.fuel.or(base.fuel),
         memory: size("memory", &config.memory, base.memory)?,

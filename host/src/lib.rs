@@ -40,6 +40,7 @@ pub mod email;
 pub mod engine;
 pub mod expr;
 pub mod observability;
+pub mod plugin_services;
 pub mod plugin_tool;
 pub mod retention;
 pub mod secrets;

@@ -143,8 +143,9 @@ enum PluginCommand {
         /// One plugin; default: every plugin of the plugins workspace.
         name: Option<String>,
     },
-    /// Run a plugin once in the real sandbox; prints the output, its log, the duration,
-    /// fuel used and peak memory.
+    /// Run a plugin once in the real sandbox with its configured grants; prints the
+    /// output, its log, the duration, fuel used and peak memory. Secrets come from the
+    /// store; key-value writes are shown, not kept.
     Test {
         /// A `.wasm` file, or the name of a plugin in the plugins folder.
         plugin: String,
@@ -154,6 +155,10 @@ enum PluginCommand {
         /// The plugin configuration (default: `[plugin.NAME.config]` from kontor.toml).
         #[arg(long)]
         config: Option<String>,
+        /// For an ERP connector: the function to call (e.g. `customer-by-email`);
+        /// `--input` holds its arguments (`{"email": "..."}`).
+        #[arg(long)]
+        call: Option<String>,
     },
     /// Show a component's world, exports, imports and the grants it asks for.
     Inspect {
@@ -320,7 +325,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 plugin,
                 input,
                 config: plugin_config,
-            } => kontor::plugin_tool::test(&config, &plugin, &input, plugin_config.as_deref()),
+                call,
+            } => kontor::plugin_tool::test(
+                &config,
+                &plugin,
+                &input,
+                plugin_config.as_deref(),
+                call.as_deref(),
+            ),
             PluginCommand::Inspect { plugin, json } => {
                 kontor::plugin_tool::inspect(&config, &plugin, json)
             }
@@ -572,7 +584,7 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
     // Plugins are loaded for real (from the on-disk code cache when warm), so a step
     // naming a plugin that is missing or does not export `step` is a problem here.
     let plugins =
-        match runtime().and_then(|rt| rt.block_on(kontor::server::plugin_registry(config))) {
+        match runtime().and_then(|rt| rt.block_on(kontor::server::plugin_registry(config, None))) {
             Ok(registry) => {
                 let index = kontor::workflow::PluginIndex::from_registry(&registry);
                 for (name, problem) in &index.plugins {

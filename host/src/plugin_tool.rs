@@ -379,6 +379,7 @@ pub fn test(
     plugin: &str,
     input: &str,
     plugin_config: Option<&str>,
+    call: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let (name, path) = component_path(config, plugin)?;
     let input = read_json("input", input)?;
@@ -392,6 +393,18 @@ pub fn test(
         .build()?;
     rt.block_on(async {
         let runtime = PluginRuntime::new(&config.plugin_runtime()?).map_err(anyhow::Error::msg)?;
+        // Secrets and committed key-value state, when the store can be opened.
+        if !settings.grants.secrets.is_empty() || settings.grants.kv {
+            match crate::store::Store::open(&config.database_url).await {
+                Ok(store) => {
+                    let key = Arc::new(config.master_key()?);
+                    runtime.set_services(crate::plugin_services::StoreServices::new(store, key));
+                }
+                Err(e) => eprintln!(
+                    "note: the store cannot be opened ({e}); secrets are unavailable and the key-value store starts empty"
+                ),
+            }
+        }
         let loaded = std::time::Instant::now();
         let plugin = Arc::new(runtime.load(&name, &path, settings).await?);
         let load_time = loaded.elapsed();
@@ -401,10 +414,21 @@ pub fn test(
             step: "test".into(),
             attempt: 1,
         };
-        match plugin.call(&invocation, &input).await {
+        let result = match call {
+            Some(function) => plugin.call_connector(&invocation, function, &input).await,
+            None => plugin.call(&invocation, &input).await,
+        };
+        match result {
             Ok(report) => {
                 println!("{}", serde_json::to_string_pretty(&report.output)?);
                 print_logs(&report.logs);
+                for write in &report.kv_writes {
+                    eprintln!(
+                        "kv {:>6}: {} (not kept by a test run)",
+                        if write.value.is_some() { "set" } else { "delete" },
+                        write.key
+                    );
+                }
                 eprintln!(
                     "ok: {} {} in {:.3} ms, fuel used {}, peak memory {:.1} MiB (loaded in {:.1} ms)",
                     plugin.info().name,
@@ -454,7 +478,14 @@ pub fn inspect(config: &Config, plugin: &str, json: bool) -> anyhow::Result<Exit
         .build()?;
     let runtime: Arc<PluginRuntime> =
         PluginRuntime::new(&config.plugin_runtime()?).map_err(anyhow::Error::msg)?;
-    let inspection = rt.block_on(runtime.inspect(&path))?;
+    let (named, defaults) = config.plugin_settings()?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(plugin)
+        .to_string();
+    let settings = named.get(&name).cloned().unwrap_or(defaults);
+    let inspection = rt.block_on(runtime.inspect(&path, settings))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
@@ -467,7 +498,7 @@ pub fn inspect(config: &Config, plugin: &str, json: bool) -> anyhow::Result<Exit
             "world:     {}",
             match (&inspection.world, &inspection.contract) {
                 (Some(w), Some(c)) => format!("{w} (kontor:plugin@{c})"),
-                _ => "not a Kontor step plugin".into(),
+                _ => "not a Kontor plugin".into(),
             }
         );
         if let Some(info) = &inspection.info {
@@ -490,12 +521,29 @@ pub fn inspect(config: &Config, plugin: &str, json: bool) -> anyhow::Result<Exit
                 );
             }
             println!(
-                "requests:  hosts {:?}, secrets {:?}",
-                info.hosts, info.secrets
+                "requests:  http {:?}, secrets {:?}, kv {}",
+                info.hosts, info.secrets, info.kv
             );
+        }
+        if let Some(g) = &inspection.granted {
             println!(
-                "granted:   nothing (grants come with plugin capabilities; only logging is provided)"
+                "granted:   http {:?}, private_networks {:?}, secrets {:?}, kv {} ([plugin.{name}.grants])",
+                g.http, g.private_networks, g.secrets, g.kv
             );
+        }
+        if !inspection.missing.is_empty() {
+            println!("missing:   {}", inspection.missing.join(", "));
+        }
+        if inspection.world.as_deref() == Some("erp-connector") {
+            println!("functions:");
+            for f in kontor_plugins::CONNECTOR_FUNCTIONS {
+                println!(
+                    "  {:<22} ({}) → {}",
+                    f.name,
+                    f.arguments.join(", "),
+                    f.returns
+                );
+            }
         }
         println!("exports:");
         for e in &inspection.exports {

@@ -104,7 +104,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         println!("first start: created admin token {token}");
         println!("  (shown once; create more with `kontor token create --role admin`)");
     }
-    let plugins = plugin_registry(&config).await?;
+    let master_key = Arc::new(
+        config
+            .master_key()
+            .context("loading the secrets master key")?,
+    );
+    info!(key = %master_key.id(), "secrets master key loaded");
+    let services = crate::plugin_services::StoreServices::new(store.clone(), master_key.clone());
+    let plugins = plugin_registry(&config, Some(services)).await?;
     let catalog = Catalog::load_with(
         &config.workflows_dir,
         Some(&crate::workflow::PluginIndex::from_registry(&plugins)),
@@ -148,12 +155,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.workflows_dir.clone(),
         stopped.clone(),
     ));
-    let master_key = Arc::new(
-        config
-            .master_key()
-            .context("loading the secrets master key")?,
-    );
-    info!(key = %master_key.id(), "secrets master key loaded");
     let mailer = start_email(&config, &engine, &master_key).await?;
     tasks.push(mailer.spawn(stopped.clone()));
     let app = api::router(AppState {
@@ -215,8 +216,16 @@ pub async fn start_email(
 }
 
 /// The plugin runtime and the plugins of `plugins_dir`, loaded.
-pub async fn plugin_registry(config: &Config) -> anyhow::Result<Arc<PluginRegistry>> {
+/// The plugin registry over `plugins_dir`, loaded; `services` lend capability calls
+/// the store's secrets and key-value state (none: `kontor check`).
+pub async fn plugin_registry(
+    config: &Config,
+    services: Option<Arc<dyn kontor_plugins::HostServices>>,
+) -> anyhow::Result<Arc<PluginRegistry>> {
     let runtime = PluginRuntime::new(&config.plugin_runtime()?).map_err(anyhow::Error::msg)?;
+    if let Some(services) = services {
+        runtime.set_services(services);
+    }
     let (named, defaults) = config.plugin_settings()?;
     let registry = Arc::new(PluginRegistry::new(
         runtime,

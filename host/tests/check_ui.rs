@@ -32,10 +32,17 @@ fn every_broken_file_has_the_expected_messages() {
         dir: "plugins".into(),
         plugins: [
             ("lead-scoring".to_string(), None),
+            ("erp-fixture".to_string(), None),
             (
                 "legacy-erp".to_string(),
                 Some("plugins/legacy-erp.wasm was built against kontor:plugin@1.0.0, which this Kontor does not support".to_string()),
             ),
+        ]
+        .into_iter()
+        .collect(),
+        worlds: [
+            ("lead-scoring".to_string(), kontor_plugins::World::Step),
+            ("erp-fixture".to_string(), kontor_plugins::World::ErpConnector),
         ]
         .into_iter()
         .collect(),

@@ -5,7 +5,9 @@
 //! scaffolds one, `kontor plugin build NAME` builds it). It implements [`Step`] with plain
 //! Rust types and exports it with [`export_step!`]; the SDK turns the JSON the host sends
 //! into your types, and your result or [`Error`] back into the WIT contract
-//! (`kontor:plugin@0.1.0`, world `step`, in `sdk/wit/`).
+//! (`kontor:plugin@0.2.0`, world `step`, in `sdk/wit/`). An ERP connector implements
+//! [`Connector`] and exports it with [`export_connector!`]. Plugins reach the outside
+//! only through granted capabilities: [`http`], [`secrets`], [`kv`] and their [`config`].
 //!
 //! ```
 //! use kontor_sdk::{Error, Info, Invocation, Step, export_step, json, log};
@@ -79,7 +81,7 @@ use serde::de::DeserializeOwned;
 pub use serde_json::{Value, json};
 
 /// The version of the WIT contract this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Bindings generated from `sdk/wit/`. Plugin code does not need them; [`export_step!`]
 /// wires a [`Step`] to them.
@@ -93,6 +95,34 @@ pub mod bindings {
         default_bindings_module: "kontor_sdk::bindings",
     });
 }
+
+/// Bindings of the `erp-connector` world; [`export_connector!`] wires a [`Connector`]
+/// to them. Its imports are the same as the step world's.
+#[doc(hidden)]
+#[allow(unsafe_code, clippy::all)]
+pub mod connector_bindings {
+    wit_bindgen::generate!({
+        world: "erp-connector",
+        path: "wit",
+        pub_export_macro: true,
+        default_bindings_module: "kontor_sdk::connector_bindings",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq],
+        with: {
+            "kontor:plugin/types@0.2.0": crate::bindings::kontor::plugin::types,
+            "kontor:plugin/log@0.2.0": crate::bindings::kontor::plugin::log,
+            "kontor:plugin/config@0.2.0": crate::bindings::kontor::plugin::config,
+            "kontor:plugin/secrets@0.2.0": crate::bindings::kontor::plugin::secrets,
+            "kontor:plugin/kv@0.2.0": crate::bindings::kontor::plugin::kv,
+            "kontor:plugin/http@0.2.0": crate::bindings::kontor::plugin::http,
+        },
+    });
+}
+
+pub mod capabilities;
+pub mod connector;
+
+pub use capabilities::{config, http, kv, secrets};
+pub use connector::{Connector, erp};
 
 use bindings::exports::kontor::plugin::handler as wit;
 
@@ -120,6 +150,8 @@ pub struct Info {
     pub hosts: Vec<String>,
     /// Secret names the plugin will ask for.
     pub secrets: Vec<String>,
+    /// Whether the plugin uses its key-value store ([`kv`]).
+    pub kv: bool,
 }
 
 impl Info {
@@ -154,13 +186,22 @@ impl Info {
         self
     }
 
+    /// An HTTP origin (`https://erp.example.com`) the plugin calls with [`http`]; it
+    /// must be granted.
     pub fn host(mut self, origin: impl Into<String>) -> Self {
         self.hosts.push(origin.into());
         self
     }
 
+    /// A secret the plugin reads with [`secrets::get`]; it must be granted.
     pub fn secret(mut self, name: impl Into<String>) -> Self {
         self.secrets.push(name.into());
+        self
+    }
+
+    /// The plugin uses its key-value store ([`kv`]); it must be granted.
+    pub fn kv(mut self) -> Self {
+        self.kv = true;
         self
     }
 }
@@ -278,6 +319,22 @@ pub mod testing {
         run_with::<S>(&invocation, config, input)
     }
 
+    /// Sets the configuration [`crate::config`] returns natively (this thread).
+    pub fn set_config(config: Value) {
+        crate::capabilities::native::CONFIG.with(|c| *c.borrow_mut() = config);
+    }
+
+    /// Grants and sets a secret for native tests (this thread).
+    pub fn set_secret(name: &str, value: &str) {
+        crate::capabilities::native::SECRETS
+            .with(|s| s.borrow_mut().insert(name.into(), value.into()));
+    }
+
+    /// What [`crate::kv`] holds natively (this thread).
+    pub fn kv_snapshot() -> std::collections::BTreeMap<String, Vec<u8>> {
+        crate::capabilities::native::KV.with(|kv| kv.borrow().clone())
+    }
+
     /// Like [`run`], with an invocation of your choice.
     pub fn run_with<S: Step>(
         invocation: &Invocation,
@@ -320,7 +377,11 @@ pub mod __private {
     }
 
     pub fn describe<S: Step>() -> PluginInfo {
-        let info = S::info();
+        plugin_info(S::info())
+    }
+
+    /// What `describe()` returns for `info` (steps and connectors alike).
+    pub fn plugin_info(info: Info) -> PluginInfo {
         let text = |v: Option<Value>| v.map(|v| v.to_string());
         PluginInfo {
             name: info.name,
@@ -331,6 +392,7 @@ pub mod __private {
             output_schema: text(info.output_schema),
             hosts: info.hosts,
             secrets: info.secrets,
+            kv: info.kv,
         }
     }
 
@@ -345,11 +407,16 @@ pub mod __private {
             step: invocation.step,
             attempt: invocation.attempt,
         };
-        run_json::<S>(&invocation, &config, &input).map_err(|e| match e {
+        run_json::<S>(&invocation, &config, &input).map_err(to_wit)
+    }
+
+    /// A step or connector error as the contract's `plugin-error`.
+    pub fn to_wit(e: Error) -> PluginError {
+        match e {
             Error::Retryable(m) => PluginError::Retryable(m),
             Error::Fatal(m) => PluginError::Fatal(m),
             Error::InvalidInput(m) => PluginError::InvalidInput(m),
-        })
+        }
     }
 }
 

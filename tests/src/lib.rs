@@ -20,6 +20,11 @@ pub fn test_plugins() -> PathBuf {
     PathBuf::from(env!("KONTOR_TEST_PLUGINS"))
 }
 
+/// Test plugins that load only with grants (conformance in Rust and Python, greedy).
+pub fn granted_plugins() -> PathBuf {
+    PathBuf::from(env!("KONTOR_TEST_GRANTED_PLUGINS"))
+}
+
 /// The folder with components the host must refuse (`wrong-world`, `future-contract`).
 pub fn refused_plugins() -> PathBuf {
     PathBuf::from(env!("KONTOR_TEST_REFUSED_PLUGINS"))
@@ -288,6 +293,32 @@ impl Server {
 }
 
 impl Api {
+    /// Starts a run of `workflow` and returns its id (asserting 201).
+    pub async fn start_run(&self, workflow: &str, input: &Value) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/workflows/{workflow}/runs"),
+                &serde_json::json!({"input": input}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "starting {workflow}: {body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls run `id` until it completed or failed (at most `limit`); returns it.
+    pub async fn finished(&self, id: &str, limit: Duration) -> Value {
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            let (_, run) = self.get(&format!("/api/v1/runs/{id}")).await.unwrap();
+            if run["status"] == "completed" || run["status"] == "failed" {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("run {id} did not finish within {limit:?}");
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         let response = self
             .http

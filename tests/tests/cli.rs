@@ -97,13 +97,58 @@ fn plugin_test_and_inspect_run_a_component_in_the_sandbox() {
     let (code, stdout, _) = kontor(&["plugin", "inspect", "lead-scoring"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("world:     step (kontor:plugin@0.1.0)"),
+        stdout.contains("world:     step (kontor:plugin@0.2.0)"),
         "{stdout}"
     );
-    assert!(stdout.contains("kontor:plugin/handler@0.1.0"), "{stdout}");
+    assert!(stdout.contains("kontor:plugin/handler@0.2.0"), "{stdout}");
     assert!(
-        stdout.contains("requests:  hosts [], secrets []"),
+        stdout.contains("requests:  http [], secrets [], kv false"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("granted:   http [], private_networks [], secrets [], kv false"),
+        "{stdout}"
+    );
+
+    // An ERP connector: its world, its functions, and a call through `--call`.
+    let (code, stdout, _) = kontor(&["plugin", "inspect", "erp-fixture"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("world:     erp-connector (kontor:plugin@0.2.0)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "buyers-of-series       (series, delivered_from?, delivered_to?, cursor?, limit?)"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = kontor(&[
+        "plugin",
+        "test",
+        "erp-fixture",
+        "--call",
+        "customer-by-vat-id",
+        "--input",
+        r#"{"vat_id": "DE 811 234 567"}"#,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let customer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(customer["name"], "Müller Kältetechnik GmbH");
+    let (code, _, stderr) = kontor(&[
+        "plugin",
+        "test",
+        "erp-fixture",
+        "--call",
+        "customer-by-vat",
+        "--input",
+        r#"{"vat_id": "DE811234567"}"#,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("failed (invalid-input)")
+            && stderr.contains("`customer-by-vat` is not a function of the erp-connector world"),
+        "{stderr}"
     );
     let wrong = refused_plugins().join("wrong-world.wasm");
     let (code, stdout, _) = kontor(&["plugin", "inspect", wrong.to_str().unwrap()]);

@@ -47,14 +47,7 @@ async fn start(server: &Server, input: Value) -> String {
 }
 
 async fn finished(server: &Server, id: &str) -> Value {
-    for _ in 0..400 {
-        let (_, run) = server.api.get(&format!("/api/v1/runs/{id}")).await.unwrap();
-        if run["status"] == "completed" || run["status"] == "failed" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("run {id} did not finish");
+    server.api.finished(id, Duration::from_secs(10)).await
 }
 
 async fn retryable_plugin_errors_are_retried_with_backoff() {

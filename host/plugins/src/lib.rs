@@ -16,6 +16,9 @@
 
 #![forbid(unsafe_code)]
 
+mod connector;
+mod grants;
+mod http;
 mod registry;
 mod sandbox;
 
@@ -32,22 +35,52 @@ pub use registry::{PluginRegistry, RegistryError};
 pub use sandbox::LogLine;
 use sandbox::State;
 
-/// Host-side bindings of the contract.
+/// Host-side bindings of the contract: the `step` world, whose imports every plugin
+/// shares.
 mod bindings {
     wasmtime::component::bindgen!({
         world: "step",
         path: "../../sdk/wit",
         exports: { default: async },
+        imports: {
+            "kontor:plugin/http.send": async,
+            "kontor:plugin/kv.get": async,
+            "kontor:plugin/secrets.get": async,
+        },
     });
 }
 
+/// Host-side bindings of the `erp-connector` world; its imports are the step world's.
+pub mod connector_bindings {
+    wasmtime::component::bindgen!({
+        world: "erp-connector",
+        path: "../../sdk/wit",
+        exports: { default: async },
+        with: {
+            "kontor:plugin/types": crate::bindings::kontor::plugin::types,
+            "kontor:plugin/log": crate::bindings::kontor::plugin::log,
+            "kontor:plugin/config": crate::bindings::kontor::plugin::config,
+            "kontor:plugin/secrets": crate::bindings::kontor::plugin::secrets,
+            "kontor:plugin/kv": crate::bindings::kontor::plugin::kv,
+            "kontor:plugin/http": crate::bindings::kontor::plugin::http,
+        },
+        additional_derives: [serde::Serialize, serde::Deserialize],
+    });
+}
+
+pub use connector::{CONNECTOR_FUNCTIONS, ConnectorFunction};
+pub use grants::{Grants, Origin};
+pub use http::HttpLimits;
+
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The interface a step plugin exports, without its version.
 const HANDLER: &str = "kontor:plugin/handler";
-/// Contract versions this host runs: (major, highest minor). A component built against
-/// `major.minor'` with `minor' <= minor` is accepted.
-const SUPPORTED: &[(u64, u64)] = &[(0, 1)];
+/// The interface an ERP connector exports, without its version.
+const CONNECTOR: &str = "kontor:plugin/connector";
+/// Contract versions this host runs: (major, highest minor). While the major is 0, a
+/// minor is a major: only components built against exactly 0.2 are accepted.
+const SUPPORTED: &[(u64, u64)] = &[(0, 2)];
 /// How often the epoch advances: the granularity of deadlines and of yields to the
 /// async runtime.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -92,6 +125,10 @@ pub struct PluginSettings {
     pub max_output: usize,
     /// The plugin's configuration, checked against its `config-schema` at load.
     pub config: Json,
+    /// What the plugin may use; nothing by default.
+    pub grants: Grants,
+    /// Caps on its outbound HTTP.
+    pub http: HttpLimits,
 }
 
 impl Default for PluginSettings {
@@ -103,8 +140,44 @@ impl Default for PluginSettings {
             max_input: 1 << 20,
             max_output: 4 << 20,
             config: Json::Object(Default::default()),
+            grants: Grants::default(),
+            http: HttpLimits::default(),
         }
     }
+}
+
+/// What the host lends capability calls: the encrypted secrets and the committed
+/// key-value state, from Kontor's store.
+pub trait HostServices: Send + Sync {
+    /// The value of secret `name`, if it is set.
+    fn secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// The committed value of `key` in the key-value store of plugin `plugin`.
+    fn kv_get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, String>>;
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A key-value write of a successful call: commit it with the step's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    pub plugin: String,
+    pub key: String,
+    /// `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What one call may use (shared by the calls of a loaded plugin).
+pub(crate) struct CallContext {
+    pub plugin: String,
+    pub grants: Grants,
+    pub http: HttpLimits,
+    pub config: Json,
+    pub config_text: String,
+    pub services: Option<Arc<dyn HostServices>>,
 }
 
 /// Why a component could not be loaded.
@@ -137,6 +210,17 @@ pub enum LoadError {
     },
     #[error("plugin `{name}`: configuration does not fit the plugin's schema: {message}")]
     Config { name: String, message: String },
+    #[error(
+        "plugin `{name}` asks for capabilities it is not granted: {}; grant them in kontor.toml under [plugin.{name}.grants] ({})",
+        .missing.join(", "),
+        .suggestion
+    )]
+    Ungranted {
+        name: String,
+        missing: Vec<String>,
+        /// The complete `grants` table that would let it load.
+        suggestion: String,
+    },
 }
 
 /// Why a call failed. The step fails with its message; only [`CallError::Retryable`] is
@@ -165,6 +249,14 @@ pub enum CallError {
     BadOutput(String),
     #[error("no free plugin instance: {0}")]
     Busy(String),
+    #[error("capability refused: {0}")]
+    Denied(String),
+    #[error("plugin `{plugin}` is a {world} plugin: {message}")]
+    WrongKind {
+        plugin: String,
+        world: &'static str,
+        message: String,
+    },
 }
 
 impl CallError {
@@ -175,7 +267,7 @@ impl CallError {
 
     /// A short machine-readable kind: `retryable`, `fatal`, `invalid-input`, `timeout`,
     /// `out-of-fuel`, `out-of-memory`, `trap`, `input-too-large`, `output-too-large`,
-    /// `bad-output`, `busy`.
+    /// `bad-output`, `busy`, `capability-denied`, `wrong-kind`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Retryable(_) => "retryable",
@@ -189,6 +281,8 @@ impl CallError {
             CallError::OutputTooLarge { .. } => "output-too-large",
             CallError::BadOutput(_) => "bad-output",
             CallError::Busy(_) => "busy",
+            CallError::Denied(_) => "capability-denied",
+            CallError::WrongKind { .. } => "wrong-kind",
         }
     }
 }
@@ -221,6 +315,7 @@ pub struct PluginInfo {
     pub output_schema: Option<Json>,
     pub hosts: Vec<String>,
     pub secrets: Vec<String>,
+    pub kv: bool,
 }
 
 /// What a successful call produced, with its measurements.
@@ -233,6 +328,8 @@ pub struct CallReport {
     pub fuel_used: u64,
     /// Largest linear memory of the instance, in bytes.
     pub peak_memory: usize,
+    /// Key-value writes to commit with the step's result.
+    pub kv_writes: Vec<KvWrite>,
 }
 
 /// A failed call, with what the plugin logged before it failed.
@@ -246,7 +343,8 @@ pub struct CallFailure {
 /// The shape of a component file: what `kontor plugin inspect` prints.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
-    /// `step` when the component implements the step world of a supported contract.
+    /// `step` or `erp-connector` when the component implements that world of a
+    /// supported contract.
     pub world: Option<String>,
     /// The contract version the component was built against, if it exports the handler.
     pub contract: Option<String>,
@@ -257,6 +355,53 @@ pub struct Inspection {
     /// Why it cannot be loaded, if it cannot.
     pub problem: Option<String>,
     pub size: u64,
+    /// What the configuration grants it.
+    pub granted: Option<GrantsView>,
+    /// Requested capabilities that are not granted, as `grants` entries.
+    pub missing: Vec<String>,
+}
+
+/// Grants as `kontor plugin inspect` shows them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrantsView {
+    pub http: Vec<String>,
+    pub private_networks: Vec<String>,
+    pub secrets: Vec<String>,
+    pub kv: bool,
+}
+
+impl From<&Grants> for GrantsView {
+    fn from(g: &Grants) -> Self {
+        GrantsView {
+            http: g.http.iter().map(ToString::to_string).collect(),
+            private_networks: g.private_networks.iter().map(ToString::to_string).collect(),
+            secrets: g.secrets.clone(),
+            kv: g.kv,
+        }
+    }
+}
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    Step,
+    ErpConnector,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Step => "step",
+            World::ErpConnector => "erp-connector",
+        }
+    }
+}
+
+/// A loaded component's pre-instantiated exports.
+enum Exports {
+    Step(bindings::StepPre<State>),
+    Connector(connector_bindings::ErpConnectorPre<State>),
 }
 
 /// The wasmtime engine, linker and epoch ticker shared by all plugins.
@@ -267,6 +412,8 @@ pub struct PluginRuntime {
     ticker: Arc<AtomicBool>,
     /// The threads plugin calls run on.
     executor: Option<tokio::runtime::Runtime>,
+    /// Secrets and key-value state for capability calls; none in tools without a store.
+    services: std::sync::OnceLock<Arc<dyn HostServices>>,
 }
 
 impl Drop for PluginRuntime {
@@ -341,6 +488,7 @@ impl PluginRuntime {
             .worker_threads(settings.threads.max(1))
             .thread_name("kontor-plugin")
             .enable_time()
+            .enable_io()
             .build()
             .map_err(|e| format!("cannot start the plugin threads: {e}"))?;
         Ok(Arc::new(PluginRuntime {
@@ -349,7 +497,13 @@ impl PluginRuntime {
             max_memory: memory as usize,
             ticker,
             executor: Some(executor),
+            services: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Lends capability calls the host's secrets and key-value state (once).
+    pub fn set_services(&self, services: Arc<dyn HostServices>) {
+        let _ = self.services.set(services);
     }
 
     /// Compiles (or takes from the cache) and checks a component, without describing it.
@@ -372,8 +526,22 @@ impl PluginRuntime {
     }
 
     /// Loads the component at `path` as plugin `name`: checks the contract, links it,
-    /// calls `describe()` and checks `settings.config` against the plugin's schema.
+    /// calls `describe()`, checks that everything it asks for is granted and that
+    /// `settings.config` fits the plugin's schema.
     pub async fn load(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        settings: PluginSettings,
+    ) -> Result<Plugin, LoadError> {
+        let plugin = self.load_described(name, path, settings).await?;
+        plugin.check_grants()?;
+        plugin.check_config()?;
+        Ok(plugin)
+    }
+
+    /// Loads and describes a component without judging its grants and configuration.
+    async fn load_described(
         self: &Arc<Self>,
         name: &str,
         path: &Path,
@@ -385,7 +553,7 @@ impl PluginRuntime {
         })?;
         let component = self.component(path, &bytes)?;
         let (exports, _) = self.shape(&component);
-        check_contract(path, &exports)?;
+        let world = check_contract(path, &exports)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -393,20 +561,41 @@ impl PluginRuntime {
                 path: path.into(),
                 message: format!("{e:#}"),
             })?;
-        let pre = bindings::StepPre::new(pre).map_err(|e| LoadError::WrongWorld {
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.into(),
             exports: format!("{} ({e:#})", exports.join(", ")),
-        })?;
+        };
+        let exports = match world {
+            World::Step => Exports::Step(bindings::StepPre::new(pre).map_err(wrong_world)?),
+            World::ErpConnector => Exports::Connector(
+                connector_bindings::ErpConnectorPre::new(pre).map_err(wrong_world)?,
+            ),
+        };
+        let settings = PluginSettings {
+            memory: settings.memory.min(self.max_memory),
+            ..settings
+        };
+        let config = if settings.config.is_null() {
+            Json::Object(Default::default())
+        } else {
+            settings.config.clone()
+        };
+        let context = Arc::new(CallContext {
+            plugin: name.to_string(),
+            grants: settings.grants.clone(),
+            http: settings.http.clone(),
+            config_text: config.to_string(),
+            config,
+            services: self.services.get().cloned(),
+        });
         let mut plugin = Plugin {
             name: name.to_string(),
             path: path.to_path_buf(),
             runtime: self.clone(),
-            pre,
-            settings: PluginSettings {
-                memory: settings.memory.min(self.max_memory),
-                ..settings
-            },
-            config_text: String::new(),
+            exports,
+            world,
+            settings,
+            context,
             info: PluginInfo {
                 name: name.to_string(),
                 version: String::new(),
@@ -416,7 +605,9 @@ impl PluginRuntime {
                 output_schema: None,
                 hosts: Vec::new(),
                 secrets: Vec::new(),
+                kv: false,
             },
+            config_schema: None,
             input_schema: None,
             output_schema: None,
             size: bytes.len() as u64,
@@ -432,26 +623,12 @@ impl PluginRuntime {
                     message: e.to_string(),
                 }),
         };
-        if let Some(config_schema) = schema("config", &plugin.info.config_schema)? {
-            let config = if plugin.settings.config.is_null() {
-                Json::Object(Default::default())
-            } else {
-                plugin.settings.config.clone()
-            };
-            if let Some(problem) = first_problem(&config_schema, &config) {
-                return Err(LoadError::Config {
-                    name: name.to_string(),
-                    message: problem,
-                });
-            }
-        }
+        plugin.config_schema = schema("config", &plugin.info.config_schema)?;
         plugin.input_schema = schema("input", &plugin.info.input_schema)?;
         plugin.output_schema = schema("output", &plugin.info.output_schema)?;
-        plugin.config_text = plugin.settings.config.to_string();
         Ok(plugin)
     }
 
-    /// The component's export and import names.
     fn shape(&self, component: &Component) -> (Vec<String>, Vec<String>) {
         let ty = component.component_type();
         let describe = |item: &ComponentItem| match item {
@@ -480,17 +657,24 @@ impl PluginRuntime {
         (exports, imports)
     }
 
-    /// Describes the component at `path` without requiring that it loads.
-    pub async fn inspect(self: &Arc<Self>, path: &Path) -> Result<Inspection, LoadError> {
+    /// Describes the component at `path` without requiring that it loads; `settings`
+    /// are the plugin's configured ones, so grants and configuration are judged too.
+    pub async fn inspect(
+        self: &Arc<Self>,
+        path: &Path,
+        settings: PluginSettings,
+    ) -> Result<Inspection, LoadError> {
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             path: path.into(),
             error,
         })?;
         let component = self.component(path, &bytes)?;
         let (exports, imports) = self.shape(&component);
-        let contract = exports
-            .iter()
-            .find_map(|e| e.strip_prefix(&format!("{HANDLER}@")).map(str::to_string));
+        let contract = exports.iter().find_map(|e| {
+            [HANDLER, CONNECTOR]
+                .iter()
+                .find_map(|i| e.strip_prefix(&format!("{i}@")).map(str::to_string))
+        });
         let mut inspection = Inspection {
             world: None,
             contract,
@@ -499,14 +683,22 @@ impl PluginRuntime {
             info: None,
             problem: None,
             size: bytes.len() as u64,
+            granted: Some(GrantsView::from(&settings.grants)),
+            missing: Vec::new(),
         };
-        match self.load("inspect", path, PluginSettings::default()).await {
+        match self.load_described("inspect", path, settings).await {
             Ok(plugin) => {
-                inspection.world = Some("step".into());
+                inspection.world = Some(plugin.world.name().into());
                 inspection.info = Some(plugin.info.clone());
+                if let Err(e) = plugin.check_grants() {
+                    if let LoadError::Ungranted { missing, .. } = &e {
+                        inspection.missing = missing.clone();
+                    }
+                    inspection.problem = Some(e.to_string());
+                } else if let Err(e) = plugin.check_config() {
+                    inspection.problem = Some(e.to_string());
+                }
             }
-            // A configuration problem does not make the component itself unloadable.
-            Err(LoadError::Config { .. }) => inspection.world = Some("step".into()),
             Err(e) => inspection.problem = Some(e.to_string()),
         }
         Ok(inspection)
@@ -519,10 +711,15 @@ fn is_component_binary(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
 }
 
-/// Checks that `exports` contain the handler of a supported contract version.
-fn check_contract(path: &Path, exports: &[String]) -> Result<(), LoadError> {
-    let prefix = format!("{HANDLER}@");
-    let Some(version) = exports.iter().find_map(|e| e.strip_prefix(&prefix)) else {
+/// Checks that `exports` contain the handler or the connector of a supported contract
+/// version; returns the world.
+fn check_contract(path: &Path, exports: &[String]) -> Result<World, LoadError> {
+    let found = exports.iter().find_map(|e| {
+        [(HANDLER, World::Step), (CONNECTOR, World::ErpConnector)]
+            .iter()
+            .find_map(|(i, w)| e.strip_prefix(&format!("{i}@")).map(|v| (v, *w)))
+    });
+    let Some((version, world)) = found else {
         return Err(LoadError::WrongWorld {
             path: path.into(),
             exports: if exports.is_empty() {
@@ -534,16 +731,16 @@ fn check_contract(path: &Path, exports: &[String]) -> Result<(), LoadError> {
     };
     let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
     let (major, minor) = (parts.next().flatten(), parts.next().flatten());
-    let supported = SUPPORTED
-        .iter()
-        .any(|(ma, mi)| Some(*ma) == major && minor.is_some_and(|m| m <= *mi));
+    let supported = SUPPORTED.iter().any(|(ma, mi)| {
+        Some(*ma) == major && minor.is_some_and(|m| m <= *mi && (*ma > 0 || m == *mi))
+    });
     if !supported {
         return Err(LoadError::IncompatibleContract {
             path: path.into(),
             found: version.to_string(),
         });
     }
-    Ok(())
+    Ok(world)
 }
 
 /// The first problem `value` has against `schema`, with the JSON path where it is.
@@ -563,10 +760,12 @@ pub struct Plugin {
     name: String,
     path: PathBuf,
     runtime: Arc<PluginRuntime>,
-    pre: bindings::StepPre<State>,
+    exports: Exports,
+    world: World,
     settings: PluginSettings,
-    config_text: String,
+    context: Arc<CallContext>,
     info: PluginInfo,
+    config_schema: Option<jsonschema::Validator>,
     input_schema: Option<jsonschema::Validator>,
     output_schema: Option<jsonschema::Validator>,
     size: u64,
@@ -577,10 +776,15 @@ impl std::fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.name)
             .field("path", &self.path)
+            .field("world", &self.world)
             .field("version", &self.info.version)
             .finish()
     }
 }
+
+/// What a call returned before the host judged it: the output text or the plugin's
+/// error, or a trap.
+type Raw = wasmtime::Result<Result<String, bindings::kontor::plugin::types::PluginError>>;
 
 impl Plugin {
     pub fn name(&self) -> &str {
@@ -595,6 +799,10 @@ impl Plugin {
         &self.info
     }
 
+    pub fn world(&self) -> World {
+        self.world
+    }
+
     pub fn settings(&self) -> &PluginSettings {
         &self.settings
     }
@@ -604,14 +812,74 @@ impl Plugin {
         self.size
     }
 
+    /// Fails when the plugin asks for a capability its grants do not give it.
+    fn check_grants(&self) -> Result<(), LoadError> {
+        let grants = &self.settings.grants;
+        let missing = grants.missing(&self.info.hosts, &self.info.secrets, self.info.kv);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let quote = |items: Vec<String>| {
+            items
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut http: Vec<String> = grants.http.iter().map(ToString::to_string).collect();
+        for host in &self.info.hosts {
+            if let Ok(origin) = Origin::parse(host)
+                && !http.contains(&origin.to_string())
+            {
+                http.push(origin.to_string());
+            }
+        }
+        let mut secrets = grants.secrets.clone();
+        for secret in &self.info.secrets {
+            if !secrets.contains(secret) {
+                secrets.push(secret.clone());
+            }
+        }
+        let mut table = Vec::new();
+        if !http.is_empty() {
+            table.push(format!("http = [{}]", quote(http)));
+        }
+        if !secrets.is_empty() {
+            table.push(format!("secrets = [{}]", quote(secrets)));
+        }
+        if self.info.kv || grants.kv {
+            table.push("kv = true".into());
+        }
+        Err(LoadError::Ungranted {
+            name: self.name.clone(),
+            missing,
+            suggestion: table.join(", "),
+        })
+    }
+
+    fn check_config(&self) -> Result<(), LoadError> {
+        if let Some(schema) = &self.config_schema
+            && let Some(problem) = first_problem(schema, &self.context.config)
+        {
+            return Err(LoadError::Config {
+                name: self.name.clone(),
+                message: problem,
+            });
+        }
+        Ok(())
+    }
+
     /// A store with this plugin's limits, for one call.
     fn store(&self) -> Store<State> {
-        let mut store = Store::new(&self.runtime.engine, State::new(self.settings.memory));
+        let deadline = Instant::now() + self.settings.deadline;
+        let mut store = Store::new(
+            &self.runtime.engine,
+            State::new(self.settings.memory, self.context.clone(), deadline),
+        );
         store.limiter(|state| state);
         store
             .set_fuel(self.settings.fuel.unwrap_or(u64::MAX))
             .expect("fuel is enabled");
-        let deadline = Instant::now() + self.settings.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -657,11 +925,22 @@ impl Plugin {
     async fn describe(&self) -> Result<PluginInfo, LoadError> {
         let mut store = self.store();
         let described = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
-                .kontor_plugin_handler()
-                .call_describe(&mut store)
-                .await
+            match &self.exports {
+                Exports::Step(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .kontor_plugin_handler()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Exports::Connector(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .kontor_plugin_connector()
+                        .call_describe(&mut store)
+                        .await
+                }
+            }
         }
         .await;
         let info = described.map_err(|e| {
@@ -688,6 +967,7 @@ impl Plugin {
             description: info.description,
             hosts: info.hosts,
             secrets: info.secrets,
+            kv: info.kv,
         })
     }
 
@@ -698,15 +978,44 @@ impl Plugin {
         invocation: &Invocation,
         input: &Json,
     ) -> Result<CallReport, CallFailure> {
+        self.on_plugin_threads(invocation, None, input).await
+    }
+
+    /// Calls connector function `function` (its WIT name, e.g. `customer-by-email`)
+    /// with the arguments in `args`, on the runtime's plugin threads.
+    pub async fn call_connector(
+        self: &Arc<Self>,
+        invocation: &Invocation,
+        function: &str,
+        args: &Json,
+    ) -> Result<CallReport, CallFailure> {
+        self.on_plugin_threads(invocation, Some(function.to_string()), args)
+            .await
+    }
+
+    async fn on_plugin_threads(
+        self: &Arc<Self>,
+        invocation: &Invocation,
+        function: Option<String>,
+        input: &Json,
+    ) -> Result<CallReport, CallFailure> {
         let Some(executor) = self.runtime.executor.as_ref() else {
-            return Box::pin(self.call_in_place(invocation, input)).await;
+            return match function {
+                None => Box::pin(self.call_in_place(invocation, input)).await,
+                Some(f) => Box::pin(self.call_connector_in_place(&f, input)).await,
+            };
         };
         let plugin = self.clone();
         let invocation = invocation.clone();
         let input = input.clone();
         let started = Instant::now();
         executor
-            .spawn(async move { plugin.call_in_place(&invocation, &input).await })
+            .spawn(async move {
+                match function {
+                    None => plugin.call_in_place(&invocation, &input).await,
+                    Some(f) => plugin.call_connector_in_place(&f, &input).await,
+                }
+            })
             .await
             .unwrap_or_else(|e| {
                 Err(CallFailure {
@@ -725,27 +1034,32 @@ impl Plugin {
         input: &Json,
     ) -> Result<CallReport, CallFailure> {
         let started = Instant::now();
-        let fail = |error: CallError, logs: Vec<LogLine>| CallFailure {
+        let fail = |error: CallError| CallFailure {
             error,
-            logs,
+            logs: Vec::new(),
             duration: started.elapsed(),
+        };
+        let Exports::Step(pre) = &self.exports else {
+            return Err(fail(CallError::WrongKind {
+                plugin: self.name.clone(),
+                world: self.world.name(),
+                message: "call one of its functions with `connector:` and `call:`, not `plugin:`"
+                    .into(),
+            }));
         };
         let input_text = input.to_string();
         if input_text.len() > self.settings.max_input {
-            return Err(fail(
-                CallError::InputTooLarge {
-                    size: input_text.len(),
-                    limit: self.settings.max_input,
-                },
-                Vec::new(),
-            ));
+            return Err(fail(CallError::InputTooLarge {
+                size: input_text.len(),
+                limit: self.settings.max_input,
+            }));
         }
         if let Some(problem) = self
             .input_schema
             .as_ref()
             .and_then(|s| first_problem(s, input))
         {
-            return Err(fail(CallError::InvalidInput(problem), Vec::new()));
+            return Err(fail(CallError::InvalidInput(problem)));
         }
         let mut store = self.store();
         let wit_invocation = bindings::kontor::plugin::types::Invocation {
@@ -754,29 +1068,100 @@ impl Plugin {
             step: invocation.step.clone(),
             attempt: invocation.attempt,
         };
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
+        let raw = async {
+            let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .kontor_plugin_handler()
-                .call_run(&mut store, &wit_invocation, &self.config_text, &input_text)
+                .call_run(
+                    &mut store,
+                    &wit_invocation,
+                    &self.context.config_text,
+                    &input_text,
+                )
                 .await
         }
         .await;
+        self.finish(store, raw, started, true)
+    }
+
+    /// Like [`Plugin::call_connector`], on the calling task.
+    pub async fn call_connector_in_place(
+        &self,
+        function: &str,
+        args: &Json,
+    ) -> Result<CallReport, CallFailure> {
+        let started = Instant::now();
+        let fail = |error: CallError| CallFailure {
+            error,
+            logs: Vec::new(),
+            duration: started.elapsed(),
+        };
+        let Exports::Connector(pre) = &self.exports else {
+            return Err(fail(CallError::WrongKind {
+                plugin: self.name.clone(),
+                world: self.world.name(),
+                message: format!(
+                    "it has no connector functions; call it with `plugin: {}`",
+                    self.name
+                ),
+            }));
+        };
+        let size = args.to_string().len();
+        if size > self.settings.max_input {
+            return Err(fail(CallError::InputTooLarge {
+                size,
+                limit: self.settings.max_input,
+            }));
+        }
+        let call = connector::ConnectorCall::parse(function, args)
+            .map_err(|m| fail(CallError::InvalidInput(m)))?;
+        let mut store = self.store();
+        let raw = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            call.invoke(instance.kontor_plugin_connector(), &mut store)
+                .await
+        }
+        .await;
+        self.finish(store, raw, started, false)
+    }
+
+    /// Judges what a call returned: traps, refusals, the plugin's error, output size,
+    /// JSON and schema; collects its log (secrets redacted) and key-value writes.
+    fn finish(
+        &self,
+        mut store: Store<State>,
+        raw: Raw,
+        started: Instant,
+        check_schema: bool,
+    ) -> Result<CallReport, CallFailure> {
         let fuel_used = self.settings.fuel.unwrap_or(u64::MAX) - store.get_fuel().unwrap_or(0);
-        let result = result.map_err(|e| self.classify(e, store.data()));
+        let raw = raw.map_err(|e| self.classify(e, store.data()));
         let state = store.data_mut();
         let peak_memory = state.peak_memory;
         let logs = state.take_logs();
         for line in &logs {
             tracing::info!(plugin = %self.name, level = %line.level, fields = ?line.fields, "{}", line.message);
         }
+        let denials = std::mem::take(&mut state.denials);
+        let redact = |m: String| state.redact(&m);
+        let fail = |error: CallError, logs: Vec<LogLine>| CallFailure {
+            error,
+            logs,
+            duration: started.elapsed(),
+        };
+        if !denials.is_empty() {
+            return Err(fail(CallError::Denied(redact(denials.join("; "))), logs));
+        }
         use bindings::kontor::plugin::types::PluginError;
-        let text = match result {
+        let text = match raw {
+            Err(CallError::Trap(m)) => return Err(fail(CallError::Trap(redact(m)), logs)),
             Err(error) => return Err(fail(error, logs)),
-            Ok(Err(PluginError::Retryable(m))) => return Err(fail(CallError::Retryable(m), logs)),
-            Ok(Err(PluginError::Fatal(m))) => return Err(fail(CallError::Fatal(m), logs)),
+            Ok(Err(PluginError::Retryable(m))) => {
+                return Err(fail(CallError::Retryable(redact(m)), logs));
+            }
+            Ok(Err(PluginError::Fatal(m))) => return Err(fail(CallError::Fatal(redact(m)), logs)),
             Ok(Err(PluginError::InvalidInput(m))) => {
-                return Err(fail(CallError::InvalidInput(m), logs));
+                return Err(fail(CallError::InvalidInput(redact(m)), logs));
             }
             Ok(Ok(text)) => text,
         };
@@ -798,10 +1183,11 @@ impl Plugin {
                 ));
             }
         };
-        if let Some(problem) = self
-            .output_schema
-            .as_ref()
-            .and_then(|s| first_problem(s, &output))
+        if check_schema
+            && let Some(problem) = self
+                .output_schema
+                .as_ref()
+                .and_then(|s| first_problem(s, &output))
         {
             return Err(fail(
                 CallError::BadOutput(format!(
@@ -810,12 +1196,14 @@ impl Plugin {
                 logs,
             ));
         }
+        let kv_writes = state.take_kv_writes();
         Ok(CallReport {
             output,
             logs,
             duration: started.elapsed(),
             fuel_used,
             peak_memory,
+            kv_writes,
         })
     }
 }

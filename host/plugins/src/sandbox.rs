@@ -9,7 +9,16 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::kontor::plugin::log;
+use crate::bindings::kontor::plugin::types::CapabilityError;
+use crate::bindings::kontor::plugin::{config, http, kv, log, secrets};
+use crate::{CallContext, KvWrite};
+
+/// Longest key-value key, value, and most keys written in one call.
+const MAX_KV_KEY: usize = 256;
+const MAX_KV_VALUE: usize = 256 << 10;
+const MAX_KV_WRITES: usize = 1000;
+/// Most HTTP requests in one call.
+const MAX_HTTP_REQUESTS: u32 = 1000;
 
 /// Most log lines kept per call; more are counted, not stored.
 const MAX_LOG_LINES: usize = 200;
@@ -40,10 +49,25 @@ pub(crate) struct State {
     pub dropped_log_lines: usize,
     stdout: Capture,
     stderr: Capture,
+    /// What the plugin may use, and the host services behind it.
+    context: Arc<CallContext>,
+    /// Key-value writes of this call, committed with the step's result.
+    kv_writes: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    /// Capability uses the grants refused: each fails the call.
+    pub denials: Vec<String>,
+    /// Secret values handed to the plugin this call, never to be logged.
+    revealed: Vec<zeroize::Zeroizing<String>>,
+    http_requests: u32,
+    /// When the call's deadline passes: waits in host calls end there too.
+    deadline: std::time::Instant,
 }
 
 impl State {
-    pub fn new(memory_cap: usize) -> State {
+    pub fn new(
+        memory_cap: usize,
+        context: Arc<CallContext>,
+        deadline: std::time::Instant,
+    ) -> State {
         let stdout = Capture::default();
         let stderr = Capture::default();
         // Nothing granted: no preopened directories, no environment, no arguments, no
@@ -66,7 +90,77 @@ impl State {
             dropped_log_lines: 0,
             stdout,
             stderr,
+            context,
+            kv_writes: Default::default(),
+            denials: Vec::new(),
+            revealed: Vec::new(),
+            http_requests: 0,
+            deadline,
         }
+    }
+
+    /// `text` with every secret value handed out this call replaced.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.revealed {
+            if !secret.is_empty() && text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        text
+    }
+
+    /// The call's key-value writes, in key order.
+    pub fn take_kv_writes(&mut self) -> Vec<KvWrite> {
+        std::mem::take(&mut self.kv_writes)
+            .into_iter()
+            .map(|(key, value)| KvWrite {
+                plugin: self.context.plugin.clone(),
+                key,
+                value,
+            })
+            .collect()
+    }
+
+    fn deny(&mut self, what: String) -> CapabilityError {
+        tracing::warn!(plugin = %self.context.plugin, "capability refused: {what}");
+        self.denials.push(what.clone());
+        CapabilityError::Denied(what)
+    }
+
+    fn kv_allowed(&mut self, key: &str) -> Result<(), CapabilityError> {
+        if !self.context.grants.kv {
+            return Err(self.deny(
+                "the key-value store is not granted; grant it with kv = true in [plugin.NAME.grants]"
+                    .into(),
+            ));
+        }
+        if key.is_empty() || key.len() > MAX_KV_KEY {
+            return Err(CapabilityError::Invalid(format!(
+                "a key must have 1 to {MAX_KV_KEY} bytes, this one has {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn kv_write(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), CapabilityError> {
+        self.kv_allowed(&key)?;
+        if let Some(v) = &value
+            && v.len() > MAX_KV_VALUE
+        {
+            return Err(CapabilityError::Invalid(format!(
+                "the value of `{key}` has {} bytes; at most {MAX_KV_VALUE} are kept",
+                v.len()
+            )));
+        }
+        if !self.kv_writes.contains_key(&key) && self.kv_writes.len() >= MAX_KV_WRITES {
+            return Err(CapabilityError::Invalid(format!(
+                "one call may write at most {MAX_KV_WRITES} keys"
+            )));
+        }
+        self.kv_writes.insert(key, value);
+        Ok(())
     }
 
     fn push_log(&mut self, line: LogLine) {
@@ -84,8 +178,22 @@ impl State {
         self.logs.push(line);
     }
 
-    /// The call's log: `log` lines, then captured stdout and stderr, line by line.
+    /// The call's log: `log` lines, then captured stdout and stderr, line by line, with
+    /// secret values redacted.
     pub fn take_logs(&mut self) -> Vec<LogLine> {
+        let mut logs = self.take_raw_logs();
+        if !self.revealed.is_empty() {
+            for line in &mut logs {
+                line.message = self.redact(&line.message);
+                for (_, value) in &mut line.fields {
+                    *value = self.redact(value);
+                }
+            }
+        }
+        logs
+    }
+
+    fn take_raw_logs(&mut self) -> Vec<LogLine> {
         for (level, capture) in [
             ("stdout", self.stdout.clone()),
             ("stderr", self.stderr.clone()),
@@ -161,6 +269,162 @@ impl wasmtime::ResourceLimiter for State {
 }
 
 impl crate::bindings::kontor::plugin::types::Host for State {}
+
+impl config::Host for State {
+    fn get_all(&mut self) -> String {
+        self.context.config_text.clone()
+    }
+
+    fn get(&mut self, key: String) -> Option<String> {
+        self.context.config.get(&key).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+impl secrets::Host for State {
+    async fn get(&mut self, name: String) -> Result<String, CapabilityError> {
+        if !self.context.grants.secrets.contains(&name) {
+            return Err(self.deny(format!(
+                "secret `{name}` is not granted; grant it with secrets = [\"{name}\"] in [plugin.NAME.grants]"
+            )));
+        }
+        let Some(services) = self.context.services.clone() else {
+            return Err(CapabilityError::Unavailable(
+                "no secrets store is open in this process".into(),
+            ));
+        };
+        match services.secret(&name).await {
+            Ok(Some(value)) => {
+                // The value and the forms a URL or a form body would give it.
+                let mut forms = vec![
+                    value.clone(),
+                    percent_encoding::utf8_percent_encode(
+                        &value,
+                        percent_encoding::NON_ALPHANUMERIC,
+                    )
+                    .to_string(),
+                    url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+                ];
+                if let Ok(url) = url::Url::parse(&format!("http://x/?{value}"))
+                    && let Some(query) = url.query()
+                {
+                    forms.push(query.to_string());
+                }
+                forms.sort();
+                forms.dedup();
+                for form in forms {
+                    if !self.revealed.iter().any(|r| r.as_str() == form) {
+                        self.revealed.push(zeroize::Zeroizing::new(form));
+                    }
+                }
+                // Longest first, so a form that contains another is replaced whole.
+                self.revealed.sort_by_key(|r| std::cmp::Reverse(r.len()));
+                Ok(value)
+            }
+            Ok(None) => Err(CapabilityError::Unavailable(format!(
+                "secret `{name}` is granted but not set (`kontor secrets set {name}`)"
+            ))),
+            Err(e) => Err(CapabilityError::Unavailable(format!(
+                "secret `{name}` cannot be read: {e}"
+            ))),
+        }
+    }
+}
+
+impl kv::Host for State {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CapabilityError> {
+        self.kv_allowed(&key)?;
+        if let Some(pending) = self.kv_writes.get(&key) {
+            return Ok(pending.clone());
+        }
+        let Some(services) = self.context.services.clone() else {
+            return Ok(None);
+        };
+        services
+            .kv_get(&self.context.plugin, &key)
+            .await
+            .map_err(|e| CapabilityError::Unavailable(format!("reading `{key}` failed: {e}")))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), CapabilityError> {
+        self.kv_write(key, Some(value))
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), CapabilityError> {
+        self.kv_write(key, None)
+    }
+}
+
+impl http::Host for State {
+    async fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+        self.http_requests += 1;
+        if self.http_requests > MAX_HTTP_REQUESTS {
+            return Err(http::HttpError::InvalidRequest(format!(
+                "one call may send at most {MAX_HTTP_REQUESTS} requests"
+            )));
+        }
+        let context = self.context.clone();
+        let mut limits = context.http.clone();
+        // The guest is not interrupted while it waits in the host: the wait ends with
+        // the call's deadline.
+        limits.timeout = limits.timeout.min(
+            self.deadline
+                .saturating_duration_since(std::time::Instant::now()),
+        );
+        let mut hops = Vec::new();
+        let result = crate::http::send(
+            &context.grants,
+            &limits,
+            crate::http::Request {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body,
+                timeout: request
+                    .timeout_ms
+                    .map(|ms| std::time::Duration::from_millis(ms.into())),
+            },
+            &mut hops,
+        )
+        .await;
+        for hop in hops {
+            let message = self.redact(&format!(
+                "http {} {} → {}",
+                hop.method, hop.url, hop.outcome
+            ));
+            tracing::info!(plugin = %context.plugin, elapsed_ms = hop.elapsed.as_millis() as u64, "{message}");
+            self.push_log(LogLine {
+                level: "http".into(),
+                message,
+                fields: vec![("ms".into(), hop.elapsed.as_millis().to_string())],
+            });
+        }
+        use crate::http::HttpError as E;
+        result
+            .map(|r| http::Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                url: r.url,
+            })
+            .map_err(|e| {
+                if e.is_denial() {
+                    self.deny(e.to_string());
+                }
+                match e {
+                    E::NotGranted(m) => http::HttpError::NotGranted(m),
+                    E::ForbiddenAddress(m) => http::HttpError::ForbiddenAddress(m),
+                    E::TooLarge(m) => http::HttpError::TooLarge(m),
+                    E::Timeout(m) => http::HttpError::Timeout(m),
+                    E::Connection(m) => http::HttpError::Connection(m),
+                    E::InvalidRequest(m) => http::HttpError::InvalidRequest(m),
+                    E::TooManyRedirects(m) => http::HttpError::TooManyRedirects(m),
+                }
+            })
+    }
+}
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {

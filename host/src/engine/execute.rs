@@ -80,6 +80,8 @@ pub enum Execution {
 /// A plugin call a run is waiting for, with the run's progress up to it.
 pub struct PendingCall {
     pub plugin: String,
+    /// The connector function, for a `connector` step; `None` for a `plugin` step.
+    pub function: Option<String>,
     pub input: Json,
     pub step: String,
     pub attempt: u32,
@@ -216,9 +218,13 @@ impl Executor<'_> {
         call: Box<PendingCall>,
         result: Result<Json, StepError>,
         log: Option<Json>,
+        kv_writes: Vec<kontor_plugins::KvWrite>,
     ) -> Execution {
         let mut call = *call;
         call.state.pending_log = log;
+        if result.is_ok() {
+            call.state.outcome.kv_writes.extend(kv_writes);
+        }
         let step = &self.workflow.steps[call.cursor];
         let flow = result.map(|output| Flow::Continue {
             input: Some(call.input),
@@ -322,16 +328,27 @@ impl Executor<'_> {
             )));
         }
         *inline += 1;
-        if let Action::Plugin { name, input } = &step.action {
+        let call = match &step.action {
+            Action::Plugin { name, input } => Some((name, None, input)),
+            Action::Connector {
+                name,
+                function,
+                input,
+            } => Some((name, Some(function), input)),
+            _ => None,
+        };
+        if let Some((name, function, input)) = call {
             state.step_count += 1;
             let scope = self.scope(run, &state);
             let input = match input {
                 Some(template) => template.evaluate(&scope),
+                None if function.is_some() => Ok(json!({})),
                 None => Ok(run.input.clone()),
             };
             return match input {
                 Ok(input) => Err(Execution::Call(Box::new(PendingCall {
                     plugin: name.clone(),
+                    function: function.cloned(),
                     input,
                     step: step.id.clone(),
                     attempt,
@@ -784,7 +801,7 @@ impl Executor<'_> {
                     retryable: *retryable,
                 })
             }
-            Action::Plugin { .. } => Err(StepError::fatal(
+            Action::Plugin { .. } | Action::Connector { .. } => Err(StepError::fatal(
                 "a plugin step reached the pure executor; the engine calls plugins",
             )),
             Action::End { output } => {

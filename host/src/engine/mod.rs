@@ -544,8 +544,8 @@ impl Engine {
             now,
         };
         loop {
-            let (result, log) = self.call_plugin(&call, run).await;
-            match executor.resume(run, call, result, log) {
+            let (result, log, kv_writes) = self.call_plugin(&call, run).await;
+            match executor.resume(run, call, result, log, kv_writes) {
                 execute::Execution::Done(outcome) => return outcome,
                 execute::Execution::Call(next) => call = next,
             }
@@ -558,7 +558,11 @@ impl Engine {
         &self,
         call: &execute::PendingCall,
         run: &crate::store::RunState,
-    ) -> (Result<Json, execute::StepError>, Option<Json>) {
+    ) -> (
+        Result<Json, execute::StepError>,
+        Option<Json>,
+        Vec<kontor_plugins::KvWrite>,
+    ) {
         let plugin = match self
             .plugins
             .get()
@@ -571,7 +575,7 @@ impl Engine {
                     message,
                     retryable: false,
                 };
-                return (Err(error), None);
+                return (Err(error), None, Vec::new());
             }
         };
         let invocation = kontor_plugins::Invocation {
@@ -580,10 +584,16 @@ impl Engine {
             step: call.step.clone(),
             attempt: call.attempt,
         };
-        let result = plugin
-            .call(&invocation, &call.input)
-            .instrument(tracing::debug_span!("plugin", plugin = %call.plugin, step = %call.step))
-            .await;
+        let span = tracing::debug_span!("plugin", plugin = %call.plugin, step = %call.step);
+        let result = match &call.function {
+            None => plugin.call(&invocation, &call.input).instrument(span).await,
+            Some(function) => {
+                plugin
+                    .call_connector(&invocation, function, &call.input)
+                    .instrument(span)
+                    .await
+            }
+        };
         let log = |lines: &[kontor_plugins::LogLine]| {
             (!lines.is_empty()).then(|| serde_json::to_value(lines).unwrap_or_default())
         };
@@ -591,7 +601,7 @@ impl Engine {
             Ok(report) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
                     .record(report.duration.as_secs_f64());
-                (Ok(report.output), log(&report.logs))
+                (Ok(report.output), log(&report.logs), report.kv_writes)
             }
             Err(failure) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
@@ -599,16 +609,19 @@ impl Engine {
                 metrics::counter!("kontor_plugin_failures_total", "plugin" => call.plugin.clone(), "kind" => failure.error.kind())
                     .increment(1);
                 warn!(plugin = %call.plugin, kind = failure.error.kind(), error = %failure.error, "plugin call failed");
+                let what = match &call.function {
+                    Some(f) => format!("connector `{}` call `{f}`", call.plugin),
+                    None => format!("plugin `{}`", call.plugin),
+                };
                 let error = execute::StepError {
                     message: format!(
-                        "plugin `{}` failed ({}): {}",
-                        call.plugin,
+                        "{what} failed ({}): {}",
                         failure.error.kind(),
                         failure.error
                     ),
                     retryable: failure.error.is_retryable(),
                 };
-                (Err(error), log(&failure.logs))
+                (Err(error), log(&failure.logs), Vec::new())
             }
         }
     }

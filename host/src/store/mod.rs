@@ -323,6 +323,8 @@ forward! {
     /// (several processes creating the same secret at once: one wins, all read it).
     fn put_secret_if_absent(&self, name: &str, sealed: &crate::secrets::Sealed, now: DateTime<Utc>) -> Result<bool, StoreError>;
     fn get_secret(&self, name: &str) -> Result<Option<crate::secrets::Sealed>, StoreError>;
+    /// The committed value of `key` in the key-value store of plugin `plugin`.
+    fn plugin_kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Names and times of all secrets (never their values).
     fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
     fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;

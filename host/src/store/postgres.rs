@@ -721,6 +721,20 @@ impl PgStore {
             == 1)
     }
 
+    pub async fn plugin_kv_get(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                .bind(plugin)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn get_secret(
         &self,
         name: &str,
@@ -1413,6 +1427,9 @@ async fn commit_outcomes(
         for (key, effect) in &outcome.effects {
             mail |= apply_effect(tx, run_id, key, effect, now).await?;
         }
+        for write in &outcome.kv_writes {
+            write_kv(tx, write, now).await?;
+        }
         for name in &outcome.cancel_timers {
             forget_timer(tx, run_id, name).await?;
         }
@@ -1835,5 +1852,35 @@ async fn enqueue_email(
     .bind(millis(now))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Applies one plugin key-value write (a `None` value deletes the key).
+async fn write_kv(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    write: &kontor_plugins::KvWrite,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match &write.value {
+        Some(value) => {
+            sqlx::query(
+                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&write.plugin)
+            .bind(&write.key)
+            .bind(value)
+            .bind(millis(now))
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                .bind(&write.plugin)
+                .bind(&write.key)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
     Ok(())
 }

@@ -809,6 +809,20 @@ impl SqliteStore {
             == 1)
     }
 
+    pub async fn plugin_kv_get(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin = ? AND key = ?")
+                .bind(plugin)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
     pub async fn get_secret(
         &self,
         name: &str,
@@ -1027,7 +1041,7 @@ async fn insert_job(tx: &mut Tx<'_>, run_id: &str, job: &NewJob) -> Result<(), S
 
 /// Applies the outcomes of a batch of jobs with a handful of statements for the whole
 /// batch (each statement is a round trip to SQLite's thread), plus per-outcome statements
-/// only for what is rare: waits, timers, effects, events, children.
+/// only for what is rare: waits, timers, effects, events, children, key-value writes.
 ///
 /// Outcomes in one batch belong to different runs (claims take one job per run).
 async fn commit_outcomes(
@@ -1088,6 +1102,9 @@ async fn commit_outcomes(
         let run_id = outcome.run_id.as_str();
         for (key, effect) in &outcome.effects {
             apply_effect(tx, run_id, key, effect, now).await?;
+        }
+        for write in &outcome.kv_writes {
+            write_kv(tx, write, now).await?;
         }
         for name in &outcome.cancel_timers {
             forget_timer(tx, run_id, name).await?;
@@ -1466,6 +1483,36 @@ async fn apply_effect(
             .bind(millis(now))
             .execute(&mut **tx)
             .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one plugin key-value write (a `None` value deletes the key).
+async fn write_kv(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    write: &kontor_plugins::KvWrite,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match &write.value {
+        Some(value) => {
+            sqlx::query(
+                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&write.plugin)
+            .bind(&write.key)
+            .bind(value)
+            .bind(millis(now))
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
+                .bind(&write.plugin)
+                .bind(&write.key)
+                .execute(&mut **tx)
+                .await?;
         }
     }
     Ok(())

@@ -261,6 +261,8 @@ pub struct JobOutcome {
     pub events: Vec<NewEvent>,
     pub effects: Vec<(String, Effect)>,
     pub children: Vec<NewRun>,
+    /// Key-value writes of the plugin calls that succeeded in this job.
+    pub kv_writes: Vec<kontor_plugins::KvWrite>,
 }
 
 /// Result of delivering an event.

@@ -45,6 +45,7 @@ const ACTIONS: &[&str] = &[
     "fail",
     "end",
     "plugin",
+    "connector",
     "send_email",
 ];
 
@@ -476,6 +477,7 @@ impl<'a> Compiler<'a> {
             step.fail.is_some(),
             step.end.is_some(),
             step.plugin.is_some(),
+            step.connector.is_some(),
             step.send_email.is_some(),
         ]
         .iter()
@@ -502,11 +504,18 @@ impl<'a> Compiler<'a> {
             return None;
         }
 
-        if let (Some(input), None) = (&step.input, &step.plugin) {
+        if let (Some(input), None, None) = (&step.input, &step.plugin, &step.connector) {
             let d = self
                 .at
-                .at(input, "`input` belongs to a `plugin` step")
+                .at(input, "`input` belongs to a `plugin` or `connector` step")
                 .with_hint("to pass values to a child workflow use `start: {workflow, input}`");
+            self.error(d);
+        }
+        if let (Some(call), None) = (&step.call, &step.connector) {
+            let d = self
+                .at
+                .at(call, "`call` belongs to a `connector` step")
+                .with_hint("name the connector plugin with `connector: NAME`");
             self.error(d);
         }
 
@@ -688,6 +697,17 @@ impl<'a> Compiler<'a> {
                 name: name.value.clone(),
                 input,
             }
+        } else if let Some(name) = &step.connector {
+            let function = self.connector(spanned, name, &step.call, &step.input)?;
+            let input = match &step.input {
+                Some(values) => Some(self.values(&values.value, site)?),
+                None => None,
+            };
+            Action::Connector {
+                name: name.value.clone(),
+                function,
+                input,
+            }
         } else if let Some(email) = &step.send_email {
             Action::SendEmail(Box::new(self.send_email(&step.id.value, email, site)?))
         } else if let Some(end) = &step.end {
@@ -848,6 +868,126 @@ impl<'a> Compiler<'a> {
     }
 
     /// Checks that plugin `name` exists and loads.
+    /// Checks a `connector` step: the plugin is an ERP connector, `call` is one of its
+    /// functions, and the arguments are ones that function takes. Returns the function.
+    fn connector(
+        &mut self,
+        step: &Spanned<StepSource>,
+        name: &Spanned<String>,
+        call: &Option<Spanned<String>>,
+        input: &Option<Spanned<ValuesSource>>,
+    ) -> Option<String> {
+        self.plugin(name);
+        if let Some(index) = self.environment.plugins
+            && let Some(world) = index.worlds.get(&name.value)
+            && *world != kontor_plugins::World::ErpConnector
+        {
+            let d = self
+                .at
+                .at(
+                    name,
+                    format!(
+                        "plugin `{}` is a {} plugin, not an ERP connector",
+                        name.value,
+                        world.name()
+                    ),
+                )
+                .with_hint(format!("call it with `plugin: {}`", name.value));
+            self.error(d);
+        }
+        let names = || {
+            kontor_plugins::CONNECTOR_FUNCTIONS
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(call) = call else {
+            let d = self
+                .at
+                .at(
+                    step,
+                    "a `connector` step names the function it calls with `call`",
+                )
+                .with_hint(format!("one of: {}", names()));
+            self.error(d);
+            return None;
+        };
+        let Some(function) = kontor_plugins::CONNECTOR_FUNCTIONS
+            .iter()
+            .find(|f| f.name == call.value)
+        else {
+            let mut d = self.at.at(
+                call,
+                format!(
+                    "`{}` is not a function of the erp-connector world",
+                    call.value
+                ),
+            );
+            d = match closest(
+                &call.value,
+                kontor_plugins::CONNECTOR_FUNCTIONS.iter().map(|f| f.name),
+            ) {
+                Some(close) => d.with_hint(format!("did you mean `{close}`?")),
+                None => d.with_hint(format!("the functions are: {}", names())),
+            };
+            self.error(d);
+            return None;
+        };
+        let signature = || {
+            format!(
+                "`{}` takes {}",
+                function.name,
+                function
+                    .arguments
+                    .iter()
+                    .map(|a| match a.strip_suffix('?') {
+                        Some(optional) => format!("`{optional}` (optional)"),
+                        None => format!("`{a}`"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let given: Vec<&String> = input
+            .as_ref()
+            .map(|i| i.value.keys().collect())
+            .unwrap_or_default();
+        for (key, value) in input.iter().flat_map(|i| i.value.iter()) {
+            if !function.accepts(key) {
+                let d = self.at.at(
+                    value,
+                    format!("`{}` does not take an argument `{key}`", function.name),
+                );
+                let close = closest(
+                    key,
+                    function.arguments.iter().map(|a| a.trim_end_matches('?')),
+                );
+                let d = match close {
+                    Some(close) => d.with_hint(format!("did you mean `{close}`? {}", signature())),
+                    None => d.with_hint(signature()),
+                };
+                self.error(d);
+            }
+        }
+        for required in function.required() {
+            if !given.iter().any(|k| k.as_str() == required) {
+                let d = match input {
+                    Some(i) => self
+                        .at
+                        .at(i, format!("`{}` needs `{required}`", function.name)),
+                    None => self.at.at(
+                        call,
+                        format!("`{}` needs `{required}`: give it in `input`", function.name),
+                    ),
+                }
+                .with_hint(signature());
+                self.error(d);
+            }
+        }
+        Some(function.name.to_string())
+    }
+
     fn plugin(&mut self, name: &Spanned<String>) {
         let Some(index) = self.environment.plugins else {
             return;

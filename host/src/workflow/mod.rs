@@ -34,12 +34,19 @@ use crate::expr::Expression;
 pub struct PluginIndex {
     pub dir: PathBuf,
     pub plugins: std::collections::BTreeMap<String, Option<String>>,
+    /// The world of each plugin that loads.
+    pub worlds: std::collections::BTreeMap<String, kontor_plugins::World>,
 }
 
 impl PluginIndex {
     pub fn from_registry(registry: &kontor_plugins::PluginRegistry) -> PluginIndex {
         PluginIndex {
             dir: registry.dir().to_path_buf(),
+            worlds: registry
+                .all()
+                .into_iter()
+                .filter_map(|(name, plugin)| plugin.ok().map(|p| (name, p.world())))
+                .collect(),
             plugins: registry
                 .all()
                 .into_iter()
@@ -167,6 +174,13 @@ pub enum Action {
         /// `None`: the run's input.
         input: Option<ValueTemplate>,
     },
+    /// Calls a function of an ERP connector plugin; its answer is the step's output.
+    Connector {
+        name: String,
+        function: String,
+        /// The function's arguments; `None`: none.
+        input: Option<ValueTemplate>,
+    },
 }
 
 impl Action {
@@ -184,6 +198,7 @@ impl Action {
             Action::Fail { .. } => "fail",
             Action::End { .. } => "end",
             Action::Plugin { .. } => "plugin",
+            Action::Connector { .. } => "connector",
             Action::SendEmail(_) => "send_email",
         }
     }

@@ -85,10 +85,17 @@ pub struct StepSource {
     /// A plugin step: the plugin's name (`NAME.wasm` in the plugins folder).
     #[serde(default)]
     pub plugin: Option<Spanned<String>>,
+    /// A connector step: the ERP connector plugin's name; `call` names its function.
+    #[serde(default)]
+    pub connector: Option<Spanned<String>>,
+    /// The connector function a `connector` step calls, e.g. `customer-by-email`.
+    #[serde(default)]
+    pub call: Option<Spanned<String>>,
     /// Queues an email in the outbox, committed with the step.
     #[serde(default)]
     pub send_email: Option<Spanned<SendEmailSource>>,
-    /// The input of a `plugin` step; default: the run's input.
+    /// The input of a `plugin` step (default: the run's input), or the arguments of a
+    /// `connector` step (default: none).
     #[serde(default)]
     pub input: Option<Spanned<ValuesSource>>,
 }

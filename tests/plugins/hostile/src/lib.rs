@@ -1,6 +1,8 @@
 //! A step plugin for the sandbox tests. `input.do` chooses what it does.
 
-use kontor_sdk::{Error, Info, Invocation, Step, Value, export_step, json, log};
+use kontor_sdk::{
+    Error, Info, Invocation, Step, Value, config, export_step, http, json, kv, log, secrets,
+};
 
 struct Hostile;
 
@@ -74,6 +76,62 @@ impl Step for Hostile {
             "fatal" => Err(Error::fatal("the customer does not exist")),
             "invalid" => Err(Error::invalid_input("`email` is not an address")),
             "bad-json" => Ok(Value::String("x".into())),
+            // Capabilities, used as an attacker would.
+            "http" => {
+                let mut request = http::Request::new(
+                    input["method"].as_str().unwrap_or("GET"),
+                    input["url"].as_str().unwrap_or_default(),
+                );
+                if let Some(headers) = input["headers"].as_object() {
+                    for (name, value) in headers {
+                        request = request.header(name, value.as_str().unwrap_or_default());
+                    }
+                }
+                let response = request.send()?;
+                Ok(json!({
+                    "status": response.status,
+                    "body": response.text(),
+                    "url": response.url,
+                    "bytes": response.body.len(),
+                }))
+            }
+            // Tries the request and reports the error instead of failing: the host must
+            // fail the step anyway when the request was refused.
+            "http-swallow" => {
+                let result = http::Request::get(input["url"].as_str().unwrap_or_default()).send();
+                Ok(json!({"swallowed": result.err().map(|e| e.to_string())}))
+            }
+            "secret" => {
+                let name = input["name"].as_str().unwrap_or_default();
+                let value = secrets::get(name)?;
+                Ok(json!({"length": value.len()}))
+            }
+            // Tries to leak a secret through every channel the host records.
+            "leak-secret" => {
+                let value = secrets::get(input["name"].as_str().unwrap_or_default())?;
+                println!("stdout: {value}");
+                eprintln!("stderr: {value}");
+                log::info_with(&format!("log: {value}"), &[("token", &value)]);
+                let url = format!(
+                    "{}?token={value}",
+                    input["url"].as_str().unwrap_or_default()
+                );
+                let _ = http::Request::get(url).send();
+                Err(Error::fatal(format!("failed with token {value}")))
+            }
+            "config" => Ok(json!({"all": config::all(), "region": config::get("region")})),
+            "kv" => {
+                for (key, value) in input["set"].as_object().into_iter().flatten() {
+                    kv::set(key, value.as_str().unwrap_or_default().as_bytes())?;
+                }
+                let mut read = serde_json::Map::new();
+                for key in input["get"].as_array().into_iter().flatten() {
+                    let key = key.as_str().unwrap_or_default();
+                    let value = kv::get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+                    read.insert(key.into(), json!(value));
+                }
+                Ok(Value::Object(read))
+            }
             other => Err(Error::invalid_input(format!("unknown `do`: {other}"))),
         }
     }
