@@ -136,7 +136,12 @@ fn artifact(target: &Path, package: &str) -> Option<PathBuf> {
 fn build_python(app: &Path, wit: &Path, output: &Path) {
     println!("cargo:rerun-if-changed={}", app.display());
     println!("cargo:rerun-if-changed={}", wit.display());
-    let status = Command::new("componentize-py")
+    // Through python3, so the tool need not be on PATH (pip's script folder varies).
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+        ])
         .arg("-d")
         .arg(wit)
         .args(["-w", "step", "componentize", "-p"])
@@ -146,11 +151,11 @@ fn build_python(app: &Path, wit: &Path, output: &Path) {
         .arg(output)
         .status()
         .unwrap_or_else(|e| {
-            panic!("cannot run componentize-py ({e}); install it with `python3 -m pip install componentize-py==0.25.1`")
+            panic!("cannot run python3 ({e}); install Python 3 and `python3 -m pip install componentize-py==0.25.1`")
         });
     assert!(
         status.success(),
-        "componentize-py could not build {}",
+        "componentize-py could not build {} (is it installed? `python3 -m pip install componentize-py==0.25.1`)",
         app.display()
     );
 }

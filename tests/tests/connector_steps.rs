@@ -178,3 +178,81 @@ kontor::on_both_backends!(
     buyers_of_a_series_are_paged_with_a_cursor,
     a_bad_argument_fails_the_step_with_the_connectors_message,
 );
+
+/// The shipped recall workflow takes its audience from the connector, two customers a
+/// page: every buyer of WP-300 gets a recall-contact run with their serial numbers; once
+/// each has answered, the campaign reports.
+async fn the_shipped_recall_campaign_pages_its_audience_out_of_the_erp() {
+    let server = Server::start(&kontor_tests::shipped_workflows(), &[]).unwrap();
+    let id = server
+        .api
+        .start_run(
+            "recall-from-erp",
+            &json!({"campaign": "R-2026-11", "series": "WP-300", "page_size": 2}),
+        )
+        .await;
+    let customers = ["K-10001", "K-10003", "K-10005", "K-10007"];
+    let mut started = Value::Null;
+    for _ in 0..400 {
+        started = server
+            .api
+            .get(&format!("/api/v1/runs/{id}"))
+            .await
+            .unwrap()
+            .1;
+        if started["children"]["total"] == customers.len()
+            && started["current_step"] == "all_answered"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(started["children"]["total"], customers.len(), "{started}");
+    // Each child has the serial numbers of its customer's WP-300 deliveries.
+    let mut contacted = Value::Null;
+    for _ in 0..400 {
+        contacted = server
+            .api
+            .get("/api/v1/records/recall_contacts")
+            .await
+            .unwrap()
+            .1;
+        if contacted["records"].as_array().map_or(0, Vec::len) == customers.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let text = contacted.to_string();
+    for name in [
+        "Müller Kältetechnik GmbH",
+        "Weiß & Söhne Haustechnik OHG",
+        "Zürcher Gebäudetechnik AG",
+        "Ökohof Schäfer",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+    for customer in customers {
+        let (status, body) = server
+            .api
+            .post(
+                "/api/v1/events",
+                &json!({"type": "recall.response", "key": format!("R-2026-11/{customer}"),
+                        "payload": {"appointment": "2026-12-03"}}),
+            )
+            .await
+            .unwrap();
+        assert!(
+            status == 200 || status == 201 || status == 202,
+            "{status} {body}"
+        );
+    }
+    let run = server.api.finished(&id, Duration::from_secs(20)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["output"],
+        json!({"campaign": "R-2026-11", "series": "WP-300", "pages": 2, "contacted": 4,
+               "finished": 4, "failed": 0})
+    );
+}
+
+kontor::on_both_backends!(the_shipped_recall_campaign_pages_its_audience_out_of_the_erp);
