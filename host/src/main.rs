@@ -137,6 +137,9 @@ enum PluginCommand {
     New {
         /// Lower-case name with dashes, e.g. `next-best-offer`.
         name: String,
+        /// An ERP connector (a REST API with a token) instead of a step.
+        #[arg(long)]
+        connector: bool,
     },
     /// Compile plugin crates for wasm32-wasip2 into `plugins/NAME.wasm` and check them.
     Build {
@@ -319,7 +322,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Secret { command } => runtime()?.block_on(secret(&config, command)),
         Command::Plugin { command } => match command {
-            PluginCommand::New { name } => kontor::plugin_tool::new(&config, &name),
+            PluginCommand::New { name, connector } => {
+                kontor::plugin_tool::new(&config, &name, connector)
+            }
             PluginCommand::Build { name } => kontor::plugin_tool::build(&config, name.as_deref()),
             PluginCommand::Test {
                 plugin,
@@ -583,26 +588,31 @@ fn check(config: &Config, paths: Vec<PathBuf>) -> ExitCode {
     let mut checked = 0usize;
     // Plugins are loaded for real (from the on-disk code cache when warm), so a step
     // naming a plugin that is missing or does not export `step` is a problem here.
-    let plugins =
-        match runtime().and_then(|rt| rt.block_on(kontor::server::plugin_registry(config, None))) {
-            Ok(registry) => {
-                let index = kontor::workflow::PluginIndex::from_registry(&registry);
-                for (name, problem) in &index.plugins {
-                    if let Some(problem) = problem {
-                        let file = index.dir.join(format!("{name}.wasm")).display().to_string();
-                        let problem = problem.strip_prefix(&format!("{file} ")).unwrap_or(problem);
-                        println!("{file}: error: {problem}");
-                        problems += 1;
-                    }
+    let plugins = match runtime().and_then(|rt| {
+        rt.block_on(kontor::server::plugin_registry(
+            config,
+            None,
+            Default::default(),
+        ))
+    }) {
+        Ok(registry) => {
+            let index = kontor::workflow::PluginIndex::from_registry(&registry);
+            for (name, problem) in &index.plugins {
+                if let Some(problem) = problem {
+                    let file = index.dir.join(format!("{name}.wasm")).display().to_string();
+                    let problem = problem.strip_prefix(&format!("{file} ")).unwrap_or(problem);
+                    println!("{file}: error: {problem}");
+                    problems += 1;
                 }
-                Some(index)
             }
-            Err(e) => {
-                eprintln!("error: the plugin runtime cannot start: {e:#}");
-                problems += 1;
-                None
-            }
-        };
+            Some(index)
+        }
+        Err(e) => {
+            eprintln!("error: the plugin runtime cannot start: {e:#}");
+            problems += 1;
+            None
+        }
+    };
     let channels = config.channel_names();
     for path in &paths {
         let (root, only) = if path.is_dir() {

@@ -11,8 +11,9 @@ use serde_json::Value as Json;
 
 use crate::config::Config;
 
-/// `kontor plugin new NAME`: a plugin crate in the plugins folder, ready to build.
-pub fn new(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
+/// `kontor plugin new NAME [--connector]`: a plugin crate in the plugins folder, ready
+/// to build: a step, or an ERP connector that calls a REST API with a token.
+pub fn new(config: &Config, name: &str, connector: bool) -> anyhow::Result<ExitCode> {
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -37,7 +38,7 @@ pub fn new(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         format!(
             r#"[package]
 name = "{name}"
-description = "A Kontor step plugin"
+description = "{description}"
 edition = "2024"
 version = "0.1.0"
 publish = false
@@ -48,8 +49,14 @@ crate-type = ["cdylib"]
 [dependencies]
 kontor-sdk = {{ path = "{sdk}" }}
 serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
 "#,
-            sdk = sdk.display()
+            sdk = sdk.display(),
+            description = if connector {
+                "A Kontor ERP connector"
+            } else {
+                "A Kontor step plugin"
+            },
         ),
     )?;
     let type_name: String = name
@@ -64,9 +71,13 @@ serde = {{ version = "1", features = ["derive"] }}
         .collect();
     std::fs::write(
         crate_dir.join("src/lib.rs"),
-        SCAFFOLD
-            .replace("{{name}}", name)
-            .replace("{{Type}}", &type_name),
+        if connector {
+            CONNECTOR_SCAFFOLD
+        } else {
+            SCAFFOLD
+        }
+        .replace("{{name}}", name)
+        .replace("{{Type}}", &type_name),
     )?;
     add_workspace_member(dir, name)?;
     println!("created {}", crate_dir.display());
@@ -77,8 +88,24 @@ serde = {{ version = "1", features = ["derive"] }}
         crate_dir.display()
     );
     println!("  kontor plugin build {name}");
-    println!("  kontor plugin test {name} --input input.json   (e.g. {{\"name\": \"Jürgen\"}})");
-    println!("  use it in a workflow step:  plugin: {name}");
+    if connector {
+        println!("  grant it in kontor.toml (it asks for the origin of base_url and a token):");
+        println!("    [plugin.{name}.config]");
+        println!("    base_url = \"https://erp.example.com/api\"");
+        println!("    [plugin.{name}.grants]");
+        println!("    http = [\"https://erp.example.com\"]");
+        println!("    secrets = [\"{name}-token\"]");
+        println!("  kontor secret set {name}-token   (reads the value from stdin)");
+        println!(
+            "  kontor plugin test {name} --call customer-by-id --input '{{\"id\": \"K-10001\"}}'"
+        );
+        println!("  use it in a workflow step:  connector: {name}  call: customer-by-id");
+    } else {
+        println!(
+            "  kontor plugin test {name} --input input.json   (e.g. {{\"name\": \"Jürgen\"}})"
+        );
+        println!("  use it in a workflow step:  plugin: {name}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -149,6 +176,136 @@ mod tests {
     }
 }
 "#;
+
+const CONNECTOR_SCAFFOLD: &str = r##"//! {{name}}: a Kontor ERP connector for a REST API with a bearer token.
+//!
+//! It implements two functions of the `erp-connector` world; the others answer "not
+//! supported" until you write them (see `plugins/erp-fixture` for all of them, with
+//! paging by cursor). It asks for the origin of `base_url` and the secret
+//! `{{name}}-token`: grant both in kontor.toml. `cargo test` runs the mapping natively.
+
+use kontor_sdk::erp::Customer;
+use kontor_sdk::{Connector, Error, Info, config, export_connector, http, secrets};
+use serde::Deserialize;
+
+/// Configuration from `[plugin.{{name}}.config]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// e.g. `https://erp.example.com/api`
+    pub base_url: String,
+}
+
+/// A customer as this ERP answers it.
+#[derive(Debug, Deserialize)]
+pub struct ErpCustomer {
+    pub number: String,
+    pub name: String,
+    pub vat: Option<String>,
+    pub email: Option<String>,
+    pub street: String,
+    pub zip: String,
+    pub city: String,
+    pub country: String,
+    pub language: Option<String>,
+}
+
+impl From<ErpCustomer> for Customer {
+    fn from(c: ErpCustomer) -> Customer {
+        Customer {
+            id: c.number,
+            name: c.name,
+            vat_id: c.vat,
+            email: c.email,
+            phone: None,
+            street: c.street,
+            postal_code: c.zip,
+            city: c.city,
+            locale: match c.language.as_deref() {
+                Some("EN") => "en-GB".into(),
+                _ => format!("de-{}", c.country),
+            },
+            country: c.country,
+            industry: None,
+        }
+    }
+}
+
+/// The scheme, host and port of a URL: what must be granted.
+fn origin(url: &str) -> String {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let scheme = url.split("://").next().unwrap_or("https");
+    format!("{scheme}://{host}")
+}
+
+fn get(path: &str) -> Result<Option<http::Response>, Error> {
+    let config: Config = config::parse()?;
+    let token = secrets::get("{{name}}-token")?;
+    let response = http::Request::get(format!("{}{path}", config.base_url.trim_end_matches('/')))
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/json")
+        .send()?;
+    match response.status {
+        200 => Ok(Some(response)),
+        404 => Ok(None),
+        429 | 500..=599 => Err(Error::retryable(format!("the ERP answered {}", response.status))),
+        status => Err(Error::fatal(format!("the ERP answered {status}: {}", response.text()))),
+    }
+}
+
+pub struct {{Type}};
+
+impl Connector for {{Type}} {
+    fn info() -> Info {
+        let info = Info::new("{{name}}", env!("CARGO_PKG_VERSION"))
+            .description(env!("CARGO_PKG_DESCRIPTION"))
+            .secret("{{name}}-token");
+        // What it asks for follows its configuration.
+        match config::get("base_url") {
+            Some(url) => info.host(origin(&url)),
+            None => info,
+        }
+    }
+
+    fn customer_by_id(id: String) -> Result<Option<Customer>, Error> {
+        let Some(response) = get(&format!("/customers/{id}"))? else {
+            return Ok(None);
+        };
+        Ok(Some(response.json::<ErpCustomer>()?.into()))
+    }
+
+    fn customer_by_email(email: String) -> Result<Option<Customer>, Error> {
+        let email = email.replace('%', "%25").replace('+', "%2B").replace('&', "%26");
+        let Some(response) = get(&format!("/customers?email={email}"))? else {
+            return Ok(None);
+        };
+        let found: Vec<ErpCustomer> = response.json()?;
+        Ok(found.into_iter().next().map(Into::into))
+    }
+}
+
+export_connector!({{Type}});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erp_customer_becomes_a_kontor_customer() {
+        let erp: ErpCustomer = serde_json::from_str(
+            r#"{"number": "K-10001", "name": "Müller Kältetechnik GmbH", "vat": "DE811234567",
+                "email": null, "street": "Hauptstraße 12", "zip": "80331", "city": "München",
+                "country": "DE", "language": "DE"}"#,
+        )
+        .unwrap();
+        let customer: Customer = erp.into();
+        assert_eq!(customer.city, "München");
+        assert_eq!(customer.locale, "de-DE");
+        assert_eq!(origin("https://erp.example.com:8443/api/v1"), "https://erp.example.com:8443");
+    }
+}
+"##;
 
 /// The SDK as a path relative to a crate in `plugins_dir`.
 fn sdk_path(plugins_dir: &Path) -> anyhow::Result<PathBuf> {

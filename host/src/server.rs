@@ -111,7 +111,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     info!(key = %master_key.id(), "secrets master key loaded");
     let services = crate::plugin_services::StoreServices::new(store.clone(), master_key.clone());
-    let plugins = plugin_registry(&config, Some(services)).await?;
+    let overrides = store.plugin_configs().await?.into_iter().collect();
+    let plugins = plugin_registry(&config, Some(services), overrides).await?;
     let catalog = Catalog::load_with(
         &config.workflows_dir,
         Some(&crate::workflow::PluginIndex::from_registry(&plugins)),
@@ -217,10 +218,12 @@ pub async fn start_email(
 
 /// The plugin runtime and the plugins of `plugins_dir`, loaded.
 /// The plugin registry over `plugins_dir`, loaded; `services` lend capability calls
-/// the store's secrets and key-value state (none: `kontor check`).
+/// the store's secrets and key-value state (none: `kontor check`); `overrides` are the
+/// plugin configurations set through the API.
 pub async fn plugin_registry(
     config: &Config,
     services: Option<Arc<dyn kontor_plugins::HostServices>>,
+    overrides: std::collections::HashMap<String, serde_json::Value>,
 ) -> anyhow::Result<Arc<PluginRegistry>> {
     let runtime = PluginRuntime::new(&config.plugin_runtime()?).map_err(anyhow::Error::msg)?;
     if let Some(services) = services {
@@ -233,6 +236,7 @@ pub async fn plugin_registry(
         named,
         defaults,
     ));
+    registry.set_overrides(overrides);
     let loaded = registry.refresh().await;
     info!(
         plugins = loaded.iter().filter(|(_, problem)| problem.is_none()).count(),

@@ -354,6 +354,7 @@ async fn workflows_list_shows_validation_state() {
             "lead-routing",
             "recall-campaign",
             "recall-contact",
+            "recall-from-erp",
             "ticket-escalation"
         ]
     );

@@ -30,7 +30,7 @@ fn check_accepts_the_shipped_workflows() {
     let (code, stdout, stderr) = kontor(&["check", shipped_workflows().to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stderr.contains("4 workflow file(s) checked, no problems"),
+        stderr.contains("5 workflow file(s) checked, no problems"),
         "{stderr}"
     );
 }
@@ -193,6 +193,13 @@ fn plugin_new_scaffolds_a_crate_in_the_plugins_workspace() {
     let (code, _, stderr) = kontor_with(&["plugin", "new", "next-best-offer"], &plugins);
     assert_eq!(code, 1);
     assert!(stderr.contains("exists already"), "{stderr}");
+    let (code, stdout, stderr) =
+        kontor_with(&["plugin", "new", "sap-erp", "--connector"], &plugins);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lib = std::fs::read_to_string(plugins.join("sap-erp/src/lib.rs")).unwrap();
+    assert!(lib.contains("export_connector!(SapErp);"), "{lib}");
+    assert!(lib.contains("secrets::get(\"sap-erp-token\")"), "{lib}");
+    assert!(stdout.contains("secrets = [\"sap-erp-token\"]"), "{stdout}");
     let (code, _, stderr) = kontor_with(&["plugin", "new", "Bad_Name"], &plugins);
     assert_eq!(code, 1);
     assert!(stderr.contains("is not a plugin name"), "{stderr}");

@@ -218,8 +218,87 @@ async fn what_a_plugin_logs_is_kept_with_its_step() {
     assert_eq!(structured["fields"], json!([["kunde", "Müller GmbH"]]));
 }
 
+/// `/api/v1/plugins`: what each plugin is, asks for and is granted; its configuration
+/// replaced through the API (checked against its schema, kept across a restart, removed
+/// again), never its grants.
+async fn plugin_configuration_is_shown_and_replaced_through_the_api() {
+    let (mut server, _dir) = server(&[]);
+    let (status, list) = server.api.get("/api/v1/plugins").await.unwrap();
+    assert_eq!(status, 200, "{list}");
+    let by_name = |list: &Value, name: &str| {
+        list["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {list}"))
+    };
+    let fixture = by_name(&list, "erp-fixture");
+    assert_eq!(fixture["world"], "erp-connector");
+    assert_eq!(
+        fixture["requested"],
+        json!({"http": [], "secrets": [], "kv": false})
+    );
+    assert_eq!(
+        fixture["granted"],
+        json!({"http": [], "private_networks": [], "secrets": [], "kv": false})
+    );
+    assert_eq!(
+        by_name(&list, "lead-scoring")["config_source"],
+        "kontor.toml"
+    );
+
+    let path = "/api/v1/plugins/lead-scoring/config";
+    let (status, body) = server
+        .api
+        .send_raw("PUT", path, r#"{"config": {"grade_a": "hoch"}}"#)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "config", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/grade_a: \"hoch\" is not of type \"integer\""),
+        "{body}"
+    );
+    let (status, body) = server
+        .api
+        .send_raw("PUT", path, r#"{"config": {"grade_a": 40}}"#)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config"], json!({"grade_a": 40}));
+    assert_eq!(body["config_source"], "api");
+
+    server.restart().unwrap();
+    let (_, plugin) = server
+        .api
+        .get("/api/v1/plugins/lead-scoring")
+        .await
+        .unwrap();
+    assert_eq!(plugin["config"], json!({"grade_a": 40}), "{plugin}");
+    assert_eq!(plugin["config_source"], "api");
+
+    let (status, body) = server.api.send_raw("DELETE", path, "").await.unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config_source"], "kontor.toml");
+    let (status, _) = server
+        .api
+        .get("/api/v1/plugins/no-such-plugin")
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+}
+
 kontor::on_both_backends!(
     retryable_plugin_errors_are_retried_with_backoff,
     a_runaway_plugin_fails_its_step_and_the_server_keeps_serving,
     hostile_plugins_fail_their_step_with_a_readable_error,
+    plugin_configuration_is_shown_and_replaced_through_the_api,
 );

@@ -7,3 +7,11 @@ CREATE TABLE plugin_kv (
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (plugin, key)
 );
+
+-- Plugin configuration set through the API (`PUT /api/v1/plugins/{name}/config`); it
+-- replaces `[plugin.NAME.config]` of kontor.toml. Grants are never set here.
+CREATE TABLE plugin_config (
+    plugin      TEXT COLLATE "C" PRIMARY KEY,
+    config      TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);

@@ -33,6 +33,8 @@ pub struct PluginRegistry {
     dir: PathBuf,
     settings: HashMap<String, PluginSettings>,
     defaults: PluginSettings,
+    /// Configurations set through the API: they replace the configured `config`.
+    overrides: RwLock<HashMap<String, serde_json::Value>>,
     entries: RwLock<BTreeMap<String, Entry>>,
 }
 
@@ -50,6 +52,7 @@ impl PluginRegistry {
             dir: dir.into(),
             settings,
             defaults,
+            overrides: RwLock::new(HashMap::new()),
             entries: RwLock::new(BTreeMap::new()),
         }
     }
@@ -67,12 +70,87 @@ impl PluginRegistry {
         self.dir.join(format!("{name}.wasm"))
     }
 
-    /// The settings plugin `name` gets.
+    /// The settings plugin `name` gets: its own or the defaults, with the configuration
+    /// set through the API, if any.
     pub fn settings_of(&self, name: &str) -> PluginSettings {
-        self.settings
+        let mut settings = self
+            .settings
             .get(name)
             .cloned()
-            .unwrap_or_else(|| self.defaults.clone())
+            .unwrap_or_else(|| self.defaults.clone());
+        if let Some(config) = self
+            .overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            settings.config = config.clone();
+        }
+        settings
+    }
+
+    /// Configurations stored through the API, applied from the next load on (call before
+    /// the first [`PluginRegistry::refresh`]).
+    pub fn set_overrides(&self, overrides: HashMap<String, serde_json::Value>) {
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
+    }
+
+    /// Whether plugin `name`'s configuration was set through the API.
+    pub fn is_overridden(&self, name: &str) -> bool {
+        self.overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    /// Reloads plugin `name` with `config` (`None`: back to the configured one). The
+    /// plugin keeps its old configuration if the new one does not fit its schema.
+    pub async fn configure(
+        &self,
+        name: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<Arc<Plugin>, RegistryError> {
+        let path = self.path_of(name);
+        let meta = std::fs::metadata(&path).map_err(|_| RegistryError::NotFound {
+            name: name.to_string(),
+            path: path.display().to_string(),
+        })?;
+        let mut settings = self
+            .settings
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone());
+        if let Some(config) = &config {
+            settings.config = config.clone();
+        }
+        let plugin = self
+            .runtime
+            .load(name, &path, settings)
+            .await
+            .map(Arc::new)
+            .map_err(|e| RegistryError::Invalid {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
+        {
+            let mut overrides = self.overrides.write().unwrap_or_else(|e| e.into_inner());
+            match config {
+                Some(config) => overrides.insert(name.to_string(), config),
+                None => overrides.remove(name),
+            };
+        }
+        tracing::info!(plugin = %name, "plugin reconfigured");
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name.to_string(),
+                Entry {
+                    fingerprint: (meta.len(), meta.modified().ok()),
+                    plugin: Ok(plugin.clone()),
+                },
+            );
+        Ok(plugin)
     }
 
     /// Loads new and changed `*.wasm` files of the directory and forgets removed ones.

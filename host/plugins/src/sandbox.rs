@@ -324,7 +324,7 @@ impl secrets::Host for State {
                 Ok(value)
             }
             Ok(None) => Err(CapabilityError::Unavailable(format!(
-                "secret `{name}` is granted but not set (`kontor secrets set {name}`)"
+                "secret `{name}` is granted but not set (`kontor secret set {name}`)"
             ))),
             Err(e) => Err(CapabilityError::Unavailable(format!(
                 "secret `{name}` cannot be read: {e}"

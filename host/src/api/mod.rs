@@ -9,6 +9,7 @@ mod auth;
 mod email;
 mod error;
 pub mod openapi;
+mod plugins;
 mod routes;
 
 use std::sync::Arc;
@@ -82,6 +83,22 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
             Method::GET,
             "/api/v1/records/{collection}",
             get(routes::list_records),
+        ),
+        (Method::GET, "/api/v1/plugins", get(plugins::list_plugins)),
+        (
+            Method::GET,
+            "/api/v1/plugins/{name}",
+            get(plugins::get_plugin),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/plugins/{name}/config",
+            put(plugins::put_plugin_config),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/plugins/{name}/config",
+            delete(plugins::delete_plugin_config),
         ),
         (Method::GET, "/api/v1/secrets", get(routes::list_secrets)),
         (

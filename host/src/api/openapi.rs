@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{email, routes};
+use super::{email, plugins, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,10 @@ use super::{email, routes};
         routes::cancel_run,
         routes::retry_run,
         routes::list_records,
+        plugins::list_plugins,
+        plugins::get_plugin,
+        plugins::put_plugin_config,
+        plugins::delete_plugin_config,
         routes::list_secrets,
         routes::put_secret,
         routes::delete_secret,
@@ -55,6 +59,9 @@ use super::{email, routes};
         crate::store::Delivered,
         crate::store::ChildCounts,
         crate::store::SecretInfo,
+        plugins::PluginView,
+        plugins::PluginList,
+        plugins::PluginConfigBody,
         routes::SecretBody,
         crate::workflow::catalog::WorkflowSummary,
         email::MessagePage,

@@ -325,6 +325,10 @@ forward! {
     fn get_secret(&self, name: &str) -> Result<Option<crate::secrets::Sealed>, StoreError>;
     /// The committed value of `key` in the key-value store of plugin `plugin`.
     fn plugin_kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Plugin configurations set through the API, by plugin.
+    fn plugin_configs(&self) -> Result<Vec<(String, Json)>, StoreError>;
+    /// Sets (or with `None` removes) the API configuration of `plugin`.
+    fn put_plugin_config(&self, plugin: &str, config: Option<&Json>, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Names and times of all secrets (never their values).
     fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
     fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;

@@ -735,6 +735,42 @@ impl PgStore {
         )
     }
 
+    pub async fn plugin_configs(&self) -> Result<Vec<(String, Json)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT plugin, config FROM plugin_config ORDER BY plugin")
+                .fetch_all(&self.pool)
+                .await?;
+        plugin_configs(rows)
+    }
+
+    pub async fn put_plugin_config(
+        &self,
+        plugin: &str,
+        config: Option<&Json>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match config {
+            Some(config) => {
+                sqlx::query(
+                    "INSERT INTO plugin_config (plugin, config, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (plugin) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(plugin)
+                .bind(config.to_string())
+                .bind(millis(now))
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_config WHERE plugin = $1")
+                    .bind(plugin)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn get_secret(
         &self,
         name: &str,

@@ -195,3 +195,14 @@ pub(super) fn suppression(r: &impl Cols) -> Suppression {
         created_at: from_millis(r.int("created_at")),
     }
 }
+
+/// Rows of `plugin_config` (plugin, JSON text) as configurations.
+pub fn plugin_configs(rows: Vec<(String, String)>) -> Result<Vec<(String, Json)>, StoreError> {
+    rows.into_iter()
+        .map(|(plugin, text)| {
+            serde_json::from_str(&text)
+                .map(|config| (plugin.clone(), config))
+                .map_err(|e| StoreError::Corrupt(format!("plugin_config of `{plugin}`: {e}")))
+        })
+        .collect()
+}

@@ -823,6 +823,42 @@ impl SqliteStore {
         )
     }
 
+    pub async fn plugin_configs(&self) -> Result<Vec<(String, Json)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT plugin, config FROM plugin_config ORDER BY plugin")
+                .fetch_all(&self.reader)
+                .await?;
+        plugin_configs(rows)
+    }
+
+    pub async fn put_plugin_config(
+        &self,
+        plugin: &str,
+        config: Option<&Json>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match config {
+            Some(config) => {
+                sqlx::query(
+                    "INSERT INTO plugin_config (plugin, config, updated_at) VALUES (?, ?, ?)
+                     ON CONFLICT (plugin) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(plugin)
+                .bind(config.to_string())
+                .bind(millis(now))
+                .execute(&self.writer)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_config WHERE plugin = ?")
+                    .bind(plugin)
+                    .execute(&self.writer)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn get_secret(
         &self,
         name: &str,
