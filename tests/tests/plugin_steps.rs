@@ -144,6 +144,15 @@ async fn hostile_plugins_fail_their_step_with_a_readable_error() {
             json!({"do": "big-output", "megabytes": 100}),
             "(out-of-memory)",
         ),
+        // Capabilities it was not granted: refused, and the step fails at once.
+        (
+            json!({"do": "http", "url": "http://169.254.169.254/latest/meta-data/"}),
+            "plugin `hostile` failed (capability-denied): capability refused: http not-granted: http://169.254.169.254:80 is not granted to this plugin",
+        ),
+        (
+            json!({"do": "secret", "name": "erp-token"}),
+            "plugin `hostile` failed (capability-denied): capability refused: secret `erp-token` is not granted",
+        ),
     ];
     let mut ids = Vec::new();
     for (input, _) in &cases {
