@@ -23,11 +23,15 @@
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
 //! | [`secrets`] | the master key and sealing/opening secret values (stored by [`store`]) |
+//! | [`plugin_services`] | what plugin capability calls borrow: granted secrets and committed key-value state |
+//! | [`plugin_tool`] | `kontor plugin new\|build\|test\|inspect` |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
 //! Business calendars, German public holidays, durations and cron schedules live in the
-//! `kontor-time` crate (`host/time/`), so they build and test on their own.
+//! `kontor-time` crate (`host/time/`), so they build and test on their own; the Wasm
+//! plugin runtime (sandbox, grants, the SSRF-guarded HTTP client, the `erp-connector`
+//! functions) in `kontor-plugins` (`host/plugins/`).
 
 #![forbid(unsafe_code)]
 

@@ -2,6 +2,44 @@
 //! has a default that says it is not supported) and export it with
 //! [`crate::export_connector!`]. Workflows call the functions by their WIT names
 //! (`connector: NAME`, `call: customer-by-email`, `input: {email: ...}`).
+//!
+//! ```
+//! use kontor_sdk::erp::Customer;
+//! use kontor_sdk::{Connector, Error, Info, export_connector};
+//!
+//! struct Tiny;
+//!
+//! impl Connector for Tiny {
+//!     fn info() -> Info {
+//!         Info::new("tiny-erp", "1.0.0")
+//!     }
+//!
+//!     fn customer_by_id(id: String) -> Result<Option<Customer>, Error> {
+//!         if id != "K-1" {
+//!             return Ok(None);
+//!         }
+//!         Ok(Some(Customer {
+//!             id,
+//!             name: "Bäckerei Größl KG".into(),
+//!             vat_id: None,
+//!             email: Some("kontakt@baeckerei-groessl.de".into()),
+//!             phone: None,
+//!             street: "Schloßallee 3".into(),
+//!             postal_code: "90402".into(),
+//!             city: "Nürnberg".into(),
+//!             country: "DE".into(),
+//!             industry: None,
+//!             locale: "de-DE".into(),
+//!         }))
+//!     }
+//! }
+//!
+//! export_connector!(Tiny);
+//!
+//! // Natively, the functions are plain Rust:
+//! assert_eq!(Tiny::customer_by_id("K-1".into()).unwrap().unwrap().city, "Nürnberg");
+//! assert!(Tiny::contracts("K-1".into()).is_err()); // not supported: the default
+//! ```
 
 use crate::Error;
 pub use crate::connector_bindings::kontor::plugin::erp_types as erp;

@@ -1,8 +1,8 @@
 //! The sandboxed WebAssembly plugin runtime of Kontor.
 //!
-//! Plugins are WebAssembly components implementing the `step` world of the WIT contract
-//! `kontor:plugin@0.1.0` (`sdk/wit/plugin.wit`). This crate is the only place that
-//! touches wasmtime:
+//! Plugins are WebAssembly components implementing the `step` or the `erp-connector`
+//! world of the WIT contract `kontor:plugin@0.2.0` (`sdk/wit/plugin.wit`). This crate is
+//! the only place that touches wasmtime:
 //!
 //! - [`PluginRuntime`]: one wasmtime `Engine` (pooling allocator, on-disk code cache,
 //!   fuel, epoch interruption ticked by a dedicated thread) and one `Linker` with WASI
@@ -12,7 +12,13 @@
 //!   [`Plugin::call`] gets a fresh `Store` with its own limits; the instance is thrown
 //!   away afterwards, whatever happened in it.
 //! - [`PluginRegistry`]: the plugins of a directory by name, reloaded when their file
-//!   changes (calls in flight finish on the old code).
+//!   changes (calls in flight finish on the old code) or their configuration is replaced.
+//! - Capabilities, each only as far as [`Grants`] allow (deny by default, checked against
+//!   `describe()` at load): outbound HTTP behind an SSRF guard (`http`), secrets and the
+//!   committed key-value state lent by the host through [`HostServices`], and the
+//!   plugin's configuration. A refused use fails the call ([`CallError::Denied`]).
+//! - Two worlds: `step` ([`Plugin::call`]) and `erp-connector`
+//!   ([`Plugin::call_connector`], functions in [`CONNECTOR_FUNCTIONS`]).
 
 #![forbid(unsafe_code)]
 
