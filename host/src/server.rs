@@ -249,7 +249,8 @@ pub async fn plugin_registry(
 
 /// Reloads the catalog when a file under the workflows folder changes (checked every
 /// two seconds by modification time and size: no platform watcher needed), and reloads
-/// plugins whose `.wasm` file changed. New runs use the new versions; running ones keep
+/// plugins whose `.wasm` file changed or whose configuration another process changed
+/// through the API. New runs use the new versions; running ones keep
 /// their workflow version, and calls in flight finish on the plugin they started on.
 fn spawn_workflow_watcher(
     engine: Arc<Engine>,
@@ -264,7 +265,18 @@ fn spawn_workflow_watcher(
                 _ = stopped.changed() => return,
             }
             let plugins_changed = match engine.plugins() {
-                Some(registry) => !registry.refresh().await.is_empty(),
+                Some(registry) => {
+                    // Configurations another process set through the API.
+                    let stored = engine.store().plugin_configs().await;
+                    let reconfigured = match stored {
+                        Ok(stored) => registry.sync_overrides(stored.into_iter().collect()).await,
+                        Err(e) => {
+                            warn!(error = %e, "cannot read the stored plugin configurations");
+                            Vec::new()
+                        }
+                    };
+                    !registry.refresh().await.is_empty() || !reconfigured.is_empty()
+                }
                 None => false,
             };
             let now = fingerprint(&dir);

@@ -311,3 +311,46 @@ kontor::on_both_backends!(
     hostile_plugins_fail_their_step_with_a_readable_error,
     plugin_configuration_is_shown_and_replaced_through_the_api,
 );
+
+/// Two processes on one PostgreSQL database: a configuration set through one API reaches
+/// the other within its watcher's two-second pass, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_set_on_one_process_reaches_the_others() {
+    let Some(admin) = kontor_tests::postgres_admin_url() else {
+        return;
+    };
+    let url = kontor::store::scratch_postgres_database(&admin, "kontor_test")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KONTOR_DATABASE_URL", url.as_str()),
+        ("KONTOR_ENGINE_LEASE_SECONDS", "5"),
+        (
+            "KONTOR_MASTER_KEY",
+            "6b6f6e746f722d706c7567696e2d636f6e6669672d746573742d6b6579212121",
+        ),
+    ];
+    let one = Server::start(dir.path(), &env).unwrap();
+    let two = Server::start(dir.path(), &env).unwrap();
+    let (status, body) = one
+        .api
+        .send_raw(
+            "PUT",
+            "/api/v1/plugins/lead-scoring/config",
+            r#"{"config": {"grade_a": 55}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = two.api.get("/api/v1/plugins/lead-scoring").await.unwrap().1;
+        if seen["config_source"] == "api" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["config"], json!({"grade_a": 55}), "{seen}");
+    assert_eq!(seen["config_source"], "api");
+}

@@ -35,6 +35,8 @@ pub struct PluginRegistry {
     defaults: PluginSettings,
     /// Configurations set through the API: they replace the configured `config`.
     overrides: RwLock<HashMap<String, serde_json::Value>>,
+    /// Stored configurations that did not fit, so they are reported once, not every pass.
+    rejected: RwLock<HashMap<String, Option<serde_json::Value>>>,
     entries: RwLock<BTreeMap<String, Entry>>,
 }
 
@@ -53,6 +55,7 @@ impl PluginRegistry {
             settings,
             defaults,
             overrides: RwLock::new(HashMap::new()),
+            rejected: RwLock::new(HashMap::new()),
             entries: RwLock::new(BTreeMap::new()),
         }
     }
@@ -93,6 +96,43 @@ impl PluginRegistry {
     /// the first [`PluginRegistry::refresh`]).
     pub fn set_overrides(&self, overrides: HashMap<String, serde_json::Value>) {
         *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
+    }
+
+    /// Applies the API configurations `stored` (another process may have changed them):
+    /// plugins whose configuration differs are reloaded. Returns the names it changed.
+    pub async fn sync_overrides(&self, stored: HashMap<String, serde_json::Value>) -> Vec<String> {
+        let current = self
+            .overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut changed = Vec::new();
+        for name in stored.keys().chain(current.keys()) {
+            let wanted = stored.get(name).cloned();
+            if changed.contains(name) || wanted.as_ref() == current.get(name) {
+                continue;
+            }
+            let known_bad = self
+                .rejected
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                == Some(&wanted);
+            if known_bad {
+                continue;
+            }
+            match self.configure(name, wanted.clone()).await {
+                Ok(_) => changed.push(name.clone()),
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "stored plugin configuration not applied");
+                    self.rejected
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone(), wanted);
+                }
+            }
+        }
+        changed
     }
 
     /// Whether plugin `name`'s configuration was set through the API.
