@@ -115,6 +115,42 @@ impl Listener {
         Listener { port, connections }
     }
 
+    /// A listener that keeps connections alive: it answers every request on a
+    /// connection until the client closes it.
+    async fn keep_alive(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Listener {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                        pending.drain(..end);
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        if stream.write_all(&respond(&path)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Listener { port, connections }
+    }
+
     /// A listener that never answers.
     async fn silent() -> Listener {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -607,4 +643,36 @@ async fn key_value_writes_are_handed_back_only_when_the_call_succeeds() {
         matches!(&error, CallError::Fatal(m) if m.contains("a key must have 1 to 256 bytes")),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive_across_calls_and_renewed_when_the_server_closed_them() {
+    let kept = Listener::keep_alive(|path| ok(&format!("seite {path}"))).await;
+    let closing = Listener::start(|path| ok(&format!("einmal {path}"))).await;
+    let plugin = hostile(grants(
+        &[&kept.origin(), &closing.origin()],
+        &["127.0.0.1/32"],
+    ))
+    .await;
+    for page in 1..=3 {
+        let output = call(
+            &plugin,
+            json!({"do": "http", "url": format!("{}/kunden?seite={page}", kept.origin())}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(output["body"], format!("seite /kunden?seite={page}"));
+    }
+    assert_eq!(kept.connections(), 1, "three calls, one connection");
+    // A server that closes after each answer: the next request notices and reconnects.
+    for page in 1..=2 {
+        let output = call(
+            &plugin,
+            json!({"do": "http", "url": format!("{}/p{page}", closing.origin())}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(output["body"], format!("einmal /p{page}"));
+    }
+    assert_eq!(closing.connections(), 2);
 }

@@ -20,7 +20,7 @@ pub struct Grants {
 }
 
 /// Scheme, host and port of a URL: what an HTTP grant names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
     pub scheme: String,
     /// Lowercase; IPv6 literals without brackets.

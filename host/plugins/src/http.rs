@@ -1,5 +1,8 @@
 //! Outbound HTTP for plugins (`kontor:plugin/http`), checked at every hop.
 //!
+//! Connections are kept alive per plugin ([`ConnectionPool`]) and reused only for the
+//! same origin and an address the current request's resolution approved again.
+//!
 //! For each request and each redirect: the origin must be granted; the host resolves
 //! the name itself and refuses loopback, private, link-local, unique-local, metadata
 //! and IPv4-mapped addresses unless `private_networks` names them (any refused address
@@ -7,8 +10,9 @@
 //! so a second lookup cannot swap it; TLS is verified against the Web PKI roots. Header
 //! and body sizes and the total time are capped.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -123,6 +127,71 @@ pub struct Hop {
     pub elapsed: Duration,
 }
 
+/// How long an idle connection is kept, and how many per origin and address.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_IDLE: usize = 4;
+
+/// Idle keep-alive connections of one plugin, by origin and the address connected to.
+#[derive(Default)]
+pub struct ConnectionPool {
+    idle: Mutex<HashMap<(Origin, SocketAddr), Vec<Connection>>>,
+}
+
+/// An open HTTP/1.1 connection; its driver task ends when it is dropped.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    /// The checked address it is connected to.
+    address: SocketAddr,
+    since: Instant,
+    /// Whether it came out of the pool (then a failure before any answer is retried).
+    reused: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl ConnectionPool {
+    /// An idle, still open connection to `origin` at one of `addresses`.
+    fn take(&self, origin: &Origin, addresses: &[SocketAddr]) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        for address in addresses {
+            let Some(list) = idle.get_mut(&(origin.clone(), *address)) else {
+                continue;
+            };
+            while let Some(connection) = list.pop() {
+                if connection.since.elapsed() < IDLE_TIMEOUT
+                    && !connection.sender.is_closed()
+                    && connection.sender.is_ready()
+                {
+                    let mut connection = connection;
+                    connection.reused = true;
+                    return Some(connection);
+                }
+            }
+        }
+        None
+    }
+
+    fn give(&self, origin: &Origin, mut connection: Connection) {
+        connection.since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
+            !list.is_empty()
+        });
+        let list = idle
+            .entry((origin.clone(), connection.address))
+            .or_default();
+        if list.len() < MAX_IDLE {
+            list.push(connection);
+        }
+    }
+}
+
 /// Headers a plugin may not set: the host owns framing and the target.
 const RESERVED: &[&str] = &[
     "host",
@@ -155,10 +224,12 @@ fn tls() -> Arc<tokio_rustls::rustls::ClientConfig> {
         .clone()
 }
 
-/// Sends `request` under `grants` and `limits`; `hops` receives one entry per hop.
+/// Sends `request` under `grants` and `limits`, reusing connections of `pool`; `hops`
+/// receives one entry per hop.
 pub async fn send(
     grants: &Grants,
     limits: &HttpLimits,
+    pool: &ConnectionPool,
     request: Request,
     hops: &mut Vec<Hop>,
 ) -> Result<Response, HttpError> {
@@ -166,7 +237,7 @@ pub async fn send(
         .timeout
         .map_or(limits.timeout, |t| t.min(limits.timeout));
     let url = request.url.clone();
-    match tokio::time::timeout(budget, exchange(grants, limits, request, hops)).await {
+    match tokio::time::timeout(budget, exchange(grants, limits, pool, request, hops)).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout(format!(
             "{} gave no complete answer within {} ms",
@@ -191,6 +262,7 @@ fn display_url(text: &str) -> String {
 async fn exchange(
     grants: &Grants,
     limits: &HttpLimits,
+    pool: &ConnectionPool,
     request: Request,
     hops: &mut Vec<Hop>,
 ) -> Result<Response, HttpError> {
@@ -251,6 +323,7 @@ async fn exchange(
         })?;
         let result = hop(
             grants,
+            pool,
             limits,
             &origin,
             &method,
@@ -310,9 +383,12 @@ async fn exchange(
     }
 }
 
-/// One request to one URL: grant check, resolution, address check, connect, exchange.
+/// One request to one URL: grant check, resolution, address check, then an idle
+/// connection to an approved address or a new one, and the exchange.
+#[allow(clippy::too_many_arguments)]
 async fn hop(
     grants: &Grants,
+    pool: &ConnectionPool,
     limits: &HttpLimits,
     origin: &Origin,
     method: &hyper::Method,
@@ -326,21 +402,6 @@ async fn hop(
         )));
     }
     let addresses = resolve(grants, origin).await?;
-    let mut last_error = String::new();
-    let mut stream = None;
-    for address in &addresses {
-        match TcpStream::connect(address).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_error = format!("cannot connect to {address}: {e}"),
-        }
-    }
-    let Some(stream) = stream else {
-        return Err(HttpError::Connection(format!("{origin}: {last_error}")));
-    };
-    let _ = stream.set_nodelay(true);
     let target = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
@@ -349,16 +410,72 @@ async fn hop(
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    let mut builder = hyper::Request::builder()
-        .method(method.clone())
-        .uri(&target)
-        .header(header::HOST, host_header);
-    for (name, value) in headers {
-        builder = builder.header(name, value);
+    let request = || {
+        let mut builder = hyper::Request::builder()
+            .method(method.clone())
+            .uri(&target)
+            .header(header::HOST, &host_header);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(Full::new(body.clone().unwrap_or_default()))
+            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the request: {e}")))
+    };
+    // A kept-alive connection may have been closed by the server meanwhile: then the
+    // request goes out once more on a new connection.
+    if let Some(connection) = pool.take(origin, &addresses) {
+        match exchange_on(limits, origin, connection, request()?, url).await {
+            Ok((response, kept)) => {
+                if let Some(connection) = kept {
+                    pool.give(origin, connection);
+                }
+                return Ok(response);
+            }
+            Err(Failure::BeforeAnswer(_)) => {}
+            Err(Failure::Other(e)) => return Err(e),
+        }
     }
-    let request = builder
-        .body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| HttpError::InvalidRequest(format!("cannot build the request: {e}")))?;
+    let connection = connect(limits, origin, &addresses).await?;
+    match exchange_on(limits, origin, connection, request()?, url).await {
+        Ok((response, kept)) => {
+            if let Some(connection) = kept {
+                pool.give(origin, connection);
+            }
+            Ok(response)
+        }
+        Err(Failure::BeforeAnswer(e) | Failure::Other(e)) => Err(e),
+    }
+}
+
+/// Why an exchange failed: before any answer came (a reused connection the server had
+/// closed: worth one more try on a new one), or otherwise.
+enum Failure {
+    BeforeAnswer(HttpError),
+    Other(HttpError),
+}
+
+/// A new connection (TLS for https) to the first reachable of the checked `addresses`.
+async fn connect(
+    limits: &HttpLimits,
+    origin: &Origin,
+    addresses: &[SocketAddr],
+) -> Result<Connection, HttpError> {
+    let mut last_error = String::new();
+    let mut stream = None;
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(s) => {
+                stream = Some((s, *address));
+                break;
+            }
+            Err(e) => last_error = format!("cannot connect to {address}: {e}"),
+        }
+    }
+    let Some((stream, address)) = stream else {
+        return Err(HttpError::Connection(format!("{origin}: {last_error}")));
+    };
+    let _ = stream.set_nodelay(true);
     if origin.scheme == "https" {
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(origin.host.clone())
             .map_err(|e| HttpError::InvalidRequest(format!("`{}`: {e}", origin.host)))?;
@@ -366,24 +483,42 @@ async fn hop(
             .connect(name, stream)
             .await
             .map_err(|e| HttpError::Connection(format!("TLS with {origin} failed: {e}")))?;
-        exchange_on(
-            limits,
-            origin,
-            hyper_util::rt::TokioIo::new(tls),
-            request,
-            url,
-        )
-        .await
+        handshake(limits, origin, hyper_util::rt::TokioIo::new(tls), address).await
     } else {
-        exchange_on(
+        handshake(
             limits,
             origin,
             hyper_util::rt::TokioIo::new(stream),
-            request,
-            url,
+            address,
         )
         .await
     }
+}
+
+async fn handshake<I>(
+    limits: &HttpLimits,
+    origin: &Origin,
+    io: I,
+    address: SocketAddr,
+) -> Result<Connection, HttpError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .handshake::<_, Full<Bytes>>(io)
+        .await
+        .map_err(|e| HttpError::Connection(format!("{origin}: {e}")))?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Connection {
+        sender,
+        driver,
+        address,
+        since: Instant::now(),
+        reused: false,
+    })
 }
 
 /// The addresses of `origin` the plugin may reach; refuses the name if any address is
@@ -420,35 +555,34 @@ async fn resolve(grants: &Grants, origin: &Origin) -> Result<Vec<SocketAddr>, Ht
     Ok(addresses)
 }
 
-async fn exchange_on<I>(
+/// One request on `connection`; hands the connection back when it may be reused (the
+/// answer was read whole and neither side asked to close).
+async fn exchange_on(
     limits: &HttpLimits,
     origin: &Origin,
-    io: I,
+    mut connection: Connection,
     request: hyper::Request<Full<Bytes>>,
     url: &url::Url,
-) -> Result<Response, HttpError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .handshake::<_, Full<Bytes>>(io)
-        .await
-        .map_err(|e| HttpError::Connection(format!("{origin}: {e}")))?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
+) -> Result<(Response, Option<Connection>), Failure> {
+    let reused = connection.reused;
+    let response = connection.sender.send_request(request).await.map_err(|e| {
+        if e.is_parse() && e.to_string().contains("too large") {
+            Failure::Other(HttpError::TooLarge(format!(
+                "the response headers of {origin} are larger than {} KiB",
+                limits.max_header_bytes.max(8192) >> 10
+            )))
+        } else if reused {
+            Failure::BeforeAnswer(HttpError::Connection(format!("{origin}: {e}")))
+        } else {
+            Failure::Other(HttpError::Connection(format!("{origin}: {e}")))
+        }
+    })?;
+    let close = response
+        .headers()
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
     let result = async {
-        let response = sender.send_request(request).await.map_err(|e| {
-            if e.is_parse() && e.to_string().contains("too large") {
-                HttpError::TooLarge(format!(
-                    "the response headers of {origin} are larger than {} KiB",
-                    limits.max_header_bytes.max(8192) >> 10
-                ))
-            } else {
-                HttpError::Connection(format!("{origin}: {e}"))
-            }
-        })?;
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
             .headers()
@@ -502,6 +636,7 @@ where
         })
     }
     .await;
-    driver.abort();
     result
+        .map(|r| (r, (!close).then_some(connection)))
+        .map_err(Failure::Other)
 }

@@ -184,6 +184,8 @@ pub(crate) struct CallContext {
     pub config: Json,
     pub config_text: String,
     pub services: Option<Arc<dyn HostServices>>,
+    /// Kept-alive HTTP connections, shared by the plugin's calls.
+    pub connections: http::ConnectionPool,
 }
 
 /// Why a component could not be loaded.
@@ -593,6 +595,7 @@ impl PluginRuntime {
             config_text: config.to_string(),
             config,
             services: self.services.get().cloned(),
+            connections: http::ConnectionPool::default(),
         });
         let mut plugin = Plugin {
             name: name.to_string(),

@@ -377,6 +377,7 @@ impl http::Host for State {
         let result = crate::http::send(
             &context.grants,
             &limits,
+            &context.connections,
             crate::http::Request {
                 method: request.method,
                 url: request.url,
