@@ -86,38 +86,21 @@ struct Listener {
 }
 
 impl Listener {
+    /// A listener that closes each connection after its answer.
     async fn start(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        let respond = Arc::new(respond);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let respond = respond.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head);
-                    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let _ = stream.write_all(&respond(&path)).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Listener { port, connections }
+        Listener::serve(respond, false).await
     }
 
     /// A listener that keeps connections alive: it answers every request on a
     /// connection until the client closes it.
     async fn keep_alive(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Listener {
+        Listener::serve(respond, true).await
+    }
+
+    async fn serve(
+        respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+        keep_alive: bool,
+    ) -> Listener {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -131,17 +114,20 @@ impl Listener {
                     let mut pending = Vec::new();
                     let mut buf = [0u8; 4096];
                     loop {
-                        while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let end = loop {
+                            if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
                             match stream.read(&mut buf).await {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                             }
-                        }
-                        let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        };
                         let head = String::from_utf8_lossy(&pending[..end]).to_string();
                         pending.drain(..end);
                         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                        if stream.write_all(&respond(&path)).await.is_err() {
+                        if stream.write_all(&respond(&path)).await.is_err() || !keep_alive {
+                            let _ = stream.shutdown().await;
                             return;
                         }
                     }

@@ -425,27 +425,15 @@ async fn hop(
     // A kept-alive connection may have been closed by the server meanwhile: then the
     // request goes out once more on a new connection.
     if let Some(connection) = pool.take(origin, &addresses) {
-        match exchange_on(limits, origin, connection, request()?, url).await {
-            Ok((response, kept)) => {
-                if let Some(connection) = kept {
-                    pool.give(origin, connection);
-                }
-                return Ok(response);
-            }
+        match exchange_on(limits, pool, origin, connection, request()?, url).await {
             Err(Failure::BeforeAnswer(_)) => {}
-            Err(Failure::Other(e)) => return Err(e),
+            other => return other.map_err(Failure::into_error),
         }
     }
     let connection = connect(limits, origin, &addresses).await?;
-    match exchange_on(limits, origin, connection, request()?, url).await {
-        Ok((response, kept)) => {
-            if let Some(connection) = kept {
-                pool.give(origin, connection);
-            }
-            Ok(response)
-        }
-        Err(Failure::BeforeAnswer(e) | Failure::Other(e)) => Err(e),
-    }
+    exchange_on(limits, pool, origin, connection, request()?, url)
+        .await
+        .map_err(Failure::into_error)
 }
 
 /// Why an exchange failed: before any answer came (a reused connection the server had
@@ -453,6 +441,14 @@ async fn hop(
 enum Failure {
     BeforeAnswer(HttpError),
     Other(HttpError),
+}
+
+impl Failure {
+    fn into_error(self) -> HttpError {
+        match self {
+            Failure::BeforeAnswer(e) | Failure::Other(e) => e,
+        }
+    }
 }
 
 /// A new connection (TLS for https) to the first reachable of the checked `addresses`.
@@ -555,15 +551,16 @@ async fn resolve(grants: &Grants, origin: &Origin) -> Result<Vec<SocketAddr>, Ht
     Ok(addresses)
 }
 
-/// One request on `connection`; hands the connection back when it may be reused (the
-/// answer was read whole and neither side asked to close).
+/// One request on `connection`; puts the connection back into `pool` when it may be
+/// reused (the answer was read whole and the server did not ask to close).
 async fn exchange_on(
     limits: &HttpLimits,
+    pool: &ConnectionPool,
     origin: &Origin,
     mut connection: Connection,
     request: hyper::Request<Full<Bytes>>,
     url: &url::Url,
-) -> Result<(Response, Option<Connection>), Failure> {
+) -> Result<Response, Failure> {
     let reused = connection.reused;
     let response = connection.sender.send_request(request).await.map_err(|e| {
         if e.is_parse() && e.to_string().contains("too large") {
@@ -636,7 +633,8 @@ async fn exchange_on(
         })
     }
     .await;
-    result
-        .map(|r| (r, (!close).then_some(connection)))
-        .map_err(Failure::Other)
+    if result.is_ok() && !close {
+        pool.give(origin, connection);
+    }
+    result.map_err(Failure::Other)
 }

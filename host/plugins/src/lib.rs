@@ -1057,12 +1057,7 @@ impl Plugin {
             }));
         };
         let input_text = input.to_string();
-        if input_text.len() > self.settings.max_input {
-            return Err(fail(CallError::InputTooLarge {
-                size: input_text.len(),
-                limit: self.settings.max_input,
-            }));
-        }
+        self.check_input_size(input_text.len()).map_err(fail)?;
         if let Some(problem) = self
             .input_schema
             .as_ref()
@@ -1115,13 +1110,8 @@ impl Plugin {
                 ),
             }));
         };
-        let size = args.to_string().len();
-        if size > self.settings.max_input {
-            return Err(fail(CallError::InputTooLarge {
-                size,
-                limit: self.settings.max_input,
-            }));
-        }
+        self.check_input_size(args.to_string().len())
+            .map_err(fail)?;
         let call = connector::ConnectorCall::parse(function, args)
             .map_err(|m| fail(CallError::InvalidInput(m)))?;
         let mut store = self.store();
@@ -1132,6 +1122,17 @@ impl Plugin {
         }
         .await;
         self.finish(store, raw, started, false)
+    }
+
+    /// Refuses an input document larger than the plugin's `max_input`.
+    fn check_input_size(&self, size: usize) -> Result<(), CallError> {
+        if size > self.settings.max_input {
+            return Err(CallError::InputTooLarge {
+                size,
+                limit: self.settings.max_input,
+            });
+        }
+        Ok(())
     }
 
     /// Judges what a call returned: traps, refusals, the plugin's error, output size,
