@@ -28,7 +28,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "greedy",
         ],
     ),
-    ("plugins", &["lead-scoring", "erp-fixture"]),
+    ("plugins", &["lead-scoring", "erp-fixture", "odata-erp"]),
 ];
 
 fn main() {

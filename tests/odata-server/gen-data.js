@@ -151,6 +151,18 @@ async function main() {
       }
     }
   })()
+  // What a real ERP's database has: indexes on the foreign keys and the series, so that
+  // `deliveries/any(...)` and `$expand` do not scan every delivery for every customer.
+  sql.exec(`
+    CREATE INDEX deliveries_by_customer ON kontor_erp_Deliveries (customer_ID, series);
+    CREATE INDEX deliveries_by_series ON kontor_erp_Deliveries (series, customer_ID);
+    CREATE INDEX contacts_by_customer ON kontor_erp_Contacts (customer_ID);
+    CREATE INDEX contracts_by_customer ON kontor_erp_Contracts (customer_ID);
+    CREATE INDEX open_items_by_customer ON kontor_erp_OpenItems (customer_ID);
+    CREATE INDEX customers_by_email ON kontor_erp_Customers (email);
+    CREATE INDEX customers_by_vat ON kontor_erp_Customers (vatId);
+    ANALYZE;
+  `)
   sql.close()
   console.log(`wrote ${customers} customers and ${deliveries} deliveries to ${out}`)
 }

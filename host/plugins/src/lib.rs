@@ -346,6 +346,9 @@ pub struct CallFailure {
     pub error: CallError,
     pub logs: Vec<LogLine>,
     pub duration: Duration,
+    /// For a retryable failure: the server's `Retry-After` (of a 429 or 503 answer the
+    /// plugin received), at most an hour. A retry should not come sooner.
+    pub retry_after: Option<Duration>,
 }
 
 /// The shape of a component file: what `kontor plugin inspect` prints.
@@ -1031,6 +1034,7 @@ impl Plugin {
                     error: CallError::Trap(format!("the call was abandoned: {e}")),
                     logs: Vec::new(),
                     duration: started.elapsed(),
+                    retry_after: None,
                 })
             })
     }
@@ -1047,6 +1051,7 @@ impl Plugin {
             error,
             logs: Vec::new(),
             duration: started.elapsed(),
+            retry_after: None,
         };
         let Exports::Step(pre) = &self.exports else {
             return Err(fail(CallError::WrongKind {
@@ -1099,6 +1104,7 @@ impl Plugin {
             error,
             logs: Vec::new(),
             duration: started.elapsed(),
+            retry_after: None,
         };
         let Exports::Connector(pre) = &self.exports else {
             return Err(fail(CallError::WrongKind {
@@ -1153,8 +1159,10 @@ impl Plugin {
             tracing::info!(plugin = %self.name, level = %line.level, fields = ?line.fields, "{}", line.message);
         }
         let denials = std::mem::take(&mut state.denials);
+        let retry_after = state.retry_after;
         let redact = |m: String| state.redact(&m);
         let fail = |error: CallError, logs: Vec<LogLine>| CallFailure {
+            retry_after: retry_after.filter(|_| error.is_retryable()),
             error,
             logs,
             duration: started.elapsed(),

@@ -55,6 +55,9 @@ pub(crate) struct State {
     kv_writes: std::collections::BTreeMap<String, Option<Vec<u8>>>,
     /// Capability uses the grants refused: each fails the call.
     pub denials: Vec<String>,
+    /// The longest `Retry-After` of a 429 or 503 answer in this call: a retry of the
+    /// step waits at least that long.
+    pub retry_after: Option<std::time::Duration>,
     /// Secret values handed to the plugin this call, never to be logged.
     revealed: Vec<zeroize::Zeroizing<String>>,
     http_requests: u32,
@@ -93,6 +96,7 @@ impl State {
             context,
             kv_writes: Default::default(),
             denials: Vec::new(),
+            retry_after: None,
             revealed: Vec::new(),
             http_requests: 0,
             deadline,
@@ -403,6 +407,16 @@ impl http::Host for State {
             });
         }
         use crate::http::HttpError as E;
+        if let Ok(r) = &result
+            && matches!(r.status, 429 | 503)
+            && let Some(wait) = r
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+                .and_then(|(_, value)| retry_after(value, std::time::SystemTime::now()))
+        {
+            self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
+        }
         result
             .map(|r| http::Response {
                 status: r.status,
@@ -535,5 +549,44 @@ impl tokio::io::AsyncWrite for Capture {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The longest wait a server may ask for; a longer `Retry-After` is shortened to it.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A `Retry-After` value: seconds (`120`) or an HTTP date
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`), as a wait from `now`, at most [`MAX_RETRY_AFTER`].
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date_capped_at_an_hour() {
+        let now = httpdate::parse_http_date("Thu, 26 Nov 2026 06:00:00 GMT").unwrap();
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Thu, 26 Nov 2026 06:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Thu, 26 Nov 2026 05:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", SystemTime::now()), None);
     }
 }

@@ -51,6 +51,9 @@ pub struct StepError {
     /// Retryable errors are tried again with backoff up to the step's `max_attempts`;
     /// fatal ones fail the run at once.
     pub retryable: bool,
+    /// The earliest a retry may come, when the ERP or API said so (`Retry-After`); the
+    /// retry waits for the longer of this and the step's backoff.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StepError {
@@ -58,6 +61,7 @@ impl StepError {
         StepError {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 }
@@ -436,7 +440,13 @@ impl Executor<'_> {
                         step: step.id.clone(),
                         timer: None,
                         payload: None,
-                        due_at: self.now + step.retry.backoff_after(attempt),
+                        due_at: self.now
+                            + step.retry.backoff_after(attempt).max(
+                                error
+                                    .retry_after
+                                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                                    .unwrap_or_default(),
+                            ),
                         attempt: attempt + 1,
                     });
                     return Applied::Stop(state.finish(
@@ -799,6 +809,7 @@ impl Executor<'_> {
                 Err(StepError {
                     message,
                     retryable: *retryable,
+                    retry_after: None,
                 })
             }
             Action::Plugin { .. } | Action::Connector { .. } => Err(StepError::fatal(

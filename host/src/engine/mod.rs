@@ -574,6 +574,7 @@ impl Engine {
                 let error = execute::StepError {
                     message,
                     retryable: false,
+                    retry_after: None,
                 };
                 return (Err(error), None, Vec::new());
             }
@@ -620,6 +621,7 @@ impl Engine {
                         failure.error
                     ),
                     retryable: failure.error.is_retryable(),
+                    retry_after: failure.retry_after,
                 };
                 (Err(error), log(&failure.logs), Vec::new())
             }
