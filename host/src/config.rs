@@ -38,6 +38,8 @@ pub struct Config {
     /// Email channels (`[channel.NAME]`); none configured: a `default` channel that
     /// writes `.eml` files to `data/mail/default`.
     pub channel: std::collections::BTreeMap<String, crate::email::channel::ChannelConfig>,
+    /// The ERP behind the customer overview (`[erp]`).
+    pub erp: crate::erp::ErpConfig,
     /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
     /// environment, never from the file; never printed.
     #[serde(skip)]
@@ -387,6 +389,7 @@ impl Default for Config {
             testing: TestingConfig::default(),
             email: Default::default(),
             channel: Default::default(),
+            erp: Default::default(),
         }
     }
 }

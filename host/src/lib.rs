@@ -42,6 +42,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod email;
 pub mod engine;
+pub mod erp;
 pub mod expr;
 pub mod observability;
 pub mod plugin_services;

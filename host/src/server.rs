@@ -157,6 +157,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stopped.clone(),
     ));
     let mailer = start_email(&config, &engine, &master_key).await?;
+    let overviews = Arc::new(crate::erp::Overviews::new(&config.erp)?);
+    if let (Some(name), Some(registry)) = (overviews.connector(), engine.plugins()) {
+        match registry.get(name) {
+            Ok(plugin) if plugin.world() == kontor_plugins::World::ErpConnector => {
+                info!(
+                    connector = name,
+                    "customer overviews read through the ERP connector"
+                )
+            }
+            Ok(_) => warn!(
+                connector = name,
+                "[erp] connector names a plugin that is not an erp-connector; customer overviews will fail"
+            ),
+            Err(e) => {
+                warn!(connector = name, error = %e, "[erp] connector does not load; customer overviews will fail")
+            }
+        }
+    }
     tasks.push(mailer.spawn(stopped.clone()));
     let app = api::router(AppState {
         engine: engine.clone(),
@@ -164,6 +182,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         workflows_dir: config.workflows_dir.clone(),
         manual_clock,
         mailer: Some(mailer),
+        overviews,
     });
     let mut stopped_http = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

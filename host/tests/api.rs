@@ -32,6 +32,9 @@ async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router
         master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),
         mailer: None,
+        overviews: std::sync::Arc::new(
+            kontor::erp::Overviews::new(&kontor::erp::ErpConfig::default()).unwrap(),
+        ),
     });
     (app, f)
 }

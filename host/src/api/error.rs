@@ -20,6 +20,13 @@ pub enum ApiError {
     },
     /// The workflow exists but its file is invalid.
     Conflict(String),
+    /// A system Kontor depends on (the ERP) is unavailable for now.
+    Unavailable {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// A system Kontor depends on answered, but not usefully (bad credentials, mapping).
+    BadGateway(String),
     Internal(String),
 }
 
@@ -64,6 +71,25 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Invalid { field, message } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message, field),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),
+            ApiError::Unavailable {
+                message,
+                retry_after,
+            } => {
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": {"code": "unavailable", "message": message}})),
+                )
+                    .into_response();
+                if let Some(wait) = retry_after
+                    && let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+                {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
+            ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", m, None),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error answering a request");
                 (
@@ -107,7 +133,8 @@ pub struct ErrorBody {
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// unauthorized, not_found, invalid, conflict, too_large or internal
+    /// unauthorized, not_found, invalid, conflict, too_large, unavailable, bad_gateway
+    /// or internal
     pub code: String,
     pub message: String,
     /// The request field the problem is about, when known.

@@ -6,6 +6,7 @@
 //! engine or the store, and answer JSON; errors go through [`ApiError`].
 
 mod auth;
+mod customers;
 mod email;
 mod error;
 pub mod openapi;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub manual_clock: Option<Arc<ManualClock>>,
     /// The outbox dispatcher; `None` where email does not run (unit tests).
     pub mailer: Option<Arc<crate::email::dispatch::Dispatcher>>,
+    /// The customer overview from the ERP (`[erp]`), with its cache.
+    pub overviews: Arc<crate::erp::Overviews>,
 }
 
 /// Every route: method, path, handler. The router is built from this table, and a test
@@ -85,6 +88,11 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
             get(routes::list_records),
         ),
         (Method::GET, "/api/v1/plugins", get(plugins::list_plugins)),
+        (
+            Method::GET,
+            "/api/v1/customers/{id}/overview",
+            get(customers::customer_overview),
+        ),
         (
             Method::GET,
             "/api/v1/plugins/{name}",

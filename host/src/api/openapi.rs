@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{email, plugins, routes};
+use super::{customers, email, plugins, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{email, plugins, routes};
         plugins::get_plugin,
         plugins::put_plugin_config,
         plugins::delete_plugin_config,
+        customers::customer_overview,
         routes::list_secrets,
         routes::put_secret,
         routes::delete_secret,
@@ -62,6 +63,7 @@ use super::{email, plugins, routes};
         plugins::PluginView,
         plugins::PluginList,
         plugins::PluginConfigBody,
+        customers::CustomerOverview,
         routes::SecretBody,
         crate::workflow::catalog::WorkflowSummary,
         email::MessagePage,
