@@ -5,6 +5,8 @@
 //! The binary is the one `cargo test --workspace` builds next to the test executables
 //! (`target/<profile>/kontor`).
 
+pub mod odata;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -335,6 +337,27 @@ impl Api {
     }
 
     /// A request with a raw body; returns status and the body as text.
+    /// A GET whose answer headers matter: (status, headers, body).
+    pub async fn get_with_headers(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        Ok((
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     pub async fn send_raw(
         &self,
         method: &str,

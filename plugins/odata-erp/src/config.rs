@@ -301,7 +301,21 @@ pub fn schema() -> serde_json::Value {
     serde_json::json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["service_url", "auth"],
+        // Unconfigured (`{}`) loads, and every call says what to configure; anything
+        // else must name the service and how to authenticate.
+        "dependentRequired": {
+            "service_url": ["auth"],
+            "auth": ["service_url"],
+            "max_page_size": ["service_url", "auth"],
+            "timeout_ms": ["service_url", "auth"],
+            "case_insensitive_email": ["service_url", "auth"],
+            "customers": ["service_url", "auth"],
+            "contacts": ["service_url", "auth"],
+            "deliveries": ["service_url", "auth"],
+            "contracts": ["service_url", "auth"],
+            "open_items": ["service_url", "auth"],
+            "payment_terms": ["service_url", "auth"],
+        },
         "properties": {
             "service_url": {"type": "string", "pattern": "^https?://"},
             "auth": {

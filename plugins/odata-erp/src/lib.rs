@@ -51,11 +51,15 @@ struct Erp {
 }
 
 fn erp() -> Result<Erp, Error> {
-    let config: Config = kontor_sdk::config::parse().map_err(|e| {
-        Error::fatal(format!(
-            "odata-erp is not configured: {e} — set [plugin.odata-erp.config] with service_url and auth"
-        ))
-    })?;
+    if kontor_sdk::config::all()
+        .as_object()
+        .is_none_or(|config| config.is_empty())
+    {
+        return Err(Error::fatal(
+            "odata-erp is not configured: set service_url and auth in [plugin.odata-erp.config] (see the plugin's README section in the repository README)",
+        ));
+    }
+    let config: Config = kontor_sdk::config::parse()?;
     Ok(Erp {
         model: config.model()?,
         client: Client::new(&config)?,

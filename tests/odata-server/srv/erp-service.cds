@@ -1,11 +1,11 @@
 using kontor.erp as erp from '../db/schema';
 
-// Read-only, authenticated, with a server page size of 1,000 rows so that longer
+// Read-only, authenticated, with a server page size of 500 rows so that longer
 // results come back in pages with @odata.nextLink.
 @path    : '/odata/v4/erp'
 @requires: 'authenticated-user'
 @readonly
-@cds.query.limit: { default: 1000, max: 1000 }
+@cds.query.limit: { default: 500, max: 500 }
 service ErpService {
   entity Customers    as projection on erp.Customers;
   entity Contacts     as projection on erp.Contacts;
