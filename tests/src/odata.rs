@@ -144,6 +144,33 @@ impl ErpServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A `kontor.toml` that reads this ERP through `plugins/odata-erp` (Basic auth with
+    /// the secret `erp-password`, which the caller sets) and serves customer overviews.
+    pub fn kontor_config(&self, deadline: &str) -> String {
+        format!(
+            r#"
+[erp]
+connector = "odata-erp"
+overview_cache = "60s"
+
+[plugin.odata-erp]
+deadline = "{deadline}"
+max_output = "4MiB"
+
+[plugin.odata-erp.config]
+service_url = "{}"
+auth = {{ kind = "basic", user = "{USER}", secret = "erp-password" }}
+
+[plugin.odata-erp.grants]
+http = ["{}"]
+private_networks = ["127.0.0.1/32"]
+secrets = ["erp-password"]
+"#,
+            self.service_url(),
+            self.origin()
+        )
+    }
+
     /// Stops the server (SIGKILL): connections drop mid-stream.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

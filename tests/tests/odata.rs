@@ -549,36 +549,10 @@ async fn another_erp_s_names_are_served_through_the_mapping_alone() {
 
 // ---- in a real `kontor serve` ------------------------------------------------------------
 
-fn kontor_config(erp: &ErpServer) -> String {
-    format!(
-        r#"
-[erp]
-connector = "odata-erp"
-overview_cache = "60s"
-
-[plugin.odata-erp]
-deadline = "4s"
-max_output = "4MiB"
-
-[plugin.odata-erp.config]
-service_url = "{}"
-auth = {{ kind = "basic", user = "{}", secret = "erp-password" }}
-
-[plugin.odata-erp.grants]
-http = ["{}"]
-private_networks = ["127.0.0.1/32"]
-secrets = ["erp-password"]
-"#,
-        erp.service_url(),
-        odata::USER,
-        erp.origin()
-    )
-}
-
 fn kontor(erp: &ErpServer) -> Server {
     let mut server = Server::prepare(
         &kontor_tests::fixture("odata"),
-        Some(&kontor_config(erp)),
+        Some(&erp.kontor_config("4s")),
         &[],
     )
     .unwrap();

@@ -12,8 +12,8 @@
 //! }
 //! ```
 //!
-//! A field mapped to `null` is one the ERP does not have: it is neither selected nor
-//! filled.
+//! A field mapped to `null` or `""` (TOML has no null) is one the ERP does not have: it
+//! is neither selected nor filled.
 
 use std::collections::BTreeMap;
 
@@ -92,7 +92,10 @@ pub struct Entity {
 impl Entity {
     /// The ERP's property for a Kontor field; `None` when the ERP has none.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).and_then(|f| f.as_deref())
+        self.fields
+            .get(name)
+            .and_then(|f| f.as_deref())
+            .filter(|f| !f.is_empty())
     }
 
     /// The ERP's property for a field the connector cannot work without.
@@ -119,6 +122,7 @@ impl Entity {
                 }
             })
             .filter_map(|(_, v)| v.as_deref())
+            .filter(|v| !v.is_empty())
             .collect();
         out.sort_unstable();
         out.dedup();

@@ -584,7 +584,7 @@ mod tests {
         let config: Config = serde_json::from_value(serde_json::json!({
             "service_url": "http://erp/odata/v4/kunden",
             "auth": {"kind": "bearer", "secret": "t"},
-            "customers": {"set": "Kunden", "fields": {"id": "Kundennummer", "phone": null}}
+            "customers": {"set": "Kunden", "fields": {"id": "Kundennummer", "phone": null, "industry": ""}}
         }))
         .unwrap();
         let model = config.model().unwrap();
@@ -592,7 +592,9 @@ mod tests {
         assert_eq!(model.customers.field("id"), Some("Kundennummer"));
         assert_eq!(model.customers.field("phone"), None);
         assert_eq!(model.customers.field("city"), Some("city"));
+        assert_eq!(model.customers.field("industry"), None);
         assert!(!model.customers.select(CUSTOMER).contains("phone"));
+        assert!(!model.customers.select(CUSTOMER).contains("industry"));
         let bad: Config = serde_json::from_value(serde_json::json!({
             "service_url": "http://erp",
             "auth": {"kind": "bearer", "secret": "t"},
