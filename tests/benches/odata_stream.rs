@@ -15,7 +15,6 @@
 
 use std::time::{Duration, Instant};
 
-use kontor_tests::Server;
 use kontor_tests::odata::{self, ErpServer};
 use serde_json::json;
 
@@ -57,16 +56,7 @@ async fn main() {
     );
     let erp = ErpServer::serve(&db, dir.path().join("cds.log")).unwrap();
 
-    let mut server = Server::prepare(
-        &kontor_tests::fixture("odata"),
-        Some(&erp.kontor_config("20s")),
-        &[],
-    )
-    .unwrap();
-    let (code, _, err) = server
-        .cli(&["secret", "set", "erp-password"], Some(odata::PASSWORD))
-        .unwrap();
-    assert_eq!(code, 0, "{err}");
+    let mut server = erp.kontor(&kontor_tests::fixture("odata"), "20s").unwrap();
     server.launch().unwrap();
     let pid = server.pid().expect("kontor serve runs");
     let (_, before) = memory(pid);

@@ -171,6 +171,17 @@ secrets = ["erp-password"]
         )
     }
 
+    /// A `kontor serve` (not started) on `workflows` with [`ErpServer::kontor_config`]
+    /// and the secret set, ready for [`crate::Server::launch`].
+    pub fn kontor(&self, workflows: &Path, deadline: &str) -> anyhow::Result<crate::Server> {
+        let server = crate::Server::prepare(workflows, Some(&self.kontor_config(deadline)), &[])?;
+        let (code, _, err) = server.cli(&["secret", "set", "erp-password"], Some(PASSWORD))?;
+        if code != 0 {
+            bail!("kontor secret set erp-password: {err}");
+        }
+        Ok(server)
+    }
+
     /// Stops the server (SIGKILL): connections drop mid-stream.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -219,6 +230,15 @@ secrets = ["erp-password"]
             bail!("GET {path_and_query}: {status} {body}");
         }
         Ok(body)
+    }
+
+    /// `{set}/$count?$filter={filter}` (the filter URL-encoded already), behind the
+    /// plugin's back.
+    pub fn count(&self, set: &str, filter: &str) -> anyhow::Result<usize> {
+        Ok(self
+            .get(&format!("{set}/$count?$filter={filter}"))?
+            .trim()
+            .parse()?)
     }
 
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {

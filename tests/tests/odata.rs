@@ -177,14 +177,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
         let ours = call(&plugin, function, json!({"customer_id": "K-000002"}))
             .await
             .unwrap();
-        let count: usize = erp
-            .get(&format!(
-                "{set}/$count?$filter=customer_ID%20eq%20'K-000002'"
-            ))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let count = erp.count(set, "customer_ID%20eq%20'K-000002'").unwrap();
         assert_eq!(ours.as_array().unwrap().len(), count, "{function}: {ours}");
     }
     let purchases = call(&plugin, "purchases", json!({"customer_id": "K-000002"}))
@@ -284,12 +277,7 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
         .await
         .map_err(|e| e.0.error)
         .unwrap();
-    let expected: usize = erp
-        .get("Customers/$count?$filter=deliveries/any(d:d/series%20eq%20'WP-300'%20and%20d/deliveryDate%20ge%202021-01-01%20and%20d/deliveryDate%20le%202025-12-31)")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let expected: usize = erp.count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300'%20and%20d/deliveryDate%20ge%202021-01-01%20and%20d/deliveryDate%20le%202025-12-31)").unwrap();
     assert!(
         expected > 750,
         "the data should need several pages, has {expected}"
@@ -504,10 +492,7 @@ async fn a_server_stopped_mid_stream_fails_retryably_and_the_stream_resumes_from
     ids.extend(rest);
     assert_ascending_and_unique(&ids);
     let expected: usize = erp
-        .get("Customers/$count?$filter=deliveries/any(d:d/series%20eq%20'WP-300')")
-        .unwrap()
-        .trim()
-        .parse()
+        .count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300')")
         .unwrap();
     assert_eq!(ids.len(), expected);
 }
@@ -550,16 +535,7 @@ async fn another_erp_s_names_are_served_through_the_mapping_alone() {
 // ---- in a real `kontor serve` ------------------------------------------------------------
 
 fn kontor(erp: &ErpServer) -> Server {
-    let mut server = Server::prepare(
-        &kontor_tests::fixture("odata"),
-        Some(&erp.kontor_config("4s")),
-        &[],
-    )
-    .unwrap();
-    let (code, _, err) = server
-        .cli(&["secret", "set", "erp-password"], Some(odata::PASSWORD))
-        .unwrap();
-    assert_eq!(code, 0, "{err}");
+    let mut server = erp.kontor(&kontor_tests::fixture("odata"), "4s").unwrap();
     server.launch().unwrap();
     server
 }
@@ -645,10 +621,7 @@ async fn a_workflow_streams_the_buyers_and_survives_the_erp_stopping() {
     let mut erp = erp();
     let server = kontor(&erp);
     let expected: usize = erp
-        .get("Customers/$count?$filter=deliveries/any(d:d/series%20eq%20'WP-300')")
-        .unwrap()
-        .trim()
-        .parse()
+        .count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300')")
         .unwrap();
     let id = server
         .api
