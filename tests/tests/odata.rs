@@ -273,7 +273,7 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
     let plugin = connector(&erp, basic(&erp), odata::PASSWORD).await;
     let query = json!({"series": ["WP-300"], "delivered_from": "2021-01-01",
                        "delivered_to": "2025-12-31", "limit": 250});
-    let (ids, pages, purchases) = stream(&plugin, query, None)
+    let (ids, pages, purchases) = stream(&plugin, query.clone(), None)
         .await
         .map_err(|e| e.0.error)
         .unwrap();
@@ -306,6 +306,20 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
         }
         assert_eq!(r.contains("$count=true"), i == 0, "{r}");
     }
+
+    // Client paging with $skip instead of the key: the same audience.
+    let mut config = basic(&erp);
+    config["paging"] = json!("skip");
+    let skipping = connector(&erp, config, odata::PASSWORD).await;
+    erp.forget_requests().unwrap();
+    let (same, _, _) = stream(&skipping, query, None)
+        .await
+        .map_err(|e| e.0.error)
+        .unwrap();
+    assert_eq!(same, ids);
+    let requests = erp.requests().unwrap();
+    assert!(requests[1].contains("$skip=250&$top=251"), "{requests:#?}");
+    assert!(!requests[1].contains("ID%20gt"), "{requests:#?}");
 }
 
 #[tokio::test]

@@ -37,6 +37,11 @@ pub struct Config {
     /// services without the function).
     #[serde(default = "yes")]
     pub case_insensitive_email: bool,
+    /// How `buyers-of-series` pages: `keyset` (default: `ID gt '<last id>'`, stable while
+    /// the ERP changes) or `skip` (`$skip=<offset>`, for services that cannot compare
+    /// their keys).
+    #[serde(default)]
+    pub paging: Paging,
     #[serde(default)]
     pub customers: EntityConfig,
     #[serde(default)]
@@ -53,6 +58,14 @@ pub struct Config {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Paging {
+    #[default]
+    Keyset,
+    Skip,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +326,7 @@ pub fn schema() -> serde_json::Value {
             "max_page_size": ["service_url", "auth"],
             "timeout_ms": ["service_url", "auth"],
             "case_insensitive_email": ["service_url", "auth"],
+            "paging": ["service_url", "auth"],
             "customers": ["service_url", "auth"],
             "contacts": ["service_url", "auth"],
             "deliveries": ["service_url", "auth"],
@@ -339,6 +353,7 @@ pub fn schema() -> serde_json::Value {
             "max_page_size": {"type": "integer", "minimum": 1},
             "timeout_ms": {"type": "integer", "minimum": 1},
             "case_insensitive_email": {"type": "boolean"},
+            "paging": {"enum": ["keyset", "skip"]},
             "customers": entity("customers"),
             "contacts": entity("contacts"),
             "deliveries": entity("deliveries"),

@@ -27,7 +27,7 @@ use kontor_sdk::erp::{
 use kontor_sdk::{Connector, Error, Info, export_connector, log};
 use serde_json::Value;
 
-use config::{Config, Entity, Model};
+use config::{Config, Entity, Model, Paging};
 use odata::{Client, date_literal, literal};
 
 /// Kontor's customer fields (what `$select` asks for on a customer).
@@ -48,6 +48,7 @@ const CUSTOMER: &[&str] = &[
 struct Erp {
     model: Model,
     client: Client,
+    paging: Paging,
 }
 
 fn erp() -> Result<Erp, Error> {
@@ -63,6 +64,7 @@ fn erp() -> Result<Erp, Error> {
     Ok(Erp {
         model: config.model()?,
         client: Client::new(&config)?,
+        paging: config.paging,
     })
 }
 
@@ -378,8 +380,20 @@ impl Connector for OData {
         let navigation = c.required("deliveries_navigation")?;
         let id = c.required("id")?;
         let mut filter = format!("{navigation}/any(d:{})", matches("d/"));
-        if let Some(cursor) = &query.cursor {
-            filter = format!("{filter} and {id} gt {}", literal(cursor));
+        // Keyset: the cursor is the last customer id; skip: the number of rows before.
+        let mut offset = 0usize;
+        match (&query.cursor, erp.paging) {
+            (None, _) => {}
+            (Some(cursor), Paging::Keyset) => {
+                filter = format!("{filter} and {id} gt {}", literal(cursor));
+            }
+            (Some(cursor), Paging::Skip) => {
+                offset = cursor.parse().map_err(|_| {
+                    Error::invalid_input(format!(
+                        "cursor: `{cursor}` is not a cursor of this connector (paging = \"skip\" expects a row offset)"
+                    ))
+                })?;
+            }
         }
         let limit = query.limit.clamp(1, 1000) as usize;
         // One row more than the page tells whether another page follows (unless the
@@ -398,6 +412,14 @@ impl Connector for OData {
                     ),
                 ),
                 ("$orderby", id.to_string()),
+                (
+                    "$skip",
+                    if offset > 0 {
+                        offset.to_string()
+                    } else {
+                        String::new()
+                    },
+                ),
                 ("$top", (limit + 1).to_string()),
                 (
                     "$count",
@@ -434,10 +456,10 @@ impl Connector for OData {
                 purchases,
             });
         }
-        let next_cursor = if more {
-            buyers.last().map(|b| b.customer.id.clone())
-        } else {
-            None
+        let next_cursor = match (more, erp.paging) {
+            (false, _) => None,
+            (true, Paging::Keyset) => buyers.last().map(|b| b.customer.id.clone()),
+            (true, Paging::Skip) => Some((offset + buyers.len()).to_string()),
         };
         Ok(BuyersPage {
             buyers,
