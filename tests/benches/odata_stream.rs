@@ -12,6 +12,8 @@
 //! of buyers per step until the cursor runs out. The peer: the same OData requests (taken
 //! from the server's request log) replayed by a plain HTTP client without Kontor, so the
 //! ratio shows what the sandbox, the engine and the store add on top of the ERP's own time.
+//! `BENCH_VERBOSE=1` prints the process's RSS split (anonymous, file, shared) at every
+//! sample.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,13 @@ fn arg(name: &str, default: usize) -> usize {
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        let lines: Vec<&str> = status
+            .lines()
+            .filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS"))
+            .collect();
+        eprintln!("{}", lines.join(" | "));
+    }
     let field = |name: &str| {
         status
             .lines()
@@ -117,6 +126,25 @@ async fn main() {
         bytes += body.len();
     }
     let replay = replay_started.elapsed().as_secs_f64();
+
+    // Where Kontor's time went, from its own Prometheus histograms (sum / count).
+    let metrics = reqwest::get(format!("{}/metrics", server.api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mean = |name: &str| {
+        let value = |suffix: &str| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}_{suffix}")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        let (sum, count) = (value("sum"), value("count"));
+        format!("{count:.0} × {:.1} ms", 1000.0 * sum / count.max(1.0))
+    };
     let replay_rate = buyers as f64 / replay;
 
     println!(
@@ -128,6 +156,12 @@ async fn main() {
     println!("through Kontor:         {elapsed:.2} s, {rate:.0} rows/s");
     println!("replay without Kontor:  {replay:.2} s, {replay_rate:.0} rows/s");
     println!("ratio Kontor / replay:  {:.2}", rate / replay_rate);
+    println!(
+        "inside Kontor:          plugin calls {}, jobs {}, commits {}",
+        mean("kontor_plugin_call_duration_seconds"),
+        mean("kontor_job_duration_seconds"),
+        mean("kontor_commit_duration_seconds")
+    );
     println!(
         "kontor serve RSS:       peak while streaming {:.1} MiB (sampled every 250 ms), VmHWM {:.1} MiB (at start {:.1} MiB)",
         peak_rss as f64 / 1024.0,

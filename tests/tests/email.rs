@@ -938,8 +938,15 @@ async fn the_daily_cap_survives_a_restart_and_connections_are_recycled() {
         "K",
     )
     .await;
+    // The two over the cap are held once the dispatcher has seen the cap reached; wait
+    // for that, not only for their status (they are `queued` before and after).
     let outbox = wait_until(&s.server, "", |m| {
-        m.len() == 7 && with_status(m, "sent").len() == 5 && with_status(m, "queued").len() == 2
+        m.len() == 7
+            && with_status(m, "sent").len() == 5
+            && with_status(m, "queued").len() == 2
+            && with_status(m, "queued")
+                .iter()
+                .all(|q| q["due_at"] == "2026-06-09T00:00:00Z")
     })
     .await;
     for m in with_status(&outbox, "queued") {

@@ -10,7 +10,10 @@
 //! A `plugin` step is the one step that is not pure: the executor stops before it and
 //! hands back an [`Execution::Call`]; the engine makes the call (async, in the sandbox)
 //! and [`Executor::resume`]s with its result, so the step's output, the steps after it
-//! and their effects still commit together.
+//! and their effects still commit together. A chain holds at most one plugin call: at
+//! the next one it stops and schedules a continuation, so each call's result is
+//! committed before the next call is made (a crash repeats at most one call) and a loop
+//! over pages of an ERP never keeps more than one page in memory.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
@@ -144,6 +147,7 @@ impl Executor<'_> {
                 ..JobOutcome::default()
             },
             pending_log: None,
+            called: false,
         };
 
         if job.kind == JobKind::Timer {
@@ -226,6 +230,7 @@ impl Executor<'_> {
     ) -> Execution {
         let mut call = *call;
         call.state.pending_log = log;
+        call.state.called = true;
         if result.is_ok() {
             call.state.outcome.kv_writes.extend(kv_writes);
         }
@@ -305,7 +310,11 @@ impl Executor<'_> {
         attempt: u32,
         inline: &mut usize,
     ) -> Result<(RunProgress, Result<Flow, StepError>), Execution> {
-        if *inline >= MAX_INLINE_STEPS {
+        let is_call = matches!(
+            step.action,
+            Action::Plugin { .. } | Action::Connector { .. }
+        );
+        if *inline >= MAX_INLINE_STEPS || (is_call && state.called) {
             state.outcome.jobs.push(NewJob {
                 kind: JobKind::Step,
                 step: step.id.clone(),
@@ -857,6 +866,8 @@ struct RunProgress {
     outcome: JobOutcome,
     /// The log of the plugin call whose result is recorded next.
     pending_log: Option<Json>,
+    /// Whether this chain already holds a plugin call's result.
+    called: bool,
 }
 
 impl RunProgress {
