@@ -71,7 +71,14 @@ pub enum ExprError {
 pub struct Expression {
     source: String,
     program: Arc<Program>,
+    /// What the expression reads, so an evaluation converts only that much of its scope
+    /// to CEL values (a run's `steps` may hold a page of 1,000 ERP customers).
+    needs: Arc<Needs>,
 }
+
+/// Top-level variables an expression reads, each wholly (`None`) or only some of its
+/// keys (`steps.page…` needs only `steps.page`).
+type Needs = std::collections::BTreeMap<String, Option<std::collections::BTreeSet<String>>>;
 
 impl fmt::Debug for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,10 +100,27 @@ impl Expression {
     pub fn compile(source: &str) -> Result<Expression, ExprError> {
         let compiled = catch_unwind(AssertUnwindSafe(|| environment().compile(source)));
         match compiled {
-            Ok(Ok(program)) => Ok(Expression {
-                source: source.to_string(),
-                program: Arc::new(program),
-            }),
+            Ok(Ok(program)) => {
+                let mut needs = Needs::new();
+                let mut found = Vec::new();
+                collect_references(program.expression(), &mut Vec::new(), &mut found);
+                for (path, _) in found {
+                    let entry = needs
+                        .entry(path[0].clone())
+                        .or_insert_with(|| Some(Default::default()));
+                    match (entry, path.get(1)) {
+                        (Some(keys), Some(key)) => {
+                            keys.insert(key.clone());
+                        }
+                        (entry, _) => *entry = None,
+                    }
+                }
+                Ok(Expression {
+                    source: source.to_string(),
+                    program: Arc::new(program),
+                    needs: Arc::new(needs),
+                })
+            }
             Ok(Err(errors)) => {
                 let first = errors.errors.first();
                 let (line, column) = first
@@ -162,7 +186,7 @@ impl Expression {
 
     fn evaluate_value(&self, scope: &Scope<'_>) -> Result<Value, ExprError> {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let context = scope.context();
+            let context = scope.context(&self.needs);
             self.program.execute(&context)
         }));
         match outcome {
@@ -326,10 +350,22 @@ impl<'a> Scope<'a> {
         self.variables.push((name, value));
     }
 
-    fn context(&self) -> Context<'static, 'static> {
+    /// A CEL context with what `needs` names: variables the expression does not read are
+    /// left out, and of an object only the keys it reads are converted.
+    fn context(&self, needs: &Needs) -> Context<'static, 'static> {
         let mut context = Context::with_env(environment().clone());
         for (name, value) in &self.variables {
-            context.add_variable_from_value(*name, from_json(value));
+            match (needs.get(*name), value) {
+                (None, _) => {}
+                (Some(Some(keys)), Json::Object(map)) => {
+                    let part: serde_json::Map<String, Json> = keys
+                        .iter()
+                        .filter_map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
+                        .collect();
+                    context.add_variable_from_value(*name, from_json(&Json::Object(part)));
+                }
+                (Some(_), value) => context.add_variable_from_value(*name, from_json(value)),
+            }
         }
         context.add_variable_from_value("now", Value::Timestamp(self.now.fixed_offset()));
         register_calendar_functions(&mut context, self.calendars);
@@ -460,6 +496,34 @@ mod tests {
             json!(11),
             "umlauts count once"
         );
+    }
+
+    #[test]
+    fn an_evaluation_converts_only_what_the_expression_reads() {
+        let cals = Calendars::new();
+        let scope = Scope::new(Utc::now(), &cals)
+            .with(
+                "steps",
+                json!({"page": {"buyers": [1, 2, 3], "next": "K-9"}, "other": {"x": 1}}),
+            )
+            .with("vars", json!({"cursor": "K-3", "pages": 2}));
+        let needs = |source: &str| Expression::compile(source).unwrap().needs.as_ref().clone();
+        let reads = needs("size(steps.page.buyers) + vars.pages");
+        assert_eq!(reads.len(), 2);
+        assert_eq!(reads["steps"], Some(["page".to_string()].into()));
+        assert_eq!(needs("size(steps) + vars.pages")["steps"], None);
+        for (source, expected) in [
+            ("size(steps.page.buyers) + vars.pages", json!(5)),
+            ("has(vars.cursor) ? vars.cursor : null", json!("K-3")),
+            ("has(steps.missing) ? 1 : 0", json!(0)),
+            ("steps.page.buyers.map(b, b * vars.pages)", json!([2, 4, 6])),
+            ("size(steps)", json!(2)),
+            ("steps['other'].x", json!(1)),
+            ("vars", json!({"cursor": "K-3", "pages": 2})),
+        ] {
+            let e = Expression::compile(source).unwrap();
+            assert_eq!(e.evaluate(&scope).unwrap(), expected, "{source}");
+        }
     }
 
     #[test]
