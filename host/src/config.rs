@@ -434,6 +434,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_RETENTION_FINISHED_RUNS", "retention.finished_runs"),
     ("KONTOR_RETENTION_EVENTS", "retention.events"),
     ("KONTOR_SECRETS_MASTER_KEY_FILE", "secrets.master_key_file"),
+    ("KONTOR_ERP_CONNECTOR", "erp.connector"),
     ("KONTOR_LOG_FORMAT", "log.format"),
     ("KONTOR_LOG_LEVEL", "log.level"),
     ("KONTOR_TESTING_MANUAL_CLOCK", "testing.manual_clock"),
@@ -656,6 +657,7 @@ mod tests {
         let env: HashMap<&str, &str> = [
             ("KONTOR_ENGINE_WORKERS", "5"),
             ("KONTOR_TESTING_MANUAL_CLOCK", "true"),
+            ("KONTOR_ERP_CONNECTOR", "erp-fixture"),
         ]
         .into_iter()
         .collect();
@@ -663,6 +665,8 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.engine.workers, 5);
         assert!(config.testing.manual_clock);
+        assert_eq!(config.erp.connector.as_deref(), Some("erp-fixture"));
+        assert_eq!(config.erp.overview_cache, "60s");
         assert_eq!(config.database_url, "sqlite://data/kontor.db");
     }
 }
