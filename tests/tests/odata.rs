@@ -677,3 +677,39 @@ async fn a_workflow_streams_the_buyers_and_survives_the_erp_stopping() {
 }
 
 kontor::on_both_backends!(a_workflow_streams_the_buyers_and_survives_the_erp_stopping);
+
+async fn a_rate_limited_page_is_retried_no_sooner_than_the_erp_asks() {
+    let erp = erp();
+    let mut server = erp.kontor(&kontor_tests::fixture("odata"), "4s").unwrap();
+    server.launch().unwrap();
+    // The step's own backoff is 500 ms; the ERP asks for 3 s.
+    erp.inject(429, 1, Some(3)).unwrap();
+    let id = server
+        .api
+        .start_run(
+            "erp-audience",
+            &json!({"series": "KS-20", "page_size": 1000}),
+        )
+        .await;
+    let run = server.api.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let pages: Vec<&Value> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "page")
+        .collect();
+    assert_eq!(pages[0]["status"], "retrying", "{pages:#?}");
+    assert!(pages[0]["error"].as_str().unwrap().contains("429"));
+    assert_eq!(pages[1]["status"], "completed");
+    let at = |s: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(s[field].as_str().unwrap()).unwrap()
+    };
+    let waited = at(pages[1], "started_at") - at(pages[0], "finished_at");
+    assert!(
+        waited >= chrono::Duration::milliseconds(2900),
+        "the retry came after {waited}, not after the 3 s the ERP asked for"
+    );
+}
+
+kontor::on_both_backends!(a_rate_limited_page_is_retried_no_sooner_than_the_erp_asks);
