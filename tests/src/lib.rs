@@ -321,27 +321,13 @@ impl Api {
         panic!("run {id} did not finish within {limit:?}");
     }
 
+    /// A GET with the token; the body is `null` when it is not JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        let (status, _, text) = self.fetch(path).await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        self.post_with(path, body, &[]).await
-    }
-
-    /// A request with a raw body; returns status and the body as text.
-    /// A GET whose answer headers matter: (status, headers, body).
-    pub async fn get_with_headers(
-        &self,
-        path: &str,
-    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+    async fn fetch(&self, path: &str) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
@@ -350,7 +336,19 @@ impl Api {
             .await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await?;
+        Ok((status, headers, response.text().await?))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.post_with(path, body, &[]).await
+    }
+
+    /// A GET whose answer headers matter: (status, headers, body; text when not JSON).
+    pub async fn get_with_headers(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+        let (status, headers, text) = self.fetch(path).await?;
         Ok((
             status,
             headers,
@@ -358,6 +356,7 @@ impl Api {
         ))
     }
 
+    /// A request with a raw body; returns status and the body as text.
     pub async fn send_raw(
         &self,
         method: &str,
