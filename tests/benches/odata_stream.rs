@@ -69,7 +69,7 @@ async fn main() {
     server.launch().unwrap();
     let pid = server.pid().expect("kontor serve runs");
     let (_, before) = memory(pid);
-    erp.forget_requests().unwrap();
+    erp.forget_requests().await.unwrap();
 
     let id = server
         .api
@@ -109,7 +109,7 @@ async fn main() {
     let rate = buyers as f64 / elapsed;
 
     // The peer: the same requests, replayed without Kontor.
-    let requests = erp.requests().unwrap();
+    let requests = erp.requests().await.unwrap();
     let client = reqwest::Client::new();
     let replay_started = Instant::now();
     let mut bytes = 0;

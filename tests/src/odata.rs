@@ -116,7 +116,8 @@ impl ErpServer {
         self.child = Some(child);
         let started = Instant::now();
         loop {
-            if self.control("GET", "/test/requests", None).is_ok() {
+            // CAP listens once its model and hooks are loaded.
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()
@@ -197,35 +198,41 @@ secrets = ["erp-password"]
     }
 
     /// The OData request URLs the server received, oldest first.
-    pub fn requests(&self) -> anyhow::Result<Vec<String>> {
-        let value = self.control("GET", "/test/requests", None)?;
+    pub async fn requests(&self) -> anyhow::Result<Vec<String>> {
+        let value = self
+            .control(reqwest::Method::GET, "/test/requests", None)
+            .await?;
         Ok(serde_json::from_value(value)?)
     }
 
-    pub fn forget_requests(&self) -> anyhow::Result<()> {
-        self.control("DELETE", "/test/requests", None).map(|_| ())
+    pub async fn forget_requests(&self) -> anyhow::Result<()> {
+        self.control(reqwest::Method::DELETE, "/test/requests", None)
+            .await
+            .map(|_| ())
     }
 
     /// The next `count` OData requests answer `status` (with `Retry-After: retry_after`).
-    pub fn inject(&self, status: u16, count: u32, retry_after: Option<u32>) -> anyhow::Result<()> {
-        self.control(
-            "POST",
-            "/test/faults",
-            Some(json!({"status": status, "count": count, "retryAfter": retry_after})),
-        )
-        .map(|_| ())
+    pub async fn inject(
+        &self,
+        status: u16,
+        count: u32,
+        retry_after: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let faults = json!({"status": status, "count": count, "retryAfter": retry_after});
+        self.control(reqwest::Method::POST, "/test/faults", Some(faults))
+            .await
+            .map(|_| ())
     }
 
-    /// `GET {service}/{path_and_query}` with Basic auth, for counting behind the plugin's
-    /// back (`Customers/$count?$filter=…`).
-    pub fn get(&self, path_and_query: &str) -> anyhow::Result<String> {
-        let (status, body) = exchange(
-            self.port,
-            "GET",
-            &format!("/odata/v4/erp/{path_and_query}"),
-            Some((USER, PASSWORD)),
-            None,
-        )?;
+    /// `GET {service}/{path_and_query}` with Basic auth, behind the plugin's back.
+    pub async fn get(&self, path_and_query: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/{path_and_query}", self.service_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await?;
         if status != 200 {
             bail!("GET {path_and_query}: {status} {body}");
         }
@@ -234,17 +241,31 @@ secrets = ["erp-password"]
 
     /// `{set}/$count?$filter={filter}` (the filter URL-encoded already), behind the
     /// plugin's back.
-    pub fn count(&self, set: &str, filter: &str) -> anyhow::Result<usize> {
+    pub async fn count(&self, set: &str, filter: &str) -> anyhow::Result<usize> {
         Ok(self
-            .get(&format!("{set}/$count?$filter={filter}"))?
+            .get(&format!("{set}/$count?$filter={filter}"))
+            .await?
             .trim()
             .parse()?)
     }
 
-    fn control(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let (status, text) = exchange(self.port, method, path, None, body)?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: {status} {text}");
+    /// A request to the test hooks (no authentication).
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request =
+            reqwest::Client::new().request(method, format!("{}{path}", self.origin()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {text}");
         }
         Ok(if text.is_empty() {
             Value::Null
@@ -258,67 +279,4 @@ impl Drop for ErpServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// One HTTP/1.1 exchange on loopback (`Connection: close`), from synchronous code.
-fn exchange(
-    port: u16,
-    method: &str,
-    path: &str,
-    basic: Option<(&str, &str)>,
-    body: Option<Value>,
-) -> anyhow::Result<(u16, String)> {
-    use base64::Engine as _;
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some((user, password)) = basic {
-        head.push_str(&format!(
-            "Authorization: Basic {}\r\n",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let answer = String::from_utf8(answer)?;
-    let (head, rest) = answer
-        .split_once("\r\n\r\n")
-        .context("an HTTP answer without a head")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("an HTTP answer without a status")?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
 }

@@ -100,8 +100,8 @@ async fn call(plugin: &Arc<Plugin>, function: &str, args: Value) -> Result<Value
 }
 
 /// A customer as the ERP has it, read behind the plugin's back.
-fn direct(erp: &ErpServer, id: &str) -> Value {
-    serde_json::from_str(&erp.get(&format!("Customers('{id}')")).unwrap()).unwrap()
+async fn direct(erp: &ErpServer, id: &str) -> Value {
+    serde_json::from_str(&erp.get(&format!("Customers('{id}')")).await.unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     let by_id = call(&plugin, "customer-by-id", json!({"id": "K-000002"}))
         .await
         .unwrap();
-    let row = direct(&erp, "K-000002");
+    let row = direct(&erp, "K-000002").await;
     assert_eq!(by_id["id"], "K-000002");
     for (ours, theirs) in [
         ("name", "name"),
@@ -131,7 +131,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     assert_eq!(by_id["locale"], row["language"]);
 
     // An internationalised address with an umlaut in the domain, asked in capitals.
-    let row = direct(&erp, "K-000007");
+    let row = direct(&erp, "K-000007").await;
     let email = row["email"].as_str().unwrap();
     assert!(!email.is_ascii(), "{email}");
     let by_email = call(
@@ -145,7 +145,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     assert_eq!(by_email["email"], row["email"]);
 
     // VAT ids as people type them: spaces and lower case.
-    let vat = direct(&erp, "K-000002")["vatId"]
+    let vat = direct(&erp, "K-000002").await["vatId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -177,7 +177,10 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
         let ours = call(&plugin, function, json!({"customer_id": "K-000002"}))
             .await
             .unwrap();
-        let count = erp.count(set, "customer_ID%20eq%20'K-000002'").unwrap();
+        let count = erp
+            .count(set, "customer_ID%20eq%20'K-000002'")
+            .await
+            .unwrap();
         assert_eq!(ours.as_array().unwrap().len(), count, "{function}: {ours}");
     }
     let purchases = call(&plugin, "purchases", json!({"customer_id": "K-000002"}))
@@ -205,7 +208,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     .unwrap();
     assert_eq!(
         account["payment_terms"]["code"],
-        direct(&erp, "K-000002")["paymentTerms_code"]
+        direct(&erp, "K-000002").await["paymentTerms_code"]
     );
     assert!(
         !account["payment_terms"]["description"]
@@ -215,6 +218,7 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     );
     let open: Vec<Value> = serde_json::from_str::<Value>(
         &erp.get("OpenItems?$filter=customer_ID%20eq%20'K-000002'%20and%20openAmount%20ne%200")
+            .await
             .unwrap(),
     )
     .unwrap()["value"]
@@ -277,7 +281,7 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
         .await
         .map_err(|e| e.0.error)
         .unwrap();
-    let expected: usize = erp.count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300'%20and%20d/deliveryDate%20ge%202021-01-01%20and%20d/deliveryDate%20le%202025-12-31)").unwrap();
+    let expected: usize = erp.count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300'%20and%20d/deliveryDate%20ge%202021-01-01%20and%20d/deliveryDate%20le%202025-12-31)").await.unwrap();
     assert!(
         expected > 750,
         "the data should need several pages, has {expected}"
@@ -294,7 +298,7 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
     }
     // What went over the wire: $filter with any(), $expand, $select, $orderby, $top and
     // $count on the first page only.
-    let requests = erp.requests().unwrap();
+    let requests = erp.requests().await.unwrap();
     let buyers: Vec<&String> = requests
         .iter()
         .filter(|r| r.contains("any(") && !r.contains("$count?"))
@@ -311,13 +315,13 @@ async fn a_series_filter_across_pages_matches_a_direct_count() {
     let mut config = basic(&erp);
     config["paging"] = json!("skip");
     let skipping = connector(&erp, config, odata::PASSWORD).await;
-    erp.forget_requests().unwrap();
+    erp.forget_requests().await.unwrap();
     let (same, _, _) = stream(&skipping, query, None)
         .await
         .map_err(|e| e.0.error)
         .unwrap();
     assert_eq!(same, ids);
-    let requests = erp.requests().unwrap();
+    let requests = erp.requests().await.unwrap();
     assert!(requests[1].contains("$skip=250&$top=251"), "{requests:#?}");
     assert!(!requests[1].contains("ID%20gt"), "{requests:#?}");
 }
@@ -338,7 +342,7 @@ async fn the_server_s_own_pages_are_followed_by_their_next_link() {
     .unwrap();
     assert_eq!(page["buyers"].as_array().unwrap().len(), 1000);
     assert_eq!(page["next_cursor"], "K-001000");
-    let requests = erp.requests().unwrap();
+    let requests = erp.requests().await.unwrap();
     assert_eq!(requests.len(), 2, "{requests:#?}");
     assert!(requests[1].contains("skiptoken=500"), "{requests:#?}");
     // The same rows as two client pages of 500.
@@ -408,7 +412,7 @@ async fn rate_limits_and_server_errors_are_retryable_and_bad_requests_fatal() {
     let erp = erp();
     let plugin = connector(&erp, basic(&erp), odata::PASSWORD).await;
 
-    erp.inject(429, 1, Some(3)).unwrap();
+    erp.inject(429, 1, Some(3)).await.unwrap();
     let failure = call(&plugin, "customer-by-id", json!({"id": "K-000002"}))
         .await
         .unwrap_err();
@@ -419,7 +423,7 @@ async fn rate_limits_and_server_errors_are_retryable_and_bad_requests_fatal() {
     );
     assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
 
-    erp.inject(503, 1, None).unwrap();
+    erp.inject(503, 1, None).await.unwrap();
     let failure = call(&plugin, "contacts", json!({"customer_id": "K-000002"}))
         .await
         .unwrap_err();
@@ -430,7 +434,7 @@ async fn rate_limits_and_server_errors_are_retryable_and_bad_requests_fatal() {
     );
     assert_eq!(failure.retry_after, None);
 
-    erp.inject(500, 1, None).unwrap();
+    erp.inject(500, 1, None).await.unwrap();
     let failure = call(&plugin, "purchases", json!({"customer_id": "K-000002"}))
         .await
         .unwrap_err();
@@ -507,6 +511,7 @@ async fn a_server_stopped_mid_stream_fails_retryably_and_the_stream_resumes_from
     assert_ascending_and_unique(&ids);
     let expected: usize = erp
         .count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300')")
+        .await
         .unwrap();
     assert_eq!(ids.len(), expected);
 }
@@ -529,7 +534,7 @@ async fn another_erp_s_names_are_served_through_the_mapping_alone() {
         ("customer-by-id", json!({"id": "K-000042"})),
         (
             "customer-by-vat-id",
-            json!({"vat_id": direct(&erp, "K-000042")["vatId"]}),
+            json!({"vat_id": direct(&erp, "K-000042").await["vatId"]}),
         ),
     ] {
         let a = call(&german, function, args.clone()).await.unwrap();
@@ -537,7 +542,7 @@ async fn another_erp_s_names_are_served_through_the_mapping_alone() {
         assert_eq!(a, b);
         assert_eq!(a["id"], "K-000042");
     }
-    let requests = erp.requests().unwrap();
+    let requests = erp.requests().await.unwrap();
     assert!(
         requests
             .iter()
@@ -563,7 +568,7 @@ async fn the_customer_overview_comes_from_the_erp_and_is_cached() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{overview}");
-    let row = direct(&erp, "K-000002");
+    let row = direct(&erp, "K-000002").await;
     assert_eq!(overview["customer"]["name"], row["name"]);
     assert_eq!(overview["customer"]["city"], row["city"]);
     assert_eq!(overview["problems"], json!([]));
@@ -584,7 +589,7 @@ async fn the_customer_overview_comes_from_the_erp_and_is_cached() {
     assert!(overview["contracts"].is_array());
 
     // Asked again: from the cache, nothing reaches the ERP.
-    erp.forget_requests().unwrap();
+    erp.forget_requests().await.unwrap();
     let (_, again) = server
         .api
         .get("/api/v1/customers/K-000002/overview")
@@ -592,14 +597,19 @@ async fn the_customer_overview_comes_from_the_erp_and_is_cached() {
         .unwrap();
     assert_eq!(again["source"]["cached"], true);
     assert_eq!(again["customer"], overview["customer"]);
-    assert!(erp.requests().unwrap().is_empty());
+    assert!(erp.requests().await.unwrap().is_empty());
     let (_, fresh) = server
         .api
         .get("/api/v1/customers/K-000002/overview?refresh=true")
         .await
         .unwrap();
     assert_eq!(fresh["source"]["cached"], false);
-    assert_eq!(erp.requests().unwrap().len(), 6, "{:?}", erp.requests());
+    assert_eq!(
+        erp.requests().await.unwrap().len(),
+        6,
+        "{:?}",
+        erp.requests().await
+    );
 
     let (status, body) = server
         .api
@@ -615,7 +625,7 @@ async fn the_customer_overview_comes_from_the_erp_and_is_cached() {
     );
 
     // The ERP rate-limits the lookup: 503 with the ERP's Retry-After.
-    erp.inject(429, 1, Some(9)).unwrap();
+    erp.inject(429, 1, Some(9)).await.unwrap();
     let (status, headers, body) = server
         .api
         .get_with_headers("/api/v1/customers/K-000003/overview")
@@ -636,6 +646,7 @@ async fn a_workflow_streams_the_buyers_and_survives_the_erp_stopping() {
     let server = kontor(&erp);
     let expected: usize = erp
         .count("Customers", "deliveries/any(d:d/series%20eq%20'WP-300')")
+        .await
         .unwrap();
     let id = server
         .api
@@ -683,7 +694,7 @@ async fn a_rate_limited_page_is_retried_no_sooner_than_the_erp_asks() {
     let mut server = erp.kontor(&kontor_tests::fixture("odata"), "4s").unwrap();
     server.launch().unwrap();
     // The step's own backoff is 500 ms; the ERP asks for 3 s.
-    erp.inject(429, 1, Some(3)).unwrap();
+    erp.inject(429, 1, Some(3)).await.unwrap();
     let id = server
         .api
         .start_run(
