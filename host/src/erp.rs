@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use kontor_plugins::{CallError, Invocation, PluginRegistry};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -152,12 +153,7 @@ impl Overviews {
                 );
             }
         };
-        let (contacts, products, contracts, account) = tokio::join!(
-            call(PARTS[0].0, PARTS[0].1),
-            call(PARTS[1].0, PARTS[1].1),
-            call(PARTS[2].0, PARTS[2].1),
-            call(PARTS[3].0, PARTS[3].1),
-        );
+        let results = join_all(PARTS.map(|(part, function)| call(part, function))).await;
         let mut overview = json!({
             "customer": customer,
             "contacts": null,
@@ -166,8 +162,7 @@ impl Overviews {
             "account": null,
         });
         let mut problems = Vec::new();
-        for ((part, function), result) in PARTS.iter().zip([contacts, products, contracts, account])
-        {
+        for ((part, function), result) in PARTS.iter().zip(results) {
             match result {
                 Ok(value) => overview[*part] = value,
                 Err(failure) => problems.push(json!({
@@ -179,13 +174,14 @@ impl Overviews {
             }
         }
         summarise(&mut overview);
-        overview["problems"] = Json::Array(problems.clone());
+        let cacheable = problems.is_empty() && !self.ttl.is_zero();
+        overview["problems"] = Json::Array(problems);
         overview["source"] = json!({
             "connector": connector,
             "fetched_at": fetched_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "cached": false,
         });
-        if problems.is_empty() && !self.ttl.is_zero() {
+        if cacheable {
             self.remember(id, &overview);
         }
         Ok(overview)

@@ -61,6 +61,10 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         let (status, code, message, field) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -71,23 +75,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Invalid { field, message } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message, field),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),
-            ApiError::Unavailable {
-                message,
-                retry_after,
-            } => {
-                let mut response = (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": {"code": "unavailable", "message": message}})),
-                )
-                    .into_response();
-                if let Some(wait) = retry_after
-                    && let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string())
-                {
-                    response
-                        .headers_mut()
-                        .insert(axum::http::header::RETRY_AFTER, value);
-                }
-                return response;
+            ApiError::Unavailable { message, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None)
             }
             ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", m, None),
             ApiError::Internal(detail) => {
@@ -104,7 +93,14 @@ impl IntoResponse for ApiError {
         if let Some(field) = field {
             error["field"] = json!(field);
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let Some(wait) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        response
     }
 }
 

@@ -310,11 +310,16 @@ impl Executor<'_> {
         attempt: u32,
         inline: &mut usize,
     ) -> Result<(RunProgress, Result<Flow, StepError>), Execution> {
-        let is_call = matches!(
-            step.action,
-            Action::Plugin { .. } | Action::Connector { .. }
-        );
-        if *inline >= MAX_INLINE_STEPS || (is_call && state.called) {
+        let call = match &step.action {
+            Action::Plugin { name, input } => Some((name, None, input)),
+            Action::Connector {
+                name,
+                function,
+                input,
+            } => Some((name, Some(function), input)),
+            _ => None,
+        };
+        if *inline >= MAX_INLINE_STEPS || (call.is_some() && state.called) {
             state.outcome.jobs.push(NewJob {
                 kind: JobKind::Step,
                 step: step.id.clone(),
@@ -341,15 +346,6 @@ impl Executor<'_> {
             )));
         }
         *inline += 1;
-        let call = match &step.action {
-            Action::Plugin { name, input } => Some((name, None, input)),
-            Action::Connector {
-                name,
-                function,
-                input,
-            } => Some((name, Some(function), input)),
-            _ => None,
-        };
         if let Some((name, function, input)) = call {
             state.step_count += 1;
             let scope = self.scope(run, &state);
