@@ -46,9 +46,9 @@ const CUSTOMER: &[&str] = &[
 ];
 
 struct Erp {
+    config: Config,
     model: Model,
     client: Client,
-    paging: Paging,
 }
 
 fn erp() -> Result<Erp, Error> {
@@ -64,7 +64,7 @@ fn erp() -> Result<Erp, Error> {
     Ok(Erp {
         model: config.model()?,
         client: Client::new(&config)?,
-        paging: config.paging,
+        config,
     })
 }
 
@@ -276,8 +276,7 @@ impl Connector for OData {
         required("email", &email)?;
         let erp = erp()?;
         let field = erp.model.customers.required("email")?;
-        let config: Config = kontor_sdk::config::parse()?;
-        let filter = if config.case_insensitive_email {
+        let filter = if erp.config.case_insensitive_email {
             format!("tolower({field}) eq {}", literal(&email.to_lowercase()))
         } else {
             format!("{field} eq {}", literal(&email))
@@ -382,7 +381,7 @@ impl Connector for OData {
         let mut filter = format!("{navigation}/any(d:{})", matches("d/"));
         // Keyset: the cursor is the last customer id; skip: the number of rows before.
         let mut offset = 0usize;
-        match (&query.cursor, erp.paging) {
+        match (&query.cursor, erp.config.paging) {
             (None, _) => {}
             (Some(cursor), Paging::Keyset) => {
                 filter = format!("{filter} and {id} gt {}", literal(cursor));
@@ -456,7 +455,7 @@ impl Connector for OData {
                 purchases,
             });
         }
-        let next_cursor = match (more, erp.paging) {
+        let next_cursor = match (more, erp.config.paging) {
             (false, _) => None,
             (true, Paging::Keyset) => buyers.last().map(|b| b.customer.id.clone()),
             (true, Paging::Skip) => Some((offset + buyers.len()).to_string()),
