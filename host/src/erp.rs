@@ -76,12 +76,11 @@ const PARTS: [(&str, &str); 4] = [
 
 impl Overviews {
     pub fn new(config: &ErpConfig) -> anyhow::Result<Overviews> {
-        let ttl = if config.overview_cache.trim() == "0s" || config.overview_cache.trim() == "0" {
-            Duration::ZERO
-        } else {
-            crate::config::parse_positive_duration(&config.overview_cache)
-                .map_err(|e| anyhow::anyhow!("erp.overview_cache: {e}"))?
-        };
+        // Zero is allowed here: `0s` turns the cache off.
+        let ttl = kontor_time::parse_duration(&config.overview_cache)
+            .map_err(|e| e.to_string())
+            .and_then(|d| d.to_std().map_err(|_| "it is negative".to_string()))
+            .map_err(|e| anyhow::anyhow!("erp.overview_cache: {e}"))?;
         Ok(Overviews {
             connector: config.connector.clone(),
             ttl,
@@ -256,6 +255,11 @@ mod tests {
         let overviews = Overviews::new(&ErpConfig::default()).unwrap();
         let e = overviews.get(None, "K-1", false).await.unwrap_err();
         assert!(e.to_string().contains("[erp]"), "{e}");
+        let off = ErpConfig {
+            connector: None,
+            overview_cache: "0s".into(),
+        };
+        assert_eq!(Overviews::new(&off).unwrap().ttl, Duration::ZERO);
         let bad = ErpConfig {
             connector: None,
             overview_cache: "soon".into(),
