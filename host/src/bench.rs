@@ -148,13 +148,13 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     for _ in 0..options.runs {
         pending.push(engine.new_run(&noop, json!({}), None)?);
         if pending.len() == 1000 {
-            store.start_runs(&pending, chrono::Utc::now()).await?;
+            store.runs().start(&pending, chrono::Utc::now()).await?;
             pending.clear();
         }
     }
-    store.start_runs(&pending, chrono::Utc::now()).await?;
+    store.runs().start(&pending, chrono::Utc::now()).await?;
     let mut helpers = start_helpers(&url, &options.settings, options.processes - 1).await?;
-    let before = store.committed_steps().await?;
+    let before = store.runs().committed_steps().await?;
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     for helper in &mut helpers {
@@ -169,11 +169,11 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     let workers = engine.spawn_workers(stopped.clone());
     // Counting PostgreSQL's jobs costs more CPU than reading SQLite's: look less often.
     let poll = StdDuration::from_millis(if store.is_shared() { 10 } else { 2 });
-    while store.pending_jobs().await? > 0 {
+    while store.jobs().pending().await? > 0 {
         tokio::time::sleep(poll).await;
     }
     let elapsed = started.elapsed();
-    let steps = store.committed_steps().await? - before;
+    let steps = store.runs().committed_steps().await? - before;
     for mut helper in helpers {
         drop(helper.stdin.take());
         let _ = helper.wait().await;

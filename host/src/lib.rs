@@ -49,6 +49,7 @@ pub mod observability;
 pub mod plugin_services;
 pub mod plugin_tool;
 pub mod retention;
+pub mod run;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -386,7 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (token, hash) = kontor::api::new_token();
             let id = uuid::Uuid::now_v7().to_string();
             store
-                .insert_token(
+                .tokens().insert(
                     &id,
                     &hash,
                     &role,
@@ -438,7 +438,8 @@ async fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitC
                 .unwrap_or(&value);
             anyhow::ensure!(!trimmed.is_empty(), "the value on standard input is empty");
             store
-                .put_secret(
+                .secrets()
+                .put(
                     &name,
                     &key.seal(&name, trimmed.as_bytes()),
                     chrono::Utc::now(),
@@ -450,7 +451,7 @@ async fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitC
             );
         }
         SecretCommand::List => {
-            for s in store.list_secrets().await? {
+            for s in store.secrets().list().await? {
                 println!(
                     "{}\tkey {}\tupdated {}",
                     s.name,
@@ -461,7 +462,7 @@ async fn secret(config: &Config, command: SecretCommand) -> anyhow::Result<ExitC
         }
         SecretCommand::Delete { name } => {
             anyhow::ensure!(
-                store.delete_secret(&name).await?,
+                store.secrets().delete(&name).await?,
                 "there is no secret `{name}`"
             );
             eprintln!("deleted secret `{name}`");

@@ -42,7 +42,8 @@ impl HostServices for StoreServices {
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, String>> {
         Box::pin(async move {
             self.store
-                .plugin_kv_get(plugin, key)
+                .plugin_state()
+                .kv_get(plugin, key)
                 .await
                 .map_err(|e| e.to_string())
         })

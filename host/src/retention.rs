@@ -39,13 +39,25 @@ pub async fn prune(engine: &Engine, settings: &RetentionSettings) -> Result<Prun
     let now = engine.clock().now();
     let store = engine.store();
     Ok(Pruned {
-        runs: until_done(|| store.prune_runs(now - settings.finished_runs, BATCH)).await?,
-        events: until_done(|| store.prune_events(now - settings.events, BATCH)).await?,
-        idempotency_keys: until_done(|| {
-            store.prune_idempotency_keys(now - settings.idempotency_keys, BATCH)
+        runs: until_done(|| {
+            store
+                .retention()
+                .prune_runs(now - settings.finished_runs, BATCH)
         })
         .await?,
-        messages: until_done(|| store.prune_outbox(now - settings.finished_runs, BATCH)).await?,
+        events: until_done(|| store.retention().prune_events(now - settings.events, BATCH)).await?,
+        idempotency_keys: until_done(|| {
+            store
+                .retention()
+                .prune_idempotency_keys(now - settings.idempotency_keys, BATCH)
+        })
+        .await?,
+        messages: until_done(|| {
+            store
+                .retention()
+                .prune_outbox(now - settings.finished_runs, BATCH)
+        })
+        .await?,
     })
 }
 

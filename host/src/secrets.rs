@@ -20,6 +20,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::store::Sealed;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("the master key is invalid: {0} (expected 64 hex characters: 32 random bytes)")]
@@ -56,14 +58,6 @@ impl fmt::Debug for Plaintext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// A sealed value as stored.
-#[derive(Debug, Clone)]
-pub struct Sealed {
-    pub key_id: String,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
 }
 
 pub struct MasterKey {
@@ -207,7 +201,7 @@ pub async fn read(
     key: &MasterKey,
     name: &str,
 ) -> Result<Option<Plaintext>, SecretsError> {
-    match store.get_secret(name).await? {
+    match store.secrets().get(name).await? {
         Some(sealed) => Ok(Some(key.open(name, &sealed)?)),
         None => Ok(None),
     }
@@ -221,7 +215,8 @@ pub async fn reseal_all(
     new: &MasterKey,
 ) -> anyhow::Result<usize> {
     let resealed = store
-        .reseal_secrets(
+        .secrets()
+        .reseal(
             |name, sealed| {
                 old.open(name, sealed)
                     .map(|plain| new.seal(name, plain.expose()))

@@ -85,15 +85,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     // A message being sent stays leased to this process; a process that dies mid-send
     // leaves it to the others after the lease (PostgreSQL; SQLite requeues at start).
-    store.set_mail_lease(std::time::Duration::from_secs(
+    store.outbox().set_lease(std::time::Duration::from_secs(
         (2 * config.engine.lease_seconds).max(60),
     ));
-    if store.count_tokens().await? == 0 {
+    if store.tokens().count().await? == 0 {
         // First start on a fresh database: one admin token, so the quick start needs no
         // second command. Shown once; only its hash is stored.
         let (token, hash) = api::new_token();
         store
-            .insert_token(
+            .tokens()
+            .insert(
                 &uuid::Uuid::now_v7().to_string(),
                 &hash,
                 "admin",
@@ -111,7 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     info!(key = %master_key.id(), "secrets master key loaded");
     let services = crate::plugin_services::StoreServices::new(store.clone(), master_key.clone());
-    let overrides = store.plugin_configs().await?.into_iter().collect();
+    let overrides = store.plugin_state().configs().await?.into_iter().collect();
     let plugins = plugin_registry(&config, Some(services), overrides).await?;
     let catalog = Catalog::load_with(
         &config.workflows_dir,
@@ -286,7 +287,7 @@ fn spawn_workflow_watcher(
             let plugins_changed = match engine.plugins() {
                 Some(registry) => {
                     // Configurations another process set through the API.
-                    let stored = engine.store().plugin_configs().await;
+                    let stored = engine.store().plugin_state().configs().await;
                     let reconfigured = match stored {
                         Ok(stored) => registry.sync_overrides(stored.into_iter().collect()).await,
                         Err(e) => {

@@ -23,7 +23,8 @@ async fn app() -> (Router, common::Fixture) {
 async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router, common::Fixture) {
     f.engine
         .store()
-        .insert_token("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
+        .tokens()
+        .insert("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
         .await
         .unwrap();
     let app = router(AppState {
@@ -405,7 +406,7 @@ async fn a_failed_run_is_retried_from_its_failed_step() {
     .await;
     let id = body["id"].as_str().unwrap().to_string();
     f.settle().await;
-    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Failed);
+    assert_eq!(f.run(&id).await.status, kontor::run::RunStatus::Failed);
     let (status, _) = call(&app, "POST", "/api/v1/runs/nope/retry", None, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -414,7 +415,7 @@ async fn a_failed_run_is_retried_from_its_failed_step() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["retrying_step"], "broken");
     f.settle().await;
-    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Failed);
+    assert_eq!(f.run(&id).await.status, kontor::run::RunStatus::Failed);
     let history = f.steps(&id).await;
     assert_eq!(
         history,
@@ -433,10 +434,7 @@ async fn a_failed_run_is_retried_from_its_failed_step() {
     .await;
     f.settle().await;
     let later = later["id"].as_str().unwrap();
-    assert_eq!(
-        f.run(later).await.status,
-        kontor::store::RunStatus::Completed
-    );
+    assert_eq!(f.run(later).await.status, kontor::run::RunStatus::Completed);
     let (status, body) = call(
         &app,
         "POST",
@@ -471,7 +469,7 @@ async fn cancelling_a_campaign_cancels_its_children() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["cancelled_runs"].as_array().unwrap().len(), 3);
     assert_eq!(
-        f.engine.store().pending_jobs().await.unwrap(),
+        f.engine.store().jobs().pending().await.unwrap(),
         0,
         "no timeouts left"
     );
@@ -486,7 +484,7 @@ async fn cancelling_a_campaign_cancels_its_children() {
     assert_eq!(status, StatusCode::CONFLICT);
     // A late response changes nothing.
     f.event("recall.response", "R-1/1", json!({})).await;
-    assert_eq!(f.run(&id).await.status, kontor::store::RunStatus::Cancelled);
+    assert_eq!(f.run(&id).await.status, kontor::run::RunStatus::Cancelled);
 }
 
 async fn reload_picks_up_changed_workflows_for_new_runs_only() {

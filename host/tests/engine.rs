@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use kontor::store::RunStatus;
+use kontor::run::RunStatus;
 use serde_json::json;
 
 async fn pure_steps_run_inline_and_commit_together() {
@@ -263,7 +263,8 @@ steps:
     let children = f
         .engine
         .store()
-        .list_runs(&kontor::store::RunFilter {
+        .runs()
+        .list(&kontor::store::RunFilter {
             parent_id: Some(parent.clone()),
             limit: 10,
             ..Default::default()
@@ -429,7 +430,7 @@ steps:
     f.event("ticket.closed", "T-1", json!({})).await;
     assert_eq!(f.run(&id).await.status, RunStatus::Completed);
     assert_eq!(
-        f.engine.store().pending_jobs().await.unwrap(),
+        f.engine.store().jobs().pending().await.unwrap(),
         0,
         "no timer left behind"
     );
@@ -474,7 +475,7 @@ steps:
     for _ in 0..(3 * 24 * 6) {
         f.advance(Duration::minutes(10)).await;
     }
-    let march = f.engine.store().cron_firings("nightly").await.unwrap();
+    let march = f.engine.store().cron().firings("nightly").await.unwrap();
     let locals: Vec<&str> = march
         .iter()
         .filter(|(l, _)| !l.is_empty())
@@ -495,7 +496,7 @@ steps:
     for _ in 0..(3 * 24 * 6) {
         f.advance(Duration::minutes(10)).await;
     }
-    let all = f.engine.store().cron_firings("nightly").await.unwrap();
+    let all = f.engine.store().cron().firings("nightly").await.unwrap();
     let october: Vec<&str> = all
         .iter()
         .map(|(l, _)| l.as_str())
@@ -512,7 +513,8 @@ steps:
     let completed = f
         .engine
         .store()
-        .list_runs(&kontor::store::RunFilter {
+        .runs()
+        .list(&kontor::store::RunFilter {
             workflow: Some("nightly".into()),
             limit: 100,
             ..Default::default()
@@ -540,7 +542,7 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
     let broken = f.start("broken", json!({})).await;
     // Two outbox messages: one sent, one still queued (a throttle or an outage).
     let store = f.engine.store();
-    let email = |id: &str| kontor::engine::effects::OutgoingEmail {
+    let email = |id: &str| kontor::run::OutgoingEmail {
         id: id.into(),
         workflow: "quick".into(),
         campaign: "c".into(),
@@ -553,14 +555,16 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         data: json!({}),
     };
     store
-        .enqueue_emails(
+        .outbox()
+        .enqueue(
             &[email("m-sent"), email("m-queued")],
             kontor::clock::Clock::now(f.clock.as_ref()),
         )
         .await
         .unwrap();
     store
-        .update_outbox(&[kontor::store::OutboxUpdate::Sent {
+        .outbox()
+        .update(&[kontor::store::OutboxUpdate::Sent {
             id: "m-sent".into(),
             channel: "default".into(),
             reply: "250 ok".into(),
@@ -587,12 +591,18 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         "only the quick run; the parent's child stays"
     );
     assert_eq!(pruned.messages, 1, "the sent message; the queued one waits");
-    assert!(store.get_message("m-sent").await.unwrap().is_none());
+    assert!(store.outbox().get("m-sent").await.unwrap().is_none());
     assert_eq!(
-        store.get_message("m-queued").await.unwrap().unwrap().status,
+        store
+            .outbox()
+            .get("m-queued")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         "queued"
     );
-    assert!(f.engine.store().get_run(&quick).await.unwrap().is_none());
+    assert!(f.engine.store().runs().get(&quick).await.unwrap().is_none());
     assert!(f.history(&quick).await.is_empty());
     assert_eq!(
         f.run(&broken).await.status,
@@ -600,7 +610,13 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         "failed runs are kept"
     );
     assert_eq!(
-        f.engine.store().child_counts(&parent).await.unwrap().total,
+        f.engine
+            .store()
+            .runs()
+            .child_counts(&parent)
+            .await
+            .unwrap()
+            .total,
         1,
         "children of an active parent stay"
     );
@@ -612,7 +628,7 @@ async fn retention_prunes_finished_runs_but_keeps_failed_and_active_ones() {
         .await
         .unwrap();
     assert_eq!(pruned.runs, 2);
-    assert_eq!(f.engine.store().pending_jobs().await.unwrap(), 0);
+    assert_eq!(f.engine.store().jobs().pending().await.unwrap(), 0);
 }
 
 /// PostgreSQL: a claimed job stays with its claimer until the lease expires (another
@@ -638,20 +654,20 @@ async fn a_leased_job_is_taken_over_only_after_its_lease_expires() {
             let now = kontor::clock::Clock::now(f.clock.as_ref());
             let wall = chrono::Utc::now();
             let lease = Duration::seconds(30);
-            let first = store.claim_jobs("a", now, wall, lease, 10).await.unwrap();
+            let first = store.jobs().claim("a", now, wall, lease, 10).await.unwrap();
             assert_eq!(first.len(), 1);
             let taken_early = store
-                .claim_jobs("b", now, wall + Duration::seconds(29), lease, 10)
+                .jobs().claim("b", now, wall + Duration::seconds(29), lease, 10)
                 .await
                 .unwrap();
             assert!(taken_early.is_empty(), "a live lease was taken over");
             let taken = store
-                .claim_jobs("b", now, wall + Duration::seconds(31), lease, 10)
+                .jobs().claim("b", now, wall + Duration::seconds(31), lease, 10)
                 .await
                 .unwrap();
             assert_eq!(taken.len(), 1);
             assert_eq!(taken[0].id, first[0].id);
-            let outcome = |job_id| kontor::store::JobOutcome {
+            let outcome = |job_id| kontor::run::JobOutcome {
                 job_id,
                 run_id: run.run_id.clone(),
                 ..Default::default()

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use kontor::store::RunStatus;
+use kontor::run::RunStatus;
 use serde_json::json;
 
 #[tokio::test]
@@ -23,7 +23,13 @@ async fn recall_campaign_contacts_everyone_and_reports_progress() {
         )
         .await;
     f.settle().await;
-    let progress = f.engine.store().child_counts(&campaign).await.unwrap();
+    let progress = f
+        .engine
+        .store()
+        .runs()
+        .child_counts(&campaign)
+        .await
+        .unwrap();
     assert_eq!((progress.total, progress.running), (3, 3));
     let contacts = f.records("recall_contacts").await;
     assert_eq!(contacts.len(), 3);
@@ -32,7 +38,8 @@ async fn recall_campaign_contacts_everyone_and_reports_progress() {
     let mail = f
         .engine
         .store()
-        .list_messages(&kontor::store::MessageFilter {
+        .outbox()
+        .list(&kontor::store::MessageFilter {
             campaign: Some("R-7".into()),
             limit: 10,
             ..Default::default()
@@ -82,7 +89,13 @@ async fn recall_campaign_contacts_everyone_and_reports_progress() {
         json!({"answer": "Gerät bereits getauscht"}),
     )
     .await;
-    let progress = f.engine.store().child_counts(&campaign).await.unwrap();
+    let progress = f
+        .engine
+        .store()
+        .runs()
+        .child_counts(&campaign)
+        .await
+        .unwrap();
     assert_eq!((progress.completed, progress.running), (2, 1));
     assert_eq!(f.run(&campaign).await.status, RunStatus::Waiting);
     f.advance(Duration::days(14)).await; // K-3 never answers

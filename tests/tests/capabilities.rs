@@ -534,7 +534,8 @@ async fn granted_secrets_come_from_the_encrypted_store_and_never_reach_logs_or_e
     let key = Arc::new(kontor::secrets::MasterKey::generate());
     let token = "tok-Ümläut-5f1c9a7e";
     store
-        .put_secret(
+        .secrets()
+        .put(
             "erp-token",
             &key.seal("erp-token", token.as_bytes()),
             chrono::Utc::now(),

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kontor::store::{RunFilter, RunStatus, Store};
+use kontor::run::RunStatus;
+use kontor::store::{RunFilter, Store};
 use kontor_tests::{Server, fixture};
 use serde_json::json;
 
@@ -21,7 +22,8 @@ async fn all_runs(store: &Store, workflow: &str) -> Vec<kontor::store::RunView> 
     let mut all: Vec<kontor::store::RunView> = Vec::new();
     loop {
         let page = store
-            .list_runs(&RunFilter {
+            .runs()
+            .list(&RunFilter {
                 workflow: Some(workflow.into()),
                 limit: 1000,
                 before: all.last().map(|r| r.id.clone()),
@@ -145,7 +147,7 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
     );
     for run in &runs {
         assert_eq!(run.status, RunStatus::Completed, "{}", run.id);
-        let history = store.step_history(&run.id).await.unwrap();
+        let history = store.runs().steps(&run.id).await.unwrap();
         // A `wait` step records its attempt twice by design: parked, then completed.
         let attempts: Vec<(String, u32, String)> = history
             .iter()
@@ -169,13 +171,13 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
             run.id
         );
     }
-    let records = store.records("cluster").await.unwrap();
+    let records = store.records().list("cluster").await.unwrap();
     assert_eq!(records.len(), RUNS as usize);
-    let keys = store.effect_keys().await.unwrap();
+    let keys = store.records().effect_keys().await.unwrap();
     assert_eq!(keys.len(), RUNS as usize, "one record effect per run");
 
     // Every cron tick fired exactly once, with no second missing, across the takeover.
-    let firings = store.cron_firings("cluster-tick").await.unwrap();
+    let firings = store.cron().firings("cluster-tick").await.unwrap();
     let mut seconds = BTreeMap::new();
     for (local, run_id) in &firings {
         let at = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").unwrap();

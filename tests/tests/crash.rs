@@ -94,7 +94,8 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
     let store = Store::open(database_url).await.unwrap();
     let mut state = BTreeMap::new();
     let runs = store
-        .list_runs(&RunFilter {
+        .runs()
+        .list(&RunFilter {
             limit: 1000,
             ..Default::default()
         })
@@ -103,7 +104,8 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
     let mut all = runs;
     while all.len() % 1000 == 0 && !all.is_empty() {
         let more = store
-            .list_runs(&RunFilter {
+            .runs()
+            .list(&RunFilter {
                 limit: 1000,
                 before: all.last().map(|r| r.id.clone()),
                 ..Default::default()
@@ -126,7 +128,8 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
             _ => format!("child/{}/{}", run.input["parent"], run.input["k"]),
         };
         let history: Vec<Value> = store
-            .step_history(&run.id)
+            .runs()
+            .steps(&run.id)
             .await
             .unwrap()
             .iter()
@@ -139,11 +142,11 @@ async fn final_state(database_url: &str) -> (BTreeMap<String, Value>, usize) {
         assert!(previous.is_none(), "{identity} exists twice");
     }
     for collection in ["parents", "children", "finished"] {
-        for (key, data) in store.records(collection).await.unwrap() {
+        for (key, data) in store.records().list(collection).await.unwrap() {
             state.insert(format!("record/{collection}/{key}"), data);
         }
     }
-    let keys = store.effect_keys().await.unwrap();
+    let keys = store.records().effect_keys().await.unwrap();
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();

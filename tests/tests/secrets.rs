@@ -143,7 +143,7 @@ async fn secrets_are_encrypted_and_never_leak() {
     let key = MasterKey::from_hex(&key_text).unwrap();
     let store = Store::open(&server.database_url()).await.unwrap();
     for (name, value) in [("erp.password", PLANTED_CLI), ("api.token", PLANTED_API)] {
-        let sealed = store.get_secret(name).await.unwrap().unwrap();
+        let sealed = store.secrets().get(name).await.unwrap().unwrap();
         assert_eq!(key.open(name, &sealed).unwrap().expose(), value.as_bytes());
     }
 

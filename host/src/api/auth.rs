@@ -35,7 +35,13 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
-    match state.engine.store().token_role(&hash_token(token)).await? {
+    match state
+        .engine
+        .store()
+        .tokens()
+        .role(&hash_token(token))
+        .await?
+    {
         Some(_role) => Ok(next.run(request).await),
         None => Err(ApiError::Unauthorized),
     }

@@ -78,7 +78,8 @@ pub async fn list_messages(
     }
     let store = state.engine.store();
     let messages = store
-        .list_messages(&MessageFilter {
+        .outbox()
+        .list(&MessageFilter {
             run_id: query.run.clone(),
             campaign: query.campaign.clone(),
             recipient: query.recipient.clone(),
@@ -88,7 +89,8 @@ pub async fn list_messages(
         })
         .await?;
     let counts = store
-        .message_counts(&MessageFilter {
+        .outbox()
+        .counts(&MessageFilter {
             run_id: query.run,
             campaign: query.campaign,
             recipient: query.recipient,
@@ -113,7 +115,7 @@ pub async fn get_message(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = message_key(&id);
-    match state.engine.store().get_message(&id).await? {
+    match state.engine.store().outbox().get(&id).await? {
         Some(m) => Ok(Json(m)),
         None => Err(ApiError::NotFound(format!("there is no message `{id}`"))),
     }
@@ -207,6 +209,7 @@ pub async fn report_bounces(
     for (r, kind) in checked {
         let message_id = r.message_id.as_deref().map(message_key);
         let soft = store
+            .suppressions()
             .record_bounce(
                 &r.recipient,
                 kind,
@@ -227,7 +230,8 @@ pub async fn report_bounces(
             Some(reason) => {
                 let detail = r.diagnostic.as_deref().or(r.status.as_deref());
                 store
-                    .suppress(&r.recipient, "*", reason, detail, now)
+                    .suppressions()
+                    .add(&r.recipient, "*", reason, detail, now)
                     .await?;
                 true
             }
@@ -266,7 +270,8 @@ pub async fn list_suppressions(
         state
             .engine
             .store()
-            .suppressions(query.address.as_deref(), limit)
+            .suppressions()
+            .list(query.address.as_deref(), limit)
             .await?,
     ))
 }
@@ -340,7 +345,7 @@ pub async fn test_send(
         .render(&body.template, body.locale.as_deref().unwrap_or(""), &data)
         .map_err(|e| ApiError::invalid("data", e.to_string()))?;
     let id = uuid::Uuid::now_v7().to_string();
-    let email = crate::engine::effects::OutgoingEmail {
+    let email = crate::run::OutgoingEmail {
         id: id.clone(),
         workflow: String::new(),
         campaign: "proof".into(),
@@ -354,13 +359,15 @@ pub async fn test_send(
     };
     let store = state.engine.store();
     store
-        .enqueue_emails(std::slice::from_ref(&email), state.engine.clock().now())
+        .outbox()
+        .enqueue(std::slice::from_ref(&email), state.engine.clock().now())
         .await?;
     mailer.wake();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let message = store
-            .get_message(&id)
+            .outbox()
+            .get(&id)
             .await?
             .ok_or_else(|| ApiError::Internal("the proof vanished from the outbox".into()))?;
         if !matches!(message.status.as_str(), "queued" | "sending") {
@@ -415,7 +422,8 @@ pub async fn unsubscribe(
     state
         .engine
         .store()
-        .suppress(&what.address, &what.purpose, "unsubscribed", None, now)
+        .suppressions()
+        .add(&what.address, &what.purpose, "unsubscribed", None, now)
         .await?;
     metrics::counter!("kontor_email_unsubscribes_total", "purpose" => what.purpose.clone())
         .increment(1);

@@ -180,7 +180,8 @@ async fn configure(
     state
         .engine
         .store()
-        .put_plugin_config(name, config.as_ref(), chrono::Utc::now())
+        .plugin_state()
+        .put_config(name, config.as_ref(), chrono::Utc::now())
         .await?;
     Ok(Json(view(registry, name, &Ok(plugin))))
 }

@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::run::{NewEvent, RunStatus};
 use crate::store::{Delivered, RunView};
-use crate::store::{NewEvent, Once, RunFilter, RunStatus, StoredAnswer};
+use crate::store::{IdempotentStart, RunFilter, StoredAnswer};
 
 /// Parses a JSON body, naming the problem (and the field, when serde knows it) on error.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -66,7 +67,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.engine.clock().now();
-    let (depth, oldest) = state.engine.store().queue_stats(now).await?;
+    let (depth, oldest) = state.engine.store().jobs().queue_stats(now).await?;
     metrics::gauge!("kontor_queue_depth").set(depth as f64);
     let age = oldest
         .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
@@ -234,12 +235,12 @@ pub async fn start_run(
         .start_run_once(&name, input, &key, &request_hash, answer)
         .await?;
     match once {
-        Once::Started => Ok(stored_response(&stored)),
-        Once::Replay {
+        IdempotentStart::Started => Ok(stored_response(&stored)),
+        IdempotentStart::Replay {
             request_hash: first,
             answer,
         } if first == request_hash => Ok(stored_response(&answer)),
-        Once::Replay { .. } => Err(ApiError::invalid(
+        IdempotentStart::Replay { .. } => Err(ApiError::invalid(
             "Idempotency-Key",
             "this key was used with a different request body; use a new key for a new request",
         )),
@@ -367,7 +368,8 @@ pub async fn list_runs(
     let runs = state
         .engine
         .store()
-        .list_runs(&RunFilter {
+        .runs()
+        .list(&RunFilter {
             workflow: query.workflow,
             status,
             parent_id: query.parent,
@@ -393,11 +395,12 @@ pub async fn get_run(
 ) -> Result<impl IntoResponse, ApiError> {
     let store = state.engine.store();
     let run = store
-        .get_run(&id)
+        .runs()
+        .get(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no run `{id}`")))?;
-    let steps = store.step_history(&id).await?;
-    let children = store.child_counts(&id).await?;
+    let steps = store.runs().steps(&id).await?;
+    let children = store.runs().child_counts(&id).await?;
     let mut body = serde_json::to_value(run).map_err(|e| ApiError::Internal(e.to_string()))?;
     body["steps"] = serde_json::to_value(steps).map_err(|e| ApiError::Internal(e.to_string()))?;
     if children.total > 0 {
@@ -414,7 +417,7 @@ pub async fn list_records(
     State(state): State<AppState>,
     Path(collection): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let records = state.engine.store().records(&collection).await?;
+    let records = state.engine.store().records().list(&collection).await?;
     let records: Vec<Json_> = records
         .into_iter()
         .map(|(key, data)| json!({"key": key, "data": data}))
@@ -426,7 +429,7 @@ pub async fn list_records(
     responses((status = 200, description = "Names and times of all secrets; values are never returned", body = Vec<crate::store::SecretInfo>)))]
 pub async fn list_secrets(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
-        json!({"secrets": state.engine.store().list_secrets().await?}),
+        json!({"secrets": state.engine.store().secrets().list().await?}),
     ))
 }
 
@@ -459,7 +462,8 @@ pub async fn put_secret(
     state
         .engine
         .store()
-        .put_secret(&name, &sealed, chrono::Utc::now())
+        .secrets()
+        .put(&name, &sealed, chrono::Utc::now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -471,7 +475,7 @@ pub async fn delete_secret(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if state.engine.store().delete_secret(&name).await? {
+    if state.engine.store().secrets().delete(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("there is no secret `{name}`")))
@@ -483,7 +487,7 @@ pub async fn delete_secret(
     responses((status = 200, description = "The manual clock and the jobs due at it (only with `[testing] manual_clock = true`)")))]
 pub async fn get_clock(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.engine.clock().now();
-    let due_jobs = state.engine.store().due_jobs(now).await?;
+    let due_jobs = state.engine.store().jobs().due(now).await?;
     Ok(Json(json!({"now": now, "due_jobs": due_jobs})))
 }
 

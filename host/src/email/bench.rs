@@ -19,8 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::channel::{Channel, ChannelConfig};
 use super::dispatch::{Dispatcher, EmailConfig};
 use crate::clock::SystemClock;
-use crate::engine::effects::OutgoingEmail;
 use crate::engine::{Engine, EngineSettings};
+use crate::run::OutgoingEmail;
 use crate::store::Store;
 use crate::workflow::Catalog;
 
@@ -155,7 +155,7 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
             })
             .collect();
         queued += chunk.len();
-        store.enqueue_emails(&chunk, now).await?;
+        store.outbox().enqueue(&chunk, now).await?;
     }
     let rss_before = peak_rss_kib();
 
@@ -168,7 +168,8 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let counts = store
-        .message_counts(&crate::store::MessageFilter::default())
+        .outbox()
+        .counts(&crate::store::MessageFilter::default())
         .await?;
     let sent = counts.get("sent").copied().unwrap_or(0);
     anyhow::ensure!(

@@ -136,7 +136,7 @@ impl Dispatcher {
         let this = self.clone();
         tokio::spawn(async move {
             let clock = this.engine.clock().clone();
-            match this.engine.store().recover_outbox(clock.now()).await {
+            match this.engine.store().outbox().recover(clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => warn!(
                     messages = n,
@@ -197,7 +197,7 @@ impl Dispatcher {
     pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize, StoreError> {
         let store = self.engine.store();
         let now = self.engine.clock().now();
-        let claimed = store.claim_outbox(now, self.config.batch_size).await?;
+        let claimed = store.outbox().claim(now, self.config.batch_size).await?;
         let count = claimed.len();
         let mut tasks = tokio::task::JoinSet::new();
         // Outcomes are committed together, at most FLUSH_EVERY after the first of them:
@@ -266,7 +266,8 @@ impl Dispatcher {
         };
         // Consent is checked when the mail leaves, not only when it was queued.
         if let Some(s) = store
-            .suppression(&message.email.to, &message.email.purpose)
+            .suppressions()
+            .find(&message.email.to, &message.email.purpose)
             .await?
             && (s.purpose == "*" || may_unsubscribe(&message.email.purpose))
         {
@@ -287,7 +288,7 @@ impl Dispatcher {
         if channel.throttle.daily_cap > 0 {
             let known = self.lock_throttle().knows_day(&channel.name, now);
             if !known {
-                let sent = store.sent_today(&channel.name, now).await?;
+                let sent = store.outbox().sent_today(&channel.name, now).await?;
                 self.lock_throttle().set_day(&channel.name, now, sent);
             }
         }
@@ -425,7 +426,7 @@ impl Pending {
         self.since = None;
         let store = store.clone();
         tokio::spawn(async move {
-            store.update_outbox(&updates).await?;
+            store.outbox().update(&updates).await?;
             for update in &updates {
                 debug!(?update, "outbox");
             }

@@ -1,7 +1,7 @@
 //! Email: templates, channels, the outbox and its dispatcher, unsubscribes.
 //!
 //! Data flows one way: a `send_email` step queues an outbox row in its own transaction
-//! ([`crate::engine::effects::Effect::Email`]); the [`dispatch::Dispatcher`] claims due
+//! ([`crate::run::Effect::Email`]); the [`dispatch::Dispatcher`] claims due
 //! rows, checks suppressions and throttles at send time, renders the template, signs
 //! with DKIM and hands the message to the channel's transport.
 

@@ -71,7 +71,7 @@ fn new_key() -> Key {
     }
 }
 
-fn seal(master: &MasterKey, keys: &[Key]) -> crate::secrets::Sealed {
+fn seal(master: &MasterKey, keys: &[Key]) -> crate::store::Sealed {
     let text = zeroize::Zeroizing::new(serde_json::to_vec(keys).expect("keys serialize"));
     master.seal(KEYRING_SECRET, &text)
 }
@@ -87,7 +87,8 @@ impl Keyring {
         }
         let proposed = seal(master, &[new_key()]);
         store
-            .put_secret_if_absent(KEYRING_SECRET, &proposed, chrono::Utc::now())
+            .secrets()
+            .put_if_absent(KEYRING_SECRET, &proposed, chrono::Utc::now())
             .await?;
         Keyring::from_keys(stored_keys(store, master).await?)
     }
@@ -97,7 +98,8 @@ impl Keyring {
         let mut keys = stored_keys(store, master).await?;
         keys.insert(0, new_key());
         store
-            .put_secret(KEYRING_SECRET, &seal(master, &keys), chrono::Utc::now())
+            .secrets()
+            .put(KEYRING_SECRET, &seal(master, &keys), chrono::Utc::now())
             .await?;
         Keyring::from_keys(keys)
     }

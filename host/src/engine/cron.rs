@@ -41,9 +41,10 @@ impl Engine {
             else {
                 continue;
             };
-            let Some(mut cursor) = self.store.cron_cursor(&workflow.name).await? else {
+            let Some(mut cursor) = self.store.cron().cursor(&workflow.name).await? else {
                 self.store
-                    .fire_cron(&workflow.name, "", None, now, now)
+                    .cron()
+                    .fire(&workflow.name, "", None, now, now)
                     .await?;
                 continue;
             };
@@ -69,7 +70,8 @@ impl Engine {
                             Err(e) => {
                                 warn!(workflow = %workflow.name, error = %e, "cron input failed; firing skipped");
                                 self.store
-                                    .fire_cron(&workflow.name, &local, None, firing.at, now)
+                                    .cron()
+                                    .fire(&workflow.name, &local, None, firing.at, now)
                                     .await?;
                                 cursor = firing.at;
                                 continue;
@@ -100,7 +102,8 @@ impl Engine {
                 };
                 if self
                     .store
-                    .fire_cron(&workflow.name, &local, run.as_ref(), firing.at, now)
+                    .cron()
+                    .fire(&workflow.name, &local, run.as_ref(), firing.at, now)
                     .await?
                 {
                     info!(workflow = %workflow.name, local = %local, "cron fired");
@@ -112,7 +115,8 @@ impl Engine {
             if cursor > handled_from {
                 // Skipped firings move the cursor too, so they are not reconsidered.
                 self.store
-                    .fire_cron(&workflow.name, "", None, cursor, now)
+                    .cron()
+                    .fire(&workflow.name, "", None, cursor, now)
                     .await?;
             }
         }

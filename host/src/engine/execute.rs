@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 
 use super::effects::Effect;
 use crate::expr::{Calendars, ExprError, Scope};
-use crate::store::{
+use crate::run::{
     Job, JobKind, JobOutcome, NewEvent, NewJob, NewRun, RunState, RunStatus, RunUpdate, StepRecord,
     WaitFor,
 };
@@ -226,7 +226,7 @@ impl Executor<'_> {
         call: Box<PendingCall>,
         result: Result<Json, StepError>,
         log: Option<Json>,
-        kv_writes: Vec<kontor_plugins::KvWrite>,
+        kv_writes: Vec<crate::run::KvWrite>,
     ) -> Execution {
         let mut call = *call;
         call.state.pending_log = log;

@@ -11,7 +11,8 @@
 //! so after a crash a step re-runs only if its commit never happened.
 
 pub mod cron;
-pub mod effects;
+/// Effects moved to [`crate::run::effects`]; this path stays until the steps move.
+pub use crate::run::effects;
 pub mod execute;
 
 use std::collections::HashMap;
@@ -23,7 +24,8 @@ use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::clock::SharedClock;
-use crate::store::{Delivered, Job, NewEvent, NewRun, Started, Store, StoreError};
+use crate::run::{Job, NewEvent, NewRun, Started};
+use crate::store::{Delivered, Store, StoreError};
 use crate::workflow::compile::{Environment, compile_workflow};
 use crate::workflow::{Catalog, Trigger, Workflow};
 pub use execute::{Limits, new_run_id};
@@ -69,7 +71,7 @@ pub enum EngineError {
 /// How executing a job began: finished, or stopped at a plugin call.
 #[allow(clippy::large_enum_variant)] // the common case is `Done`; boxing it costs more
 enum Begun {
-    Done(crate::store::JobOutcome),
+    Done(crate::run::JobOutcome),
     Call(Box<Calling>),
 }
 
@@ -225,7 +227,7 @@ impl Engine {
     pub async fn start_run(&self, workflow: &str, input: Json) -> Result<Started, EngineError> {
         let workflow = self.workflow(workflow)?;
         let run = self.new_run(&workflow, input, None)?;
-        let started = self.store.start_runs(&[run], self.clock.now()).await?;
+        let started = self.store.runs().start(&[run], self.clock.now()).await?;
         if started.iter().any(|s| s.created) {
             metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone())
                 .increment(1);
@@ -243,13 +245,14 @@ impl Engine {
         key: &str,
         request_hash: &str,
         answer: impl FnOnce(&str) -> crate::store::StoredAnswer,
-    ) -> Result<(crate::store::Once, crate::store::StoredAnswer), EngineError> {
+    ) -> Result<(crate::store::IdempotentStart, crate::store::StoredAnswer), EngineError> {
         let workflow = self.workflow(workflow)?;
         let run = self.new_run(&workflow, input, None)?;
         let stored = answer(&run.id);
         let once = self
             .store
-            .start_run_once(
+            .runs()
+            .start_once(
                 &run,
                 &format!("{}:{key}", workflow.name),
                 request_hash,
@@ -257,7 +260,7 @@ impl Engine {
                 self.clock.now(),
             )
             .await?;
-        if once == crate::store::Once::Started {
+        if once == crate::store::IdempotentStart::Started {
             metrics::counter!("kontor_runs_started_total", "workflow" => workflow.name.clone())
                 .increment(1);
             self.wake();
@@ -282,7 +285,8 @@ impl Engine {
         }
         let delivered = self
             .store
-            .deliver_event(&event, &starts, self.clock.now())
+            .events()
+            .deliver(&event, &starts, self.clock.now())
             .await?;
         for run in &starts {
             metrics::counter!("kontor_runs_started_total", "workflow" => run.workflow.clone())
@@ -295,7 +299,7 @@ impl Engine {
     /// Cancels a run and its descendants. `None` if there is no such run; the list is
     /// empty if it had finished already.
     pub async fn cancel_run(&self, id: &str) -> Result<Option<Vec<String>>, EngineError> {
-        let cancelled = self.store.cancel_run(id, self.clock.now()).await?;
+        let cancelled = self.store.runs().cancel(id, self.clock.now()).await?;
         if let Some(ids) = cancelled.as_ref().filter(|ids| !ids.is_empty()) {
             metrics::counter!("kontor_runs_cancelled_total").increment(ids.len() as u64);
         }
@@ -308,7 +312,7 @@ impl Engine {
         &self,
         id: &str,
     ) -> Result<Result<String, crate::store::RetryRefused>, EngineError> {
-        let retried = self.store.retry_run(id, self.clock.now()).await?;
+        let retried = self.store.runs().retry(id, self.clock.now()).await?;
         self.wake();
         Ok(retried)
     }
@@ -330,6 +334,7 @@ impl Engine {
             None => {
                 let (name, source) = self
                     .store
+                    .runs()
                     .workflow_source(version)
                     .await
                     .map_err(|e| e.to_string())?
@@ -365,7 +370,8 @@ impl Engine {
         let now = self.clock.now();
         let jobs = self
             .store
-            .claim_jobs(
+            .jobs()
+            .claim(
                 &self.owner,
                 now,
                 chrono::Utc::now(),
@@ -377,16 +383,17 @@ impl Engine {
             return Ok(0);
         }
         let ids: Vec<&str> = jobs.iter().map(|j| j.run_id.as_str()).collect();
-        let runs: HashMap<String, crate::store::RunState> = self
+        let runs: HashMap<String, crate::run::RunState> = self
             .store
-            .load_runs(&ids)
+            .runs()
+            .load(&ids)
             .await?
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
         // Pure steps run job by job; jobs that stopped at a plugin call then make their
         // calls concurrently, so one slow plugin does not hold up the others.
-        let mut outcomes: Vec<Option<crate::store::JobOutcome>> = Vec::with_capacity(jobs.len());
+        let mut outcomes: Vec<Option<crate::run::JobOutcome>> = Vec::with_capacity(jobs.len());
         let mut calls = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let run = runs.get(&job.run_id);
@@ -421,12 +428,12 @@ impl Engine {
                 outcomes[i] = Some(outcome);
             }
         }
-        let outcomes: Vec<crate::store::JobOutcome> = outcomes
+        let outcomes: Vec<crate::run::JobOutcome> = outcomes
             .into_iter()
             .map(|o| o.expect("every job has an outcome"))
             .collect();
         let started = std::time::Instant::now();
-        let outcomes: std::sync::Arc<[crate::store::JobOutcome]> = outcomes.into();
+        let outcomes: std::sync::Arc<[crate::run::JobOutcome]> = outcomes.into();
         let applied = self
             .store
             .commit(&self.owner, outcomes.clone(), self.clock.now())
@@ -470,8 +477,8 @@ impl Engine {
         Ok(jobs.len())
     }
 
-    async fn execute(&self, job: &Job, run: Option<&crate::store::RunState>) -> Begun {
-        let drop_job = crate::store::JobOutcome {
+    async fn execute(&self, job: &Job, run: Option<&crate::run::RunState>) -> Begun {
+        let drop_job = crate::run::JobOutcome {
             job_id: job.id,
             run_id: job.run_id.clone(),
             ..Default::default()
@@ -489,12 +496,12 @@ impl Engine {
             Err(message) => {
                 warn!(%message, "cannot load the run's workflow version");
                 // Fail the run rather than retry forever.
-                return Begun::Done(crate::store::JobOutcome {
+                return Begun::Done(crate::run::JobOutcome {
                     job_id: job.id,
                     run_id: job.run_id.clone(),
                     parent_id: run.parent_id.clone(),
-                    run: Some(crate::store::RunUpdate {
-                        status: crate::store::RunStatus::Failed,
+                    run: Some(crate::run::RunUpdate {
+                        status: crate::run::RunStatus::Failed,
                         context: run.context.clone(),
                         current_step: Some(job.step.clone()),
                         output: None,
@@ -528,8 +535,8 @@ impl Engine {
     async fn complete(
         &self,
         calling: Box<Calling>,
-        run: &crate::store::RunState,
-    ) -> crate::store::JobOutcome {
+        run: &crate::run::RunState,
+    ) -> crate::run::JobOutcome {
         let Calling {
             mut call,
             workflow,
@@ -557,11 +564,11 @@ impl Engine {
     async fn call_plugin(
         &self,
         call: &execute::PendingCall,
-        run: &crate::store::RunState,
+        run: &crate::run::RunState,
     ) -> (
         Result<Json, execute::StepError>,
         Option<Json>,
-        Vec<kontor_plugins::KvWrite>,
+        Vec<crate::run::KvWrite>,
     ) {
         let plugin = match self
             .plugins
@@ -602,7 +609,16 @@ impl Engine {
             Ok(report) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
                     .record(report.duration.as_secs_f64());
-                (Ok(report.output), log(&report.logs), report.kv_writes)
+                let kv_writes = report
+                    .kv_writes
+                    .into_iter()
+                    .map(|w| crate::run::KvWrite {
+                        plugin: w.plugin,
+                        key: w.key,
+                        value: w.value,
+                    })
+                    .collect();
+                (Ok(report.output), log(&report.logs), kv_writes)
             }
             Err(failure) => {
                 metrics::histogram!("kontor_plugin_call_duration_seconds", "plugin" => call.plugin.clone())
@@ -706,7 +722,7 @@ impl Engine {
         if self.clock.is_manual() {
             return poll;
         }
-        match self.store.next_due().await {
+        match self.store.jobs().next_due().await {
             Ok(Some(due)) => (due - self.clock.now())
                 .to_std()
                 .unwrap_or(StdDuration::ZERO)

@@ -5,9 +5,11 @@
 use serde_json::Value as Json;
 use sqlx::Row;
 
-use super::StoreError;
-use super::types::*;
-use crate::engine::effects::OutgoingEmail;
+use super::outbox::{MessageView, OutboxMessage};
+use super::runs::{ChildCounts, RunView};
+use super::suppressions::Suppression;
+use super::{StoreError, from_millis};
+use crate::run::{Job, JobKind, OutgoingEmail, RunState, RunStatus, StepRecord};
 
 /// The column accessors the decoders need.
 pub(super) trait Cols {
@@ -194,15 +196,4 @@ pub(super) fn suppression(r: &impl Cols) -> Suppression {
         detail: r.opt_text("detail"),
         created_at: from_millis(r.int("created_at")),
     }
-}
-
-/// Rows of `plugin_config` (plugin, JSON text) as configurations.
-pub fn plugin_configs(rows: Vec<(String, String)>) -> Result<Vec<(String, Json)>, StoreError> {
-    rows.into_iter()
-        .map(|(plugin, text)| {
-            serde_json::from_str(&text)
-                .map(|config| (plugin.clone(), config))
-                .map_err(|e| StoreError::Corrupt(format!("plugin_config of `{plugin}`: {e}")))
-        })
-        .collect()
 }

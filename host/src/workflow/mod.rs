@@ -231,8 +231,7 @@ pub enum Delay {
     Until(Expression),
 }
 
-/// Event types that come from a run's own timers start with this prefix.
-pub const TIMER_EVENT_PREFIX: &str = "timer.";
+pub use crate::run::TIMER_EVENT_PREFIX;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kontor::clock::ManualClock;
 use kontor::engine::{Engine, EngineSettings};
-use kontor::store::{RunView, StepRecord, Store};
+use kontor::run::StepRecord;
+use kontor::store::{RunView, Store};
 use kontor::workflow::Catalog;
 use serde_json::Value;
 
@@ -124,11 +125,11 @@ impl Fixture {
     }
 
     pub async fn run(&self, id: &str) -> RunView {
-        self.engine.store().get_run(id).await.unwrap().unwrap()
+        self.engine.store().runs().get(id).await.unwrap().unwrap()
     }
 
     pub async fn history(&self, id: &str) -> Vec<StepRecord> {
-        self.engine.store().step_history(id).await.unwrap()
+        self.engine.store().runs().steps(id).await.unwrap()
     }
 
     pub async fn steps(&self, id: &str) -> Vec<String> {
@@ -141,7 +142,7 @@ impl Fixture {
 
     pub async fn event(&self, event_type: &str, key: &str, payload: Value) {
         self.engine
-            .deliver_event(kontor::store::NewEvent {
+            .deliver_event(kontor::run::NewEvent {
                 event_type: event_type.into(),
                 key: key.into(),
                 payload,
@@ -152,6 +153,11 @@ impl Fixture {
     }
 
     pub async fn records(&self, collection: &str) -> Vec<(String, Value)> {
-        self.engine.store().records(collection).await.unwrap()
+        self.engine
+            .store()
+            .records()
+            .list(collection)
+            .await
+            .unwrap()
     }
 }

@@ -1,0 +1,308 @@
+//! Committing on PostgreSQL: a batch's outcomes apply with `UNNEST` array statements,
+//! only for jobs still leased to the committing process; other processes are notified of
+//! the jobs and mail it added.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+use tracing::warn;
+
+use super::{PgStore, Tx};
+use crate::run::{Effect, JobOutcome, KvWrite, NewJob, StepRecord};
+use crate::store::{StoreError, millis};
+
+pub(in crate::store) async fn commit(
+    db: &PgStore,
+    owner: &str,
+    outcomes: Arc<[JobOutcome]>,
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    let result = async {
+        let mut tx = db.pool.begin().await?;
+        let applied = commit_outcomes(&mut tx, owner, &outcomes, now).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(applied)
+    }
+    .await;
+    if result.is_err() {
+        // Not committed: give the jobs back now rather than when their lease ends.
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
+        if let Err(e) = super::jobs::release(db, owner, &ids).await {
+            warn!(error = %e, "could not release the leases of an uncommitted batch");
+        }
+    }
+    result
+}
+
+/// Applies the outcomes of a batch: a handful of array statements for the whole batch,
+/// per-outcome statements only for what is rare (waits, timers, effects, events,
+/// children). An outcome counts only if its job still exists and is still leased to
+/// `owner`; otherwise another process has taken it over and the outcome is void.
+pub(super) async fn commit_outcomes(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    outcomes: &[JobOutcome],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    // The claimed jobs go; so do the other jobs (timers) of runs this batch finishes — a
+    // finished run leaves no timers behind — if their job was still ours. One statement.
+    let job_ids: Vec<i64> = outcomes.iter().map(|o| o.job_id).collect();
+    let finishing: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.run.as_ref().is_some_and(|r| r.status.is_finished()))
+        .map(|o| o.run_id.as_str())
+        .collect();
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "WITH mine AS (DELETE FROM jobs WHERE id = ANY($1) AND lease_owner = $2 RETURNING id, run_id),
+              timers AS (DELETE FROM jobs WHERE run_id = ANY($3) AND id <> ALL($1)
+                           AND run_id IN (SELECT run_id FROM mine))
+         SELECT id FROM mine",
+    )
+    .bind(&job_ids)
+    .bind(owner)
+    .bind(&finishing)
+    .fetch_all(&mut **tx)
+    .await?;
+    let deleted: HashSet<i64> = deleted.into_iter().collect();
+    let applied: Vec<bool> = outcomes
+        .iter()
+        .map(|o| deleted.contains(&o.job_id))
+        .collect();
+    let live: Vec<&JobOutcome> = outcomes
+        .iter()
+        .zip(&applied)
+        .filter(|(_, a)| **a)
+        .map(|(o, _)| o)
+        .collect();
+    if live.is_empty() {
+        return Ok(applied);
+    }
+
+    // Step history.
+    let steps: Vec<(&str, &StepRecord)> = live
+        .iter()
+        .flat_map(|o| o.steps.iter().map(move |s| (o.run_id.as_str(), s)))
+        .collect();
+    if !steps.is_empty() {
+        let column = |f: &dyn Fn(&StepRecord) -> Option<String>| -> Vec<Option<String>> {
+            steps.iter().map(|(_, s)| f(s)).collect()
+        };
+        let runs: Vec<&str> = steps.iter().map(|(r, _)| *r).collect();
+        sqlx::query(
+            "INSERT INTO step_runs (run_id, step, action, attempt, status, input, output, error, log, started_at, finished_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[])",
+        )
+        .bind(&runs)
+        .bind(column(&|s| Some(s.step.clone())))
+        .bind(column(&|s| Some(s.action.clone())))
+        .bind(steps.iter().map(|(_, s)| i64::from(s.attempt)).collect::<Vec<_>>())
+        .bind(column(&|s| Some(s.status.clone())))
+        .bind(column(&|s| s.input.as_ref().map(Json::to_string)))
+        .bind(column(&|s| s.output.as_ref().map(Json::to_string)))
+        .bind(column(&|s| s.error.clone()))
+        .bind(column(&|s| s.log.as_ref().map(Json::to_string)))
+        .bind(steps.iter().map(|(_, s)| millis(s.started_at)).collect::<Vec<_>>())
+        .bind(steps.iter().map(|(_, s)| millis(s.finished_at)).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    let mut mail = false;
+    for outcome in &live {
+        let run_id = outcome.run_id.as_str();
+        for (key, effect) in &outcome.effects {
+            mail |= apply_effect(tx, run_id, key, effect, now).await?;
+        }
+        for write in &outcome.kv_writes {
+            write_kv(tx, write, now).await?;
+        }
+        for name in &outcome.cancel_timers {
+            super::events::forget_timer(tx, run_id, name).await?;
+        }
+        for timer in &outcome.start_timers {
+            if let Some(name) = &timer.timer {
+                super::events::forget_timer(tx, run_id, name).await?;
+            }
+            super::runs::insert_jobs(tx, &[(run_id, timer)]).await?;
+        }
+        for child in &outcome.children {
+            super::runs::insert_run(tx, child, false, now).await?;
+        }
+    }
+
+    let jobs: Vec<(&str, &NewJob)> = live
+        .iter()
+        .flat_map(|o| o.jobs.iter().map(move |j| (o.run_id.as_str(), j)))
+        .collect();
+    super::runs::insert_jobs(tx, &jobs).await?;
+
+    let ended: Vec<&str> = live
+        .iter()
+        .filter(|o| o.ends_wait)
+        .map(|o| o.run_id.as_str())
+        .collect();
+    if !ended.is_empty() {
+        sqlx::query("DELETE FROM waits WHERE run_id = ANY($1)")
+            .bind(&ended)
+            .execute(&mut **tx)
+            .await?;
+    }
+
+    // Run updates; new waits are registered, unless what they wait for is already there
+    // (then the run resumes at once).
+    let mut ids = Vec::new();
+    let mut statuses = Vec::new();
+    let mut contexts = Vec::new();
+    let mut current = Vec::new();
+    let mut outputs = Vec::new();
+    let mut errors = Vec::new();
+    let mut counts = Vec::new();
+    let mut finished_at = Vec::new();
+    let mut parents = std::collections::BTreeSet::new();
+    for outcome in &live {
+        let Some(update) = &outcome.run else { continue };
+        let status = match &outcome.wait {
+            Some(wait) => {
+                super::events::register_wait(tx, &outcome.run_id, wait, update.status, now).await?
+            }
+            None => update.status,
+        };
+        if status.is_finished() {
+            parents.extend(outcome.parent_id.iter());
+        }
+        ids.push(outcome.run_id.as_str());
+        statuses.push(status.as_str());
+        contexts.push(update.context.to_string());
+        current.push(update.current_step.clone());
+        outputs.push(update.output.as_ref().map(Json::to_string));
+        errors.push(update.error.clone());
+        counts.push(update.step_count);
+        finished_at.push(status.is_finished().then(|| millis(now)));
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE runs SET status = u.status, context = u.context, current_step = u.current_step,
+                             output = u.output, error = u.error, step_count = u.step_count,
+                             updated_at = $1, finished_at = u.finished_at
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::int8[], $9::int8[])
+                  AS u(id, status, context, current_step, output, error, step_count, finished_at)
+             WHERE runs.id = u.id",
+        )
+        .bind(millis(now))
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&contexts)
+        .bind(&current)
+        .bind(&outputs)
+        .bind(&errors)
+        .bind(&counts)
+        .bind(&finished_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for outcome in &live {
+        for event in &outcome.events {
+            super::events::insert_event(tx, event, now).await?;
+        }
+    }
+    for parent in parents {
+        super::events::wake_parent(tx, parent, now).await?;
+    }
+    if !jobs.is_empty()
+        || live
+            .iter()
+            .any(|o| !o.events.is_empty() || !o.children.is_empty())
+    {
+        super::notify(tx, super::WORK_CHANNEL).await?;
+    }
+    if mail {
+        super::notify(tx, super::MAIL_CHANNEL).await?;
+    }
+    Ok(applied)
+}
+
+/// Applies one effect unless its key was applied before; returns whether it queued mail.
+pub(super) async fn apply_effect(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    key: &str,
+    effect: &Effect,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let step = key.rsplit(':').nth(1);
+    let inserted = sqlx::query(
+        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(run_id)
+    .bind(step.unwrap_or_default())
+    .bind(effect.kind())
+    .bind(serde_json::to_string(effect)?)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    match effect {
+        Effect::Email(email) => {
+            super::outbox::enqueue_row(tx, Some(run_id), step, email, now).await?;
+            Ok(true)
+        }
+        Effect::Record {
+            collection,
+            key,
+            data,
+        } => {
+            sqlx::query(
+                "INSERT INTO records (collection, key, data, run_id, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
+                                                             updated_at = excluded.updated_at",
+            )
+            .bind(collection)
+            .bind(key)
+            .bind(data.to_string())
+            .bind(run_id)
+            .bind(millis(now))
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Applies one plugin key-value write (a `None` value deletes the key).
+pub(super) async fn write_kv(
+    tx: &mut Tx<'_>,
+    write: &KvWrite,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match &write.value {
+        Some(value) => {
+            sqlx::query(
+                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&write.plugin)
+            .bind(&write.key)
+            .bind(value)
+            .bind(millis(now))
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                .bind(&write.plugin)
+                .bind(&write.key)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Claiming on PostgreSQL: due jobs are leased in batches with `FOR UPDATE SKIP LOCKED`,
+//! so several processes share the queue; an expired lease is claimed again.
+
+use chrono::{DateTime, Utc};
+
+use super::PgStore;
+use crate::run::Job;
+use crate::store::rows::job;
+use crate::store::{StoreError, millis};
+
+/// Claims due jobs whose lease is free or expired, skipping rows other processes are
+/// claiming right now, at most one per run and none of a run with a live lease or an
+/// earlier due job.
+pub(in crate::store) async fn claim(
+    db: &PgStore,
+    owner: &str,
+    now: DateTime<Utc>,
+    wall_now: DateTime<Utc>,
+    lease: chrono::Duration,
+    limit: u32,
+) -> Result<Vec<Job>, StoreError> {
+    let rows = sqlx::query(
+        "WITH picked AS (
+             SELECT j.id FROM jobs j
+             WHERE j.due_at <= $1 AND (j.lease_until IS NULL OR j.lease_until < $2)
+               AND NOT EXISTS (
+                   SELECT 1 FROM jobs o
+                   WHERE o.run_id = j.run_id AND o.id <> j.id
+                     AND (o.lease_until >= $2 OR (o.due_at <= $1 AND o.id < j.id)))
+             ORDER BY j.due_at, j.id
+             LIMIT $5
+             FOR UPDATE SKIP LOCKED)
+         -- ANY(ARRAY(...)): primary-key lookups; a join here made the planner scan
+         -- the whole table.
+         UPDATE jobs SET lease_owner = $3, lease_until = $4
+         WHERE id = ANY(ARRAY(SELECT id FROM picked))
+         RETURNING id, run_id, kind, step, timer, payload, due_at, attempt",
+    )
+    .bind(millis(now))
+    .bind(millis(wall_now))
+    .bind(owner)
+    .bind(millis(wall_now + lease))
+    .bind(i64::from(limit))
+    .fetch_all(&db.pool)
+    .await?;
+    let mut jobs: Vec<Job> = rows.iter().map(job).collect::<Result<_, StoreError>>()?;
+    jobs.sort_by_key(|j| (j.due_at, j.id));
+    Ok(jobs)
+}
+
+/// Gives jobs back before their lease ends (their commit failed).
+pub(super) async fn release(db: &PgStore, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL
+         WHERE id = ANY($1) AND lease_owner = $2",
+    )
+    .bind(ids)
+    .bind(owner)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Runs: starting them (idempotently by trigger or by an API idempotency key), the state
+//! a job executes against, the views and step history the API shows, cancel and retry.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value as Json;
+use sqlx::Row;
+
+use super::rows::{child_counts, run_view, step_record};
+use super::{Backend, Store, StoreError, millis};
+use crate::run::{NewRun, RunState, RunStatus, Started, StepRecord};
+
+/// Runs and their history. Made by [`Store::runs`].
+#[derive(Clone, Copy)]
+pub struct Runs<'a> {
+    pub(super) store: &'a Store,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub workflow: String,
+    /// SHA-256 of the workflow file the run started with.
+    pub version: String,
+    pub status: RunStatus,
+    #[schema(value_type = Object)]
+    pub input: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// `{"vars": {...}, "steps": {...}}`
+    #[schema(value_type = Object)]
+    pub context: Json,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and a cursor for listing runs (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub parent_id: Option<String>,
+    /// Only runs created before this run (the previous page's last id).
+    pub before: Option<String>,
+    /// Only runs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// Child runs of a parent, counted by status.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ChildCounts {
+    pub total: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub running: i64,
+}
+
+/// Why a run cannot be retried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryRefused {
+    NotFound,
+    /// Only failed runs are retried; this is the run's status.
+    NotFailed(String),
+}
+
+/// An answer kept for an idempotency key: status code and exact body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// What a start with an idempotency key did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotentStart {
+    /// The run was started now; the given answer was stored.
+    Started,
+    /// The key was used before, for a request with this body hash and this answer.
+    Replay {
+        request_hash: String,
+        answer: StoredAnswer,
+    },
+}
+
+impl Runs<'_> {
+    /// Starts runs (each with its first job), idempotently by trigger key.
+    pub async fn start(
+        self,
+        runs: &[NewRun],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Started>, StoreError> {
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::runs::start(db, runs, now).await,
+            Backend::Postgres(db) => super::postgres::runs::start(db, runs, now).await,
+        }
+    }
+
+    /// Starts `run` unless `key` was used before; stores the answer for replays.
+    pub async fn start_once(
+        self,
+        run: &NewRun,
+        key: &str,
+        request_hash: &str,
+        answer: &StoredAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotentStart, StoreError> {
+        match &self.store.backend {
+            Backend::Sqlite(db) => {
+                super::sqlite::runs::start_once(db, run, key, request_hash, answer, now).await
+            }
+            Backend::Postgres(db) => {
+                super::postgres::runs::start_once(db, run, key, request_hash, answer, now).await
+            }
+        }
+    }
+
+    /// The state of several runs in one query (the runs of a claimed batch).
+    pub async fn load(self, ids: &[&str]) -> Result<Vec<RunState>, StoreError> {
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::runs::load(db, ids).await,
+            Backend::Postgres(db) => super::postgres::runs::load(db, ids).await,
+        }
+    }
+
+    /// One run as the API shows it.
+    pub async fn get(self, id: &str) -> Result<Option<RunView>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| run_view(&r)).transpose()
+        })
+    }
+
+    /// Runs by workflow, status and parent, newest first, a page at a time.
+    pub async fn list(self, filter: &RunFilter) -> Result<Vec<RunView>, StoreError> {
+        // Fixed SQL with optional filters: `CAST($n AS …) IS NULL OR column = $n`.
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM runs
+                 WHERE (CAST($1 AS TEXT) IS NULL OR workflow = $1)
+                   AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+                   AND (CAST($3 AS TEXT) IS NULL OR parent_id = $3)
+                   AND (CAST($4 AS TEXT) IS NULL OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $4))
+                   AND (CAST($6 AS BIGINT) IS NULL OR created_at >= $6)
+                   AND (CAST($7 AS BIGINT) IS NULL OR created_at < $7)
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT $5",
+            )
+            .bind(&filter.workflow)
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(&filter.parent_id)
+            .bind(&filter.before)
+            .bind(i64::from(filter.limit.clamp(1, 1000)))
+            .bind(filter.created_after.map(millis))
+            .bind(filter.created_before.map(millis))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(run_view).collect()
+        })
+    }
+
+    /// Every step execution of a run, in order.
+    pub async fn steps(self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query("SELECT * FROM step_runs WHERE run_id = $1 ORDER BY id")
+                .bind(run_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(step_record).collect()
+        })
+    }
+
+    /// The child runs of a parent, counted by status.
+    pub async fn child_counts(self, parent_id: &str) -> Result<ChildCounts, StoreError> {
+        on_reader!(self.store, |pool| {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT status, count(*) AS n FROM runs WHERE parent_id = $1 GROUP BY status",
+            )
+            .bind(parent_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(child_counts(&rows))
+        })
+    }
+
+    /// The stored source of a workflow version (for runs whose file has changed since).
+    pub async fn workflow_source(
+        self,
+        version: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let row = sqlx::query("SELECT name, source FROM workflow_versions WHERE version = $1")
+                .bind(version)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|r| (r.get("name"), r.get("source"))))
+        })
+    }
+
+    /// Step records committed so far (benchmarks count these).
+    pub async fn committed_steps(self) -> Result<i64, StoreError> {
+        on_reader!(self.store, |pool| Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM step_runs"
+        )
+        .fetch_one(pool)
+        .await?))
+    }
+
+    /// Cancels a run that has not finished, and all its descendants; returns the
+    /// cancelled run ids, or `None` if the run does not exist.
+    pub async fn cancel(
+        self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::runs::cancel(db, id, now).await,
+            Backend::Postgres(db) => super::postgres::runs::cancel(db, id, now).await,
+        }
+    }
+
+    /// Puts a failed run back to work at the step that failed, with a fresh attempt
+    /// count; the run keeps its workflow version. Returns the step, or why not.
+    pub async fn retry(
+        self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<String, RetryRefused>, StoreError> {
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::runs::retry(db, id, now).await,
+            Backend::Postgres(db) => super::postgres::runs::retry(db, id, now).await,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Group commit: step outcomes and run starts go to one writer task, which commits
+//! whatever has queued up meanwhile in one transaction (one fsync for all), each write in
+//! a savepoint of its own so one failing write fails alone.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqlitePool;
+
+use super::Tx;
+use crate::run::{JobOutcome, NewRun, Started};
+use crate::store::StoreError;
+
+/// A write waiting for the next group commit.
+pub(super) enum GroupWrite {
+    Commit {
+        outcomes: Arc<[JobOutcome]>,
+        now: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    },
+    Start {
+        runs: Vec<(NewRun, bool)>,
+        now: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Started>, StoreError>>,
+    },
+}
+
+/// Writes one group commit takes at most.
+const GROUP_LIMIT: usize = 64;
+
+/// The writer task: takes the first queued write, adds whatever else is queued already
+/// (never waiting for more, so a lone write is not delayed), and commits them in one
+/// transaction, each inside its own savepoint so one failing write fails alone.
+pub(super) async fn group_writer(
+    pool: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<GroupWrite>,
+) {
+    use sqlx::Acquire;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_LIMIT {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let message = e.to_string();
+                batch.into_iter().for_each(|w| w.fail(&message));
+                continue;
+            }
+        };
+        let mut results: Vec<Result<GroupResult, StoreError>> = Vec::with_capacity(batch.len());
+        if let [write] = batch.as_slice() {
+            // A lone write needs no savepoint: the transaction is its own.
+            results.push(apply_group_write(&mut tx, write).await);
+        } else {
+            for write in &batch {
+                let result = async {
+                    let mut savepoint = tx.begin().await?;
+                    let result = apply_group_write(&mut savepoint, write).await?;
+                    savepoint.commit().await?;
+                    Ok::<_, StoreError>(result)
+                }
+                .await;
+                results.push(result);
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for (write, result) in batch.into_iter().zip(results) {
+                    write.answer(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                batch.into_iter().for_each(|w| w.fail(&message));
+            }
+        }
+    }
+}
+
+async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupResult, StoreError> {
+    Ok(match write {
+        GroupWrite::Commit { outcomes, now, .. } => {
+            GroupResult::Commit(super::commit::commit_outcomes(tx, outcomes, *now).await?)
+        }
+        GroupWrite::Start { runs, now, .. } => {
+            let mut started = Vec::with_capacity(runs.len());
+            for (run, version_stored) in runs {
+                started.push(super::runs::insert_run(tx, run, *version_stored, *now).await?);
+            }
+            GroupResult::Start(started)
+        }
+    })
+}
+
+enum GroupResult {
+    Commit(Vec<bool>),
+    Start(Vec<Started>),
+}
+
+impl GroupWrite {
+    fn answer(self, result: Result<GroupResult, StoreError>) {
+        match (self, result) {
+            (GroupWrite::Commit { reply, .. }, Ok(GroupResult::Commit(applied))) => {
+                let _ = reply.send(Ok(applied));
+            }
+            (GroupWrite::Start { reply, .. }, Ok(GroupResult::Start(started))) => {
+                let _ = reply.send(Ok(started));
+            }
+            (GroupWrite::Commit { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (GroupWrite::Start { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (write, Ok(_)) => write.fail("group commit answered the wrong kind of write"),
+        }
+    }
+
+    fn fail(self, message: &str) {
+        let error = || StoreError::GroupCommit(message.to_string());
+        match self {
+            GroupWrite::Commit { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Start { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
+}
+
+impl GroupWrite {
+    /// Hands the write to the writer task and waits for its group's commit.
+    pub(super) async fn submit<T>(
+        queue: &tokio::sync::mpsc::Sender<GroupWrite>,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, StoreError>>) -> GroupWrite,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::GroupCommit("the writer task has stopped".into());
+        queue.send(make(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
