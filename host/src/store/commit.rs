@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Backend, Store, StoreError};
-use crate::run::JobOutcome;
+use super::outbox::enqueue_row;
+use super::transaction::{Tx, on_tx};
+use super::{Backend, Store, StoreError, millis};
+use crate::run::{Effect, JobOutcome, KvWrite};
 
 impl Store {
     /// Commits the outcomes of many jobs in one transaction. An outcome whose job no
@@ -32,4 +34,99 @@ impl Store {
             }
         }
     }
+}
+
+// ----- inside a transaction: the same on both backends ----------------------------------
+
+/// Applies one effect unless its key was applied before; returns whether it queued mail.
+pub(super) async fn apply_effect(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    key: &str,
+    effect: &Effect,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let step = key.rsplit(':').nth(1);
+    let inserted = on_tx!(tx, |conn| {
+        sqlx::query(
+        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(run_id)
+    .bind(step.unwrap_or_default())
+    .bind(effect.kind())
+    .bind(serde_json::to_string(effect)?)
+    .bind(millis(now))
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    match effect {
+        Effect::Email(email) => {
+            enqueue_row(tx, Some(run_id), step, email, now).await?;
+            Ok(true)
+        }
+        Effect::Record {
+            collection,
+            key,
+            data,
+        } => {
+            on_tx!(tx, |conn| {
+                sqlx::query(
+                "INSERT INTO records (collection, key, data, run_id, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
+                                                             updated_at = excluded.updated_at",
+            )
+            .bind(collection)
+            .bind(key)
+            .bind(data.to_string())
+            .bind(run_id)
+            .bind(millis(now))
+            .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+            })?;
+            Ok(false)
+        }
+    }
+}
+
+/// Applies one plugin key-value write (a `None` value deletes the key).
+pub(super) async fn write_kv(
+    tx: &mut Tx<'_>,
+    write: &KvWrite,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match &write.value {
+        Some(value) => {
+            on_tx!(tx, |conn| {
+                sqlx::query(
+                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&write.plugin)
+            .bind(&write.key)
+            .bind(value)
+            .bind(millis(now))
+            .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+            })?;
+        }
+        None => {
+            on_tx!(tx, |conn| sqlx::query(
+                "DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2"
+            )
+            .bind(&write.plugin)
+            .bind(&write.key)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+        }
+    }
+    Ok(())
 }

@@ -8,8 +8,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::transaction::Tx;
 use super::{Backend, Store, StoreError, from_millis, millis};
-use crate::run::Job;
+use crate::run::{Job, NewJob};
 
 /// The job queue. Made by [`Store::jobs`].
 #[derive(Clone, Copy)]
@@ -82,5 +83,17 @@ impl Jobs<'_> {
         )
         .fetch_one(pool)
         .await?))
+    }
+}
+
+/// Schedules jobs inside a transaction, each backend its fastest way (and PostgreSQL's
+/// other processes are told by the transaction's `NOTIFY`, which its caller sends).
+pub(super) async fn insert_jobs(
+    tx: &mut Tx<'_>,
+    jobs: &[(&str, &NewJob)],
+) -> Result<(), StoreError> {
+    match tx {
+        Tx::Sqlite(conn) => super::sqlite::jobs::insert_jobs(conn, jobs).await,
+        Tx::Postgres(conn) => super::postgres::jobs::insert_jobs(conn, jobs).await,
     }
 }

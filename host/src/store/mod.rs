@@ -93,6 +93,7 @@ pub mod tokens;
 
 mod postgres;
 mod sqlite;
+mod transaction;
 
 use std::sync::Arc;
 

@@ -9,7 +9,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::rows::{OUTBOX_COLUMNS, message_view};
-use super::{Backend, Store, StoreError};
+use super::transaction::{Tx, on_tx};
+use super::{Backend, Store, StoreError, millis};
 use crate::run::OutgoingEmail;
 
 /// The outbox. Made by [`Store::outbox`].
@@ -233,4 +234,43 @@ impl Outbox<'_> {
                 .collect())
         })
     }
+}
+
+/// Inserts the outbox row of an email effect or a proof, inside the transaction that
+/// queued it; a row of that id queued before stays as it is.
+pub(super) async fn enqueue_row(
+    tx: &mut Tx<'_>,
+    run_id: Option<&str>,
+    step: Option<&str>,
+    email: &OutgoingEmail,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (address, domain) = recipient_address(&email.to);
+    on_tx!(tx, |conn| {
+        sqlx::query(
+        "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
+                             address, domain, name, purpose, data, status, due_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $15, $15)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&email.id)
+    .bind(run_id)
+    .bind(step)
+    .bind(Some(&email.workflow).filter(|w| !w.is_empty()))
+    .bind(&email.campaign)
+    .bind(&email.channel)
+    .bind(&email.template)
+    .bind(&email.locale)
+    .bind(email.to.trim())
+    .bind(&address)
+    .bind(&domain)
+    .bind(&email.name)
+    .bind(&email.purpose)
+    .bind(email.data.to_string())
+    .bind(millis(now))
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    Ok(())
 }

@@ -6,9 +6,11 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use sqlx::Row;
 
+use super::jobs::insert_jobs;
 use super::rows::{child_counts, run_view, step_record};
+use super::transaction::{Notice, Tx, on_tx};
 use super::{Backend, Store, StoreError, millis};
-use crate::run::{NewRun, RunState, RunStatus, Started, StepRecord};
+use crate::run::{NewJob, NewRun, RunState, RunStatus, Started, StepRecord};
 
 /// Runs and their history. Made by [`Store::runs`].
 #[derive(Clone, Copy)]
@@ -242,9 +244,100 @@ impl Runs<'_> {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<String, RetryRefused>, StoreError> {
-        match &self.store.backend {
-            Backend::Sqlite(db) => super::sqlite::runs::retry(db, id, now).await,
-            Backend::Postgres(db) => super::postgres::runs::retry(db, id, now).await,
+        on_writer!(self.store, |pool| {
+            let mut transaction = pool.begin().await?;
+            let tx = &mut Tx::from(&mut *transaction);
+            tx.lock_run(id).await?;
+            let row: Option<(String, Option<String>)> = on_tx!(tx, |conn| sqlx::query_as(
+                "SELECT status, current_step FROM runs WHERE id = $1"
+            )
+            .bind(id)
+            .fetch_optional(conn)
+            .await)?;
+            let Some((status, step)) = row else {
+                return Ok(Err(RetryRefused::NotFound));
+            };
+            let Some(step) = step.filter(|_| status == "failed") else {
+                return Ok(Err(RetryRefused::NotFailed(status)));
+            };
+            on_tx!(tx, |conn| {
+                sqlx::query(
+                "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(millis(now))
+            .bind(id)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+            })?;
+            insert_jobs(tx, &[(id, &NewJob::step(&step, now))]).await?;
+            tx.notify(Notice::Work).await?;
+            transaction.commit().await?;
+            Ok(Ok(step))
+        })
+    }
+}
+
+/// Inserts a run and its first job inside a transaction, unless its trigger key started
+/// a run before; `version_stored` skips storing the workflow version.
+pub(super) async fn insert_run(
+    tx: &mut Tx<'_>,
+    run: &NewRun,
+    version_stored: bool,
+    now: DateTime<Utc>,
+) -> Result<Started, StoreError> {
+    if let Some(key) = &run.trigger_key {
+        let existing: Option<String> = on_tx!(tx, |conn| sqlx::query_scalar(
+            "SELECT id FROM runs WHERE trigger_key = $1"
+        )
+        .bind(key)
+        .fetch_optional(conn)
+        .await)?;
+        if let Some(run_id) = existing {
+            return Ok(Started {
+                run_id,
+                created: false,
+            });
         }
     }
+    if !version_stored {
+        on_tx!(tx, |conn| {
+            sqlx::query(
+            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(&run.version)
+        .bind(&run.workflow)
+        .bind(&run.source)
+        .bind(millis(now))
+        .execute(conn)
+        .await
+    .map(|done| done.rows_affected())
+        })?;
+    }
+    on_tx!(tx, |conn| {
+        sqlx::query(
+        "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
+                           trigger_key, events_after, created_at, updated_at)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, (SELECT coalesce(max(id), 0) FROM events), $9, $9)",
+    )
+    .bind(&run.id)
+    .bind(&run.workflow)
+    .bind(&run.version)
+    .bind(run.input.to_string())
+    .bind(serde_json::json!({"vars": {}, "steps": {}}).to_string())
+    .bind(&run.first_step)
+    .bind(&run.parent_id)
+    .bind(&run.trigger_key)
+    .bind(millis(now))
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    let first = NewJob::step(&run.first_step, run.due_at);
+    insert_jobs(tx, &[(run.id.as_str(), &first)]).await?;
+    Ok(Started {
+        run_id: run.id.clone(),
+        created: true,
+    })
 }

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::rows::suppression;
-use super::{Backend, Store, StoreError, millis};
+use super::transaction::{Tx, on_tx};
+use super::{Store, StoreError, millis};
 
 /// The suppression list. Made by [`Store::suppressions`].
 #[derive(Clone, Copy)]
@@ -104,29 +105,36 @@ impl Suppressions<'_> {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let bounce = Bounce {
-            address: address.trim().to_lowercase(),
-            kind,
-            status,
-            detail,
-            message_id,
-        };
-        match &self.store.backend {
-            Backend::Sqlite(db) => {
-                super::sqlite::suppressions::record_bounce(db, &bounce, since, now).await
-            }
-            Backend::Postgres(db) => {
-                super::postgres::suppressions::record_bounce(db, &bounce, since, now).await
-            }
-        }
+        let address = address.trim().to_lowercase();
+        on_writer!(self.store, |pool| {
+            let mut transaction = pool.begin().await?;
+            let tx = &mut Tx::from(&mut *transaction);
+            // Reports for one address at once: each sees the others' soft bounces.
+            tx.lock("bounce", &address, "").await?;
+            on_tx!(tx, |conn| sqlx::query(
+                "INSERT INTO email_bounces (address, kind, status, detail, message_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&address)
+            .bind(kind)
+            .bind(status)
+            .bind(detail)
+            .bind(message_id)
+            .bind(millis(now))
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+            let soft: i64 = on_tx!(tx, |conn| {
+                sqlx::query_scalar(
+                "SELECT count(*) FROM email_bounces WHERE address = $1 AND kind = 'soft' AND created_at >= $2",
+            )
+            .bind(&address)
+            .bind(millis(since))
+            .fetch_one(conn)
+            .await
+            })?;
+            transaction.commit().await?;
+            Ok(soft)
+        })
     }
-}
-
-/// A bounce report to store (the address lowercased).
-pub(super) struct Bounce<'a> {
-    pub address: String,
-    pub kind: &'a str,
-    pub status: Option<&'a str>,
-    pub detail: Option<&'a str>,
-    pub message_id: Option<&'a str>,
 }

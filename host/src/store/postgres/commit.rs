@@ -10,7 +10,8 @@ use serde_json::Value as Json;
 use tracing::warn;
 
 use super::{PgStore, Tx};
-use crate::run::{Effect, JobOutcome, KvWrite, NewJob, StepRecord};
+use crate::run::{JobOutcome, NewJob, StepRecord};
+use crate::store::transaction::{Notice, Tx as AnyTx};
 use crate::store::{StoreError, millis};
 
 pub(in crate::store) async fn commit(
@@ -114,22 +115,31 @@ pub(super) async fn commit_outcomes(
     for outcome in &live {
         let run_id = outcome.run_id.as_str();
         for (key, effect) in &outcome.effects {
-            mail |= apply_effect(tx, run_id, key, effect, now).await?;
+            mail |= crate::store::commit::apply_effect(
+                &mut AnyTx::from(&mut **tx),
+                run_id,
+                key,
+                effect,
+                now,
+            )
+            .await?;
         }
         for write in &outcome.kv_writes {
-            write_kv(tx, write, now).await?;
+            crate::store::commit::write_kv(&mut AnyTx::from(&mut **tx), write, now).await?;
         }
         for name in &outcome.cancel_timers {
-            super::events::forget_timer(tx, run_id, name).await?;
+            crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name).await?;
         }
         for timer in &outcome.start_timers {
             if let Some(name) = &timer.timer {
-                super::events::forget_timer(tx, run_id, name).await?;
+                crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name)
+                    .await?;
             }
-            super::runs::insert_jobs(tx, &[(run_id, timer)]).await?;
+            crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &[(run_id, timer)])
+                .await?;
         }
         for child in &outcome.children {
-            super::runs::insert_run(tx, child, false, now).await?;
+            crate::store::runs::insert_run(&mut AnyTx::from(&mut **tx), child, false, now).await?;
         }
     }
 
@@ -137,7 +147,7 @@ pub(super) async fn commit_outcomes(
         .iter()
         .flat_map(|o| o.jobs.iter().map(move |j| (o.run_id.as_str(), j)))
         .collect();
-    super::runs::insert_jobs(tx, &jobs).await?;
+    crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &jobs).await?;
 
     let ended: Vec<&str> = live
         .iter()
@@ -166,7 +176,14 @@ pub(super) async fn commit_outcomes(
         let Some(update) = &outcome.run else { continue };
         let status = match &outcome.wait {
             Some(wait) => {
-                super::events::register_wait(tx, &outcome.run_id, wait, update.status, now).await?
+                crate::store::events::register_wait(
+                    &mut AnyTx::from(&mut **tx),
+                    &outcome.run_id,
+                    wait,
+                    update.status,
+                    now,
+                )
+                .await?
             }
             None => update.status,
         };
@@ -206,103 +223,21 @@ pub(super) async fn commit_outcomes(
     }
     for outcome in &live {
         for event in &outcome.events {
-            super::events::insert_event(tx, event, now).await?;
+            crate::store::events::insert_event(&mut AnyTx::from(&mut **tx), event, now).await?;
         }
     }
     for parent in parents {
-        super::events::wake_parent(tx, parent, now).await?;
+        crate::store::events::wake_parent(&mut AnyTx::from(&mut **tx), parent, now).await?;
     }
     if !jobs.is_empty()
         || live
             .iter()
             .any(|o| !o.events.is_empty() || !o.children.is_empty())
     {
-        super::notify(tx, super::WORK_CHANNEL).await?;
+        super::notify(tx, Notice::Work).await?;
     }
     if mail {
-        super::notify(tx, super::MAIL_CHANNEL).await?;
+        super::notify(tx, Notice::Mail).await?;
     }
     Ok(applied)
-}
-
-/// Applies one effect unless its key was applied before; returns whether it queued mail.
-pub(super) async fn apply_effect(
-    tx: &mut Tx<'_>,
-    run_id: &str,
-    key: &str,
-    effect: &Effect,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let step = key.rsplit(':').nth(1);
-    let inserted = sqlx::query(
-        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(run_id)
-    .bind(step.unwrap_or_default())
-    .bind(effect.kind())
-    .bind(serde_json::to_string(effect)?)
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    match effect {
-        Effect::Email(email) => {
-            super::outbox::enqueue_row(tx, Some(run_id), step, email, now).await?;
-            Ok(true)
-        }
-        Effect::Record {
-            collection,
-            key,
-            data,
-        } => {
-            sqlx::query(
-                "INSERT INTO records (collection, key, data, run_id, updated_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
-                                                             updated_at = excluded.updated_at",
-            )
-            .bind(collection)
-            .bind(key)
-            .bind(data.to_string())
-            .bind(run_id)
-            .bind(millis(now))
-            .execute(&mut **tx)
-            .await?;
-            Ok(false)
-        }
-    }
-}
-
-/// Applies one plugin key-value write (a `None` value deletes the key).
-pub(super) async fn write_kv(
-    tx: &mut Tx<'_>,
-    write: &KvWrite,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    match &write.value {
-        Some(value) => {
-            sqlx::query(
-                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(&write.plugin)
-            .bind(&write.key)
-            .bind(value)
-            .bind(millis(now))
-            .execute(&mut **tx)
-            .await?;
-        }
-        None => {
-            sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
-                .bind(&write.plugin)
-                .bind(&write.key)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
 }

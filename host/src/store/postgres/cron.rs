@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::PgStore;
 use crate::run::NewRun;
+use crate::store::transaction::{Notice, Tx as AnyTx};
 use crate::store::{StoreError, millis};
 
 pub(in crate::store) async fn fire(
@@ -30,8 +31,8 @@ pub(in crate::store) async fn fire(
         .await?
         .rows_affected();
         if inserted == 1 {
-            super::runs::insert_run(&mut tx, run, false, now).await?;
-            super::notify(&mut tx, super::WORK_CHANNEL).await?;
+            crate::store::runs::insert_run(&mut AnyTx::from(&mut *tx), run, false, now).await?;
+            super::notify(&mut tx, Notice::Work).await?;
             fired = true;
         }
     }

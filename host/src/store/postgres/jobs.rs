@@ -3,8 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use serde_json::Value as Json;
+use sqlx::postgres::PgConnection;
+
 use super::PgStore;
-use crate::run::Job;
+use crate::run::{Job, NewJob};
 use crate::store::rows::job;
 use crate::store::{StoreError, millis};
 
@@ -57,6 +60,46 @@ pub(super) async fn release(db: &PgStore, owner: &str, ids: &[i64]) -> Result<()
     .bind(ids)
     .bind(owner)
     .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Inserts many jobs with one statement.
+pub(in crate::store) async fn insert_jobs(
+    conn: &mut PgConnection,
+    jobs: &[(&str, &NewJob)],
+) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut run_ids = Vec::with_capacity(jobs.len());
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut steps = Vec::with_capacity(jobs.len());
+    let mut timers = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut dues = Vec::with_capacity(jobs.len());
+    let mut attempts = Vec::with_capacity(jobs.len());
+    for (run_id, job) in jobs {
+        run_ids.push(*run_id);
+        kinds.push(job.kind.as_str());
+        steps.push(job.step.as_str());
+        timers.push(job.timer.as_deref());
+        payloads.push(job.payload.as_ref().map(Json::to_string));
+        dues.push(millis(job.due_at));
+        attempts.push(i64::from(job.attempt));
+    }
+    sqlx::query(
+        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[])",
+    )
+    .bind(&run_ids)
+    .bind(&kinds)
+    .bind(&steps)
+    .bind(&timers)
+    .bind(&payloads)
+    .bind(&dues)
+    .bind(&attempts)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -16,13 +16,11 @@
 
 pub(super) mod commit;
 pub(super) mod cron;
-pub(super) mod events;
 pub(super) mod jobs;
 pub(super) mod leaders;
 pub(super) mod outbox;
 pub(super) mod retention;
 pub(super) mod runs;
-pub(super) mod suppressions;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -30,11 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration as StdDuration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
+use crate::store::transaction::Notice;
 use crate::store::{StoreError, redact};
 use leaders::LeaderConnection;
 
@@ -160,25 +159,16 @@ impl PgStore {
     }
 }
 
-/// `NOTIFY channel`, delivered to every listening process when the transaction commits
-/// (several in one transaction are delivered once).
-pub(super) async fn notify(tx: &mut Tx<'_>, channel: &str) -> Result<(), StoreError> {
+/// `NOTIFY` of a [`Notice`], delivered to every listening process when the transaction
+/// commits (several in one transaction are delivered once).
+pub(super) async fn notify(conn: &mut PgConnection, notice: Notice) -> Result<(), StoreError> {
+    let channel = match notice {
+        Notice::Work => WORK_CHANNEL,
+        Notice::Mail => MAIL_CHANNEL,
+    };
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(channel)
-        .execute(&mut **tx)
+        .execute(conn)
         .await?;
-    Ok(())
-}
-
-/// A transaction-scoped advisory lock on (`scope`, `a`, `b`).
-pub(super) async fn lock(tx: &mut Tx<'_>, scope: &str, a: &str, b: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) || $3, 0))",
-    )
-    .bind(scope)
-    .bind(a)
-    .bind(b)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }

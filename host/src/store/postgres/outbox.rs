@@ -5,45 +5,12 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use super::{PgStore, Tx};
+use super::PgStore;
 use crate::run::OutgoingEmail;
-use crate::store::outbox::{OutboxMessage, OutboxUpdate, recipient_address};
+use crate::store::outbox::{OutboxMessage, OutboxUpdate};
 use crate::store::rows::{OUTBOX_COLUMNS, outbox_message};
+use crate::store::transaction::{Notice, Tx as AnyTx};
 use crate::store::{StoreError, millis};
-
-pub(super) async fn enqueue_row(
-    tx: &mut Tx<'_>,
-    run_id: Option<&str>,
-    step: Option<&str>,
-    email: &OutgoingEmail,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let (address, domain) = recipient_address(&email.to);
-    sqlx::query(
-        "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
-                             address, domain, name, purpose, data, status, due_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $15, $15)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&email.id)
-    .bind(run_id)
-    .bind(step)
-    .bind(Some(&email.workflow).filter(|w| !w.is_empty()))
-    .bind(&email.campaign)
-    .bind(&email.channel)
-    .bind(&email.template)
-    .bind(&email.locale)
-    .bind(email.to.trim())
-    .bind(&address)
-    .bind(&domain)
-    .bind(&email.name)
-    .bind(&email.purpose)
-    .bind(email.data.to_string())
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 pub(in crate::store) async fn enqueue(
     db: &PgStore,
@@ -52,9 +19,10 @@ pub(in crate::store) async fn enqueue(
 ) -> Result<(), StoreError> {
     let mut tx = db.pool.begin().await?;
     for email in emails {
-        enqueue_row(&mut tx, None, None, email, now).await?;
+        crate::store::outbox::enqueue_row(&mut AnyTx::from(&mut *tx), None, None, email, now)
+            .await?;
     }
-    super::notify(&mut tx, super::MAIL_CHANNEL).await?;
+    super::notify(&mut tx, Notice::Mail).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -182,7 +150,7 @@ pub(in crate::store) async fn update(
         }
     }
     if requeued {
-        super::notify(&mut tx, super::MAIL_CHANNEL).await?;
+        super::notify(&mut tx, Notice::Mail).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -2,13 +2,13 @@
 //! idempotency keys and retries lock what two processes could race on.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
 use sqlx::Row;
 
-use super::{PgStore, Tx};
-use crate::run::{NewJob, NewRun, RunState, Started};
+use super::PgStore;
+use crate::run::{NewRun, RunState, Started};
 use crate::store::rows::run_state;
-use crate::store::runs::{IdempotentStart, RetryRefused, StoredAnswer};
+use crate::store::runs::{IdempotentStart, StoredAnswer};
+use crate::store::transaction::{Notice, Tx as AnyTx};
 use crate::store::{StoreError, millis};
 
 pub(in crate::store) async fn start(
@@ -19,9 +19,17 @@ pub(in crate::store) async fn start(
     let mut tx = db.pool.begin().await?;
     let mut started = Vec::with_capacity(runs.len());
     for run in runs {
-        started.push(insert_run(&mut tx, run, db.version_stored(&run.version), now).await?);
+        started.push(
+            crate::store::runs::insert_run(
+                &mut AnyTx::from(&mut *tx),
+                run,
+                db.version_stored(&run.version),
+                now,
+            )
+            .await?,
+        );
     }
-    super::notify(&mut tx, super::WORK_CHANNEL).await?;
+    super::notify(&mut tx, Notice::Work).await?;
     tx.commit().await?;
     db.versions_stored(runs.iter().map(|r| &r.version));
     Ok(started)
@@ -37,7 +45,7 @@ pub(in crate::store) async fn start_once(
 ) -> Result<IdempotentStart, StoreError> {
     let mut tx = db.pool.begin().await?;
     // Two processes given the same key at once: the second waits here and replays.
-    super::lock(&mut tx, "idempotency", key, "").await?;
+    AnyTx::from(&mut *tx).lock("idempotency", key, "").await?;
     let existing =
         sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE key = $1")
             .bind(key)
@@ -52,7 +60,13 @@ pub(in crate::store) async fn start_once(
             },
         });
     }
-    insert_run(&mut tx, run, db.version_stored(&run.version), now).await?;
+    crate::store::runs::insert_run(
+        &mut AnyTx::from(&mut *tx),
+        run,
+        db.version_stored(&run.version),
+        now,
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO idempotency_keys (key, request_hash, status, response, run_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -65,7 +79,7 @@ pub(in crate::store) async fn start_once(
     .bind(millis(now))
     .execute(&mut *tx)
     .await?;
-    super::notify(&mut tx, super::WORK_CHANNEL).await?;
+    super::notify(&mut tx, Notice::Work).await?;
     tx.commit().await?;
     db.versions_stored([&run.version]);
     Ok(IdempotentStart::Started)
@@ -118,132 +132,9 @@ pub(in crate::store) async fn cancel(
         .execute(&mut *tx)
         .await?;
     if let Some(parent) = parent.filter(|_| cancelled.iter().any(|c| c == id)) {
-        super::events::wake_parent(&mut tx, &parent, now).await?;
+        crate::store::events::wake_parent(&mut AnyTx::from(&mut *tx), &parent, now).await?;
     }
-    super::notify(&mut tx, super::WORK_CHANNEL).await?;
+    super::notify(&mut tx, Notice::Work).await?;
     tx.commit().await?;
     Ok(Some(cancelled))
-}
-
-pub(in crate::store) async fn retry(
-    db: &PgStore,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Result<String, RetryRefused>, StoreError> {
-    let mut tx = db.pool.begin().await?;
-    let row = sqlx::query("SELECT status, current_step FROM runs WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Ok(Err(RetryRefused::NotFound));
-    };
-    let status: String = row.get("status");
-    let step: Option<String> = row.get("current_step");
-    let Some(step) = step.filter(|_| status == "failed") else {
-        return Ok(Err(RetryRefused::NotFailed(status)));
-    };
-    sqlx::query("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, updated_at = $1 WHERE id = $2")
-        .bind(millis(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    insert_jobs(&mut tx, &[(id, &NewJob::step(&step, now))]).await?;
-    super::notify(&mut tx, super::WORK_CHANNEL).await?;
-    tx.commit().await?;
-    Ok(Ok(step))
-}
-
-pub(super) async fn insert_run(
-    tx: &mut Tx<'_>,
-    run: &NewRun,
-    version_stored: bool,
-    now: DateTime<Utc>,
-) -> Result<Started, StoreError> {
-    if let Some(key) = &run.trigger_key {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE trigger_key = $1")
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(run_id) = existing {
-            return Ok(Started {
-                run_id,
-                created: false,
-            });
-        }
-    }
-    if !version_stored {
-        sqlx::query(
-            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.source)
-        .bind(millis(now))
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
-                           trigger_key, events_after, created_at, updated_at)
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, (SELECT coalesce(max(id), 0) FROM events), $9, $9)",
-    )
-    .bind(&run.id)
-    .bind(&run.workflow)
-    .bind(&run.version)
-    .bind(run.input.to_string())
-    .bind(serde_json::json!({"vars": {}, "steps": {}}).to_string())
-    .bind(&run.first_step)
-    .bind(&run.parent_id)
-    .bind(&run.trigger_key)
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?;
-    insert_jobs(tx, &[(&run.id, &NewJob::step(&run.first_step, run.due_at))]).await?;
-    Ok(Started {
-        run_id: run.id.clone(),
-        created: true,
-    })
-}
-
-/// Inserts many jobs with one statement.
-pub(super) async fn insert_jobs(
-    tx: &mut Tx<'_>,
-    jobs: &[(&str, &NewJob)],
-) -> Result<(), StoreError> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let mut run_ids = Vec::with_capacity(jobs.len());
-    let mut kinds = Vec::with_capacity(jobs.len());
-    let mut steps = Vec::with_capacity(jobs.len());
-    let mut timers = Vec::with_capacity(jobs.len());
-    let mut payloads = Vec::with_capacity(jobs.len());
-    let mut dues = Vec::with_capacity(jobs.len());
-    let mut attempts = Vec::with_capacity(jobs.len());
-    for (run_id, job) in jobs {
-        run_ids.push(*run_id);
-        kinds.push(job.kind.as_str());
-        steps.push(job.step.as_str());
-        timers.push(job.timer.as_deref());
-        payloads.push(job.payload.as_ref().map(Json::to_string));
-        dues.push(millis(job.due_at));
-        attempts.push(i64::from(job.attempt));
-    }
-    sqlx::query(
-        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[])",
-    )
-    .bind(&run_ids)
-    .bind(&kinds)
-    .bind(&steps)
-    .bind(&timers)
-    .bind(&payloads)
-    .bind(&dues)
-    .bind(&attempts)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -9,7 +9,8 @@ use serde_json::Value as Json;
 
 use super::group_commit::GroupWrite;
 use super::{SqliteStore, Tx};
-use crate::run::{Effect, JobOutcome, KvWrite, NewJob};
+use crate::run::{JobOutcome, NewJob};
+use crate::store::transaction::Tx as AnyTx;
 use crate::store::{StoreError, millis};
 
 /// Commits the outcomes of many jobs in one transaction. An outcome whose job no
@@ -94,31 +95,40 @@ pub(super) async fn commit_outcomes(
     for outcome in &live {
         let run_id = outcome.run_id.as_str();
         for (key, effect) in &outcome.effects {
-            apply_effect(tx, run_id, key, effect, now).await?;
+            crate::store::commit::apply_effect(
+                &mut AnyTx::from(&mut **tx),
+                run_id,
+                key,
+                effect,
+                now,
+            )
+            .await?;
         }
         for write in &outcome.kv_writes {
-            write_kv(tx, write, now).await?;
+            crate::store::commit::write_kv(&mut AnyTx::from(&mut **tx), write, now).await?;
         }
         for name in &outcome.cancel_timers {
-            super::events::forget_timer(tx, run_id, name).await?;
+            crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name).await?;
         }
         for timer in &outcome.start_timers {
             if let Some(name) = &timer.timer {
-                super::events::forget_timer(tx, run_id, name).await?;
+                crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name)
+                    .await?;
             }
-            super::runs::insert_job(tx, run_id, timer).await?;
+            crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &[(run_id, timer)])
+                .await?;
         }
         for child in &outcome.children {
-            super::runs::insert_run(tx, child, false, now).await?;
+            crate::store::runs::insert_run(&mut AnyTx::from(&mut **tx), child, false, now).await?;
         }
     }
 
     // New jobs of the whole batch.
-    let jobs: Vec<Json> = live
+    let jobs: Vec<(&str, &NewJob)> = live
         .iter()
-        .flat_map(|o| o.jobs.iter().map(move |j| job_json(&o.run_id, j)))
+        .flat_map(|o| o.jobs.iter().map(move |j| (o.run_id.as_str(), j)))
         .collect();
-    insert_jobs(tx, jobs).await?;
+    crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &jobs).await?;
 
     // A timed-out wait is over: its other event keys no longer apply. (A wait ended by
     // an event was cleared when the event arrived.)
@@ -144,7 +154,14 @@ pub(super) async fn commit_outcomes(
         let Some(update) = &outcome.run else { continue };
         let status = match &outcome.wait {
             Some(wait) => {
-                super::events::register_wait(tx, &outcome.run_id, wait, update.status, now).await?
+                crate::store::events::register_wait(
+                    &mut AnyTx::from(&mut **tx),
+                    &outcome.run_id,
+                    wait,
+                    update.status,
+                    now,
+                )
+                .await?
             }
             None => update.status,
         };
@@ -185,115 +202,11 @@ pub(super) async fn commit_outcomes(
     }
     for outcome in &live {
         for event in &outcome.events {
-            super::events::insert_event(tx, event, now).await?;
+            crate::store::events::insert_event(&mut AnyTx::from(&mut **tx), event, now).await?;
         }
     }
     for parent in parents {
-        super::events::wake_parent(tx, parent, now).await?;
+        crate::store::events::wake_parent(&mut AnyTx::from(&mut **tx), parent, now).await?;
     }
     Ok(applied)
-}
-
-pub(super) fn job_json(run_id: &str, job: &NewJob) -> Json {
-    serde_json::json!({
-        "run": run_id, "kind": job.kind.as_str(), "step": job.step, "timer": job.timer,
-        "payload": job.payload.as_ref().map(Json::to_string), "due": millis(job.due_at), "attempt": job.attempt,
-    })
-}
-
-/// Inserts many jobs with one statement.
-pub(super) async fn insert_jobs(tx: &mut Tx<'_>, jobs: Vec<Json>) -> Result<(), StoreError> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt)
-         SELECT value ->> '$.run', value ->> '$.kind', value ->> '$.step', value ->> '$.timer',
-                value ->> '$.payload', value ->> '$.due', value ->> '$.attempt'
-         FROM json_each(?)",
-    )
-    .bind(Json::Array(jobs).to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn apply_effect(
-    tx: &mut Tx<'_>,
-    run_id: &str,
-    key: &str,
-    effect: &Effect,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(run_id)
-    .bind(key.rsplit(':').nth(1).unwrap_or_default())
-    .bind(effect.kind())
-    .bind(serde_json::to_string(effect)?)
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(());
-    }
-    match effect {
-        Effect::Email(email) => {
-            let step = key.rsplit(':').nth(1);
-            super::outbox::enqueue_row(tx, Some(run_id), step, email, now).await?;
-        }
-        Effect::Record {
-            collection,
-            key,
-            data,
-        } => {
-            sqlx::query(
-                "INSERT INTO records (collection, key, data, run_id, updated_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
-                                                             updated_at = excluded.updated_at",
-            )
-            .bind(collection)
-            .bind(key)
-            .bind(data.to_string())
-            .bind(run_id)
-            .bind(millis(now))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Applies one plugin key-value write (a `None` value deletes the key).
-pub(super) async fn write_kv(
-    tx: &mut Tx<'_>,
-    write: &KvWrite,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    match &write.value {
-        Some(value) => {
-            sqlx::query(
-                "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(&write.plugin)
-            .bind(&write.key)
-            .bind(value)
-            .bind(millis(now))
-            .execute(&mut **tx)
-            .await?;
-        }
-        None => {
-            sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
-                .bind(&write.plugin)
-                .bind(&write.key)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
 use crate::run::NewRun;
+use crate::store::transaction::Tx as AnyTx;
 use crate::store::{StoreError, millis};
 
 /// Records one firing and starts its run, unless this (workflow, local time) fired
@@ -31,7 +32,7 @@ pub(in crate::store) async fn fire(
         .await?
         .rows_affected();
         if inserted == 1 {
-            super::runs::insert_run(&mut tx, run, false, now).await?;
+            crate::store::runs::insert_run(&mut AnyTx::from(&mut *tx), run, false, now).await?;
             fired = true;
         }
     }

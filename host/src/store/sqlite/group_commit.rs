@@ -10,6 +10,7 @@ use sqlx::sqlite::SqlitePool;
 use super::Tx;
 use crate::run::{JobOutcome, NewRun, Started};
 use crate::store::StoreError;
+use crate::store::transaction::Tx as AnyTx;
 
 /// A write waiting for the next group commit.
 pub(super) enum GroupWrite {
@@ -90,7 +91,15 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
         GroupWrite::Start { runs, now, .. } => {
             let mut started = Vec::with_capacity(runs.len());
             for (run, version_stored) in runs {
-                started.push(super::runs::insert_run(tx, run, *version_stored, *now).await?);
+                started.push(
+                    crate::store::runs::insert_run(
+                        &mut AnyTx::from(&mut **tx),
+                        run,
+                        *version_stored,
+                        *now,
+                    )
+                    .await?,
+                );
             }
             GroupResult::Start(started)
         }

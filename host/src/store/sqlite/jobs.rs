@@ -3,10 +3,11 @@
 //! process leaves no lease behind.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use serde_json::Value as Json;
+use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStore;
-use crate::run::{Job, JobOutcome};
+use crate::run::{Job, JobOutcome, NewJob};
 use crate::store::rows::job;
 use crate::store::{StoreError, millis};
 
@@ -48,5 +49,53 @@ pub(super) async fn release(db: &SqliteStore, outcomes: &[JobOutcome]) {
     for outcome in outcomes {
         claims.jobs.remove(&outcome.job_id);
         claims.runs.remove(&outcome.run_id);
+    }
+}
+
+/// Inserts jobs: one plain statement for a single job (the common case: a run's first
+/// job), one JSON-array statement for a batch.
+pub(in crate::store) async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[(&str, &NewJob)],
+) -> Result<(), StoreError> {
+    match jobs {
+        [] => Ok(()),
+        [(run_id, job)] => {
+            sqlx::query(
+                "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(job.kind.as_str())
+            .bind(&job.step)
+            .bind(&job.timer)
+            .bind(job.payload.as_ref().map(Json::to_string))
+            .bind(millis(job.due_at))
+            .bind(i64::from(job.attempt))
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+        _ => {
+            let rows: Vec<Json> = jobs
+                .iter()
+                .map(|(run_id, job)| {
+                    serde_json::json!({
+                        "run": run_id, "kind": job.kind.as_str(), "step": job.step, "timer": job.timer,
+                        "payload": job.payload.as_ref().map(Json::to_string), "due": millis(job.due_at),
+                        "attempt": job.attempt,
+                    })
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt)
+                 SELECT value ->> '$.run', value ->> '$.kind', value ->> '$.step', value ->> '$.timer',
+                        value ->> '$.payload', value ->> '$.due', value ->> '$.attempt'
+                 FROM json_each(?)",
+            )
+            .bind(Json::Array(rows).to_string())
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
     }
 }

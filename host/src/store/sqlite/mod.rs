@@ -5,12 +5,10 @@ mod group_commit;
 
 pub(super) mod commit;
 pub(super) mod cron;
-pub(super) mod events;
 pub(super) mod jobs;
 pub(super) mod outbox;
 pub(super) mod retention;
 pub(super) mod runs;
-pub(super) mod suppressions;
 
 use std::collections::HashSet;
 use std::path::Path;

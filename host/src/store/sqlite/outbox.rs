@@ -3,48 +3,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, Tx};
+use super::SqliteStore;
 use crate::run::OutgoingEmail;
-use crate::store::outbox::{OutboxMessage, OutboxUpdate, recipient_address};
+use crate::store::outbox::{OutboxMessage, OutboxUpdate};
 use crate::store::rows::{OUTBOX_COLUMNS as COLUMNS, outbox_message as message};
+use crate::store::transaction::Tx as AnyTx;
 use crate::store::{StoreError, millis};
-
-/// Inserts the outbox row of a `send_email` effect (inside the step's transaction).
-pub(super) async fn enqueue_row(
-    tx: &mut Tx<'_>,
-    run_id: Option<&str>,
-    step: Option<&str>,
-    email: &OutgoingEmail,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let (address, domain) = recipient_address(&email.to);
-    sqlx::query(
-        "INSERT INTO outbox (id, run_id, step, workflow, campaign, channel, template, locale, recipient,
-                             address, domain, name, purpose, data, status, due_at, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&email.id)
-    .bind(run_id)
-    .bind(step)
-    .bind(Some(&email.workflow).filter(|w| !w.is_empty()))
-    .bind(&email.campaign)
-    .bind(&email.channel)
-    .bind(&email.template)
-    .bind(&email.locale)
-    .bind(email.to.trim())
-    .bind(&address)
-    .bind(&domain)
-    .bind(&email.name)
-    .bind(&email.purpose)
-    .bind(email.data.to_string())
-    .bind(millis(now))
-    .bind(millis(now))
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// Queues messages outside any run in one transaction (proofs, benchmarks).
 pub(in crate::store) async fn enqueue(
@@ -54,7 +18,8 @@ pub(in crate::store) async fn enqueue(
 ) -> Result<(), StoreError> {
     let mut tx = db.writer.begin().await?;
     for email in emails {
-        enqueue_row(&mut tx, None, None, email, now).await?;
+        crate::store::outbox::enqueue_row(&mut AnyTx::from(&mut *tx), None, None, email, now)
+            .await?;
     }
     tx.commit().await?;
     Ok(())

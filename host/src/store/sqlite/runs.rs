@@ -2,14 +2,14 @@
 //! on the single writer connection.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
 use sqlx::Row;
 
+use super::SqliteStore;
 use super::group_commit::GroupWrite;
-use super::{SqliteStore, Tx};
-use crate::run::{NewJob, NewRun, RunState, Started};
+use crate::run::{NewRun, RunState, Started};
 use crate::store::rows::run_state;
-use crate::store::runs::{IdempotentStart, RetryRefused, StoredAnswer};
+use crate::store::runs::{IdempotentStart, StoredAnswer};
+use crate::store::transaction::Tx as AnyTx;
 use crate::store::{StoreError, millis};
 
 /// Starts runs (each with its first job), idempotently by trigger key.
@@ -57,7 +57,13 @@ pub(in crate::store) async fn start_once(
             },
         });
     }
-    insert_run(&mut tx, run, db.version_stored(&run.version), now).await?;
+    crate::store::runs::insert_run(
+        &mut AnyTx::from(&mut *tx),
+        run,
+        db.version_stored(&run.version),
+        now,
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO idempotency_keys (key, request_hash, status, response, run_id, created_at)
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -128,114 +134,8 @@ pub(in crate::store) async fn cancel(
         .execute(&mut *tx)
         .await?;
     if let Some(parent) = parent.filter(|_| cancelled.iter().any(|c| c == id)) {
-        super::events::wake_parent(&mut tx, &parent, now).await?;
+        crate::store::events::wake_parent(&mut AnyTx::from(&mut *tx), &parent, now).await?;
     }
     tx.commit().await?;
     Ok(Some(cancelled))
-}
-
-/// Puts a failed run back to work at the step that failed, with a fresh attempt
-/// count; the run keeps its workflow version. Returns the step, or why not.
-pub(in crate::store) async fn retry(
-    db: &SqliteStore,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Result<String, RetryRefused>, StoreError> {
-    let mut tx = db.writer.begin().await?;
-    let row = sqlx::query("SELECT status, current_step FROM runs WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Ok(Err(RetryRefused::NotFound));
-    };
-    let status: String = row.get("status");
-    let step: Option<String> = row.get("current_step");
-    let Some(step) = step.filter(|_| status == "failed") else {
-        return Ok(Err(RetryRefused::NotFailed(status)));
-    };
-    sqlx::query("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?")
-        .bind(millis(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    insert_job(&mut tx, id, &NewJob::step(&step, now)).await?;
-    tx.commit().await?;
-    Ok(Ok(step))
-}
-
-/// Inserts a run and its first job; `version_stored` skips storing the workflow version.
-pub(super) async fn insert_run(
-    tx: &mut Tx<'_>,
-    run: &NewRun,
-    version_stored: bool,
-    now: DateTime<Utc>,
-) -> Result<Started, StoreError> {
-    if let Some(key) = &run.trigger_key {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE trigger_key = ?")
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(run_id) = existing {
-            return Ok(Started {
-                run_id,
-                created: false,
-            });
-        }
-    }
-    if !version_stored {
-        sqlx::query(
-            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.source)
-        .bind(millis(now))
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
-                           trigger_key, events_after, created_at, updated_at)
-         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events), ?, ?)",
-    )
-    .bind(&run.id)
-    .bind(&run.workflow)
-    .bind(&run.version)
-    .bind(run.input.to_string())
-    .bind(serde_json::json!({"vars": {}, "steps": {}}).to_string())
-    .bind(&run.first_step)
-    .bind(&run.parent_id)
-    .bind(&run.trigger_key)
-    .bind(millis(now))
-    .bind(millis(now))
-    .execute(&mut **tx)
-    .await?;
-    insert_job(tx, &run.id, &NewJob::step(&run.first_step, run.due_at)).await?;
-    Ok(Started {
-        run_id: run.id.clone(),
-        created: true,
-    })
-}
-
-pub(super) async fn insert_job(
-    tx: &mut Tx<'_>,
-    run_id: &str,
-    job: &NewJob,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO jobs (run_id, kind, step, timer, payload, due_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(run_id)
-    .bind(job.kind.as_str())
-    .bind(&job.step)
-    .bind(&job.timer)
-    .bind(job.payload.as_ref().map(Json::to_string))
-    .bind(millis(job.due_at))
-    .bind(i64::from(job.attempt))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
