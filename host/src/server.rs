@@ -133,7 +133,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         warn!("the manual test clock is on: time moves only through POST /api/v1/testing/clock");
     }
     crate::observability::metrics_handle();
-    let engine = Engine::new(store, clock, catalog, engine_settings(&config));
+    let engine = Engine::new(store.clone(), clock, catalog, engine_settings(&config));
     engine.attach_plugins(plugins);
     engine.set_channels(config.channel_names());
     let (stop, stopped) = watch::channel(false);
@@ -179,6 +179,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.push(mailer.spawn(stopped.clone()));
     let app = api::router(AppState {
         engine: engine.clone(),
+        store: store.clone(),
         master_key,
         workflows_dir: config.workflows_dir.clone(),
         manual_clock,

@@ -29,6 +29,7 @@ async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router
         .unwrap();
     let app = router(AppState {
         engine: f.engine.clone(),
+        store: f.engine.store().clone(),
         workflows_dir,
         master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
         manual_clock: Some(f.clock.clone()),

@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::parse_body;
 use super::error::ErrorBody;
-use super::routes::parse_body;
 use super::{ApiError, AppState};
 use crate::email::dispatch::Dispatcher;
 use crate::store::{MessageFilter, MessageView, Suppression};
@@ -76,7 +76,7 @@ pub async fn list_messages(
             "limit must be between 1 and 1000",
         ));
     }
-    let store = state.engine.store();
+    let store = &state.store;
     let messages = store
         .outbox()
         .list(&MessageFilter {
@@ -115,7 +115,7 @@ pub async fn get_message(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = message_key(&id);
-    match state.engine.store().outbox().get(&id).await? {
+    match state.store.outbox().get(&id).await? {
         Some(m) => Ok(Json(m)),
         None => Err(ApiError::NotFound(format!("there is no message `{id}`"))),
     }
@@ -203,7 +203,7 @@ pub async fn report_bounces(
         };
         checked.push((r, kind));
     }
-    let store = state.engine.store();
+    let store = &state.store;
     let now = state.engine.clock().now();
     let mut results = Vec::new();
     for (r, kind) in checked {
@@ -357,7 +357,7 @@ pub async fn test_send(
         purpose: "proof".into(),
         data,
     };
-    let store = state.engine.store();
+    let store = &state.store;
     store
         .outbox()
         .enqueue(std::slice::from_ref(&email), state.engine.clock().now())

@@ -6,12 +6,19 @@
 //! engine or the store, and answer JSON; errors go through [`ApiError`].
 
 mod auth;
+mod body;
 mod customers;
 mod email;
 mod error;
+mod events;
 pub mod openapi;
+mod operations;
 mod plugins;
-mod routes;
+mod records;
+mod runs;
+mod secrets;
+mod testing;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -34,7 +41,10 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Starts, cancels and retries runs; reloads workflows.
     pub engine: Arc<Engine>,
+    /// What handlers read and write directly: runs, records, secrets, the outbox.
+    pub store: crate::store::Store,
     /// Where `POST /api/v1/workflows/reload` reads workflows from.
     pub workflows_dir: std::path::PathBuf,
     /// Seals secrets written through the API.
@@ -51,41 +61,41 @@ pub struct AppState {
 /// checks it against the OpenAPI document, so an undocumented route cannot slip in.
 pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     let mut table = vec![
-        (Method::GET, "/healthz", get(routes::healthz)),
-        (Method::GET, "/readyz", get(routes::readyz)),
-        (Method::GET, "/metrics", get(routes::metrics)),
+        (Method::GET, "/healthz", get(operations::healthz)),
+        (Method::GET, "/readyz", get(operations::readyz)),
+        (Method::GET, "/metrics", get(operations::metrics)),
         (
             Method::GET,
             "/api/v1/workflows",
-            get(routes::list_workflows),
+            get(workflows::list_workflows),
         ),
         (
             Method::POST,
             "/api/v1/workflows/reload",
-            post(routes::reload_workflows),
+            post(workflows::reload_workflows),
         ),
         (
             Method::POST,
             "/api/v1/workflows/{name}/runs",
-            post(routes::start_run),
+            post(runs::start_run),
         ),
-        (Method::POST, "/api/v1/events", post(routes::deliver_event)),
-        (Method::GET, "/api/v1/runs", get(routes::list_runs)),
-        (Method::GET, "/api/v1/runs/{id}", get(routes::get_run)),
+        (Method::POST, "/api/v1/events", post(events::deliver_event)),
+        (Method::GET, "/api/v1/runs", get(runs::list_runs)),
+        (Method::GET, "/api/v1/runs/{id}", get(runs::get_run)),
         (
             Method::POST,
             "/api/v1/runs/{id}/cancel",
-            post(routes::cancel_run),
+            post(runs::cancel_run),
         ),
         (
             Method::POST,
             "/api/v1/runs/{id}/retry",
-            post(routes::retry_run),
+            post(runs::retry_run),
         ),
         (
             Method::GET,
             "/api/v1/records/{collection}",
-            get(routes::list_records),
+            get(records::list_records),
         ),
         (Method::GET, "/api/v1/plugins", get(plugins::list_plugins)),
         (
@@ -108,16 +118,16 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
             "/api/v1/plugins/{name}/config",
             delete(plugins::delete_plugin_config),
         ),
-        (Method::GET, "/api/v1/secrets", get(routes::list_secrets)),
+        (Method::GET, "/api/v1/secrets", get(secrets::list_secrets)),
         (
             Method::PUT,
             "/api/v1/secrets/{name}",
-            put(routes::put_secret),
+            put(secrets::put_secret),
         ),
         (
             Method::DELETE,
             "/api/v1/secrets/{name}",
-            delete(routes::delete_secret),
+            delete(secrets::delete_secret),
         ),
         (
             Method::GET,
@@ -148,11 +158,15 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
         (Method::POST, "/u/{token}", post(email::unsubscribe)),
     ];
     if testing {
-        table.push((Method::GET, "/api/v1/testing/clock", get(routes::get_clock)));
+        table.push((
+            Method::GET,
+            "/api/v1/testing/clock",
+            get(testing::get_clock),
+        ));
         table.push((
             Method::POST,
             "/api/v1/testing/clock",
-            post(routes::move_clock),
+            post(testing::move_clock),
         ));
     }
     table

@@ -1,0 +1,62 @@
+//! Events from outside (a lead arrived, a customer answered): they resume the runs
+//! waiting for them and start the runs they trigger.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::parse_body;
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::run::NewEvent;
+use crate::store::Delivered;
+
+/// Body of `POST /api/v1/events`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBody {
+    /// Event type, e.g. `lead.accepted`.
+    #[serde(rename = "type")]
+    event_type: String,
+    /// Correlation key matched against `wait_for.key`.
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+}
+
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBody,
+    responses((status = 202, description = "Stored; waiting runs resumed, triggered workflows started", body = Delivered),
+              (status = 422, body = ErrorBody)))]
+pub async fn deliver_event(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: EventBody = parse_body(&body)?;
+    if body.event_type.trim().is_empty() {
+        return Err(ApiError::invalid("type", "the event type is empty"));
+    }
+    if body
+        .event_type
+        .starts_with(crate::workflow::TIMER_EVENT_PREFIX)
+    {
+        return Err(ApiError::invalid(
+            "type",
+            "event types starting with `timer.` are reserved for run timers",
+        ));
+    }
+    let delivered = state
+        .engine
+        .deliver_event(NewEvent {
+            event_type: body.event_type,
+            key: body.key.unwrap_or_default(),
+            payload: body.payload.unwrap_or_else(|| json!({})),
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(delivered)))
+}
