@@ -156,15 +156,6 @@ pub struct GrantsConfig {
     pub kv: bool,
 }
 
-/// Parses a duration such as `2s`, `500ms` or `1h` that must be longer than zero.
-pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    kontor_time::parse_duration(text)
-        .ok()
-        .and_then(|d| d.to_std().ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("`{text}` is not a positive duration like `2s` or `500ms`"))
-}
-
 /// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
@@ -238,9 +229,8 @@ fn resolve_plugin(
     };
     let deadline = match &config.deadline {
         None => base.deadline,
-        Some(d) => {
-            parse_positive_duration(d).map_err(|e| anyhow::anyhow!("{key}.deadline: {e}"))?
-        }
+        Some(d) => kontor_time::parse_positive_duration(d)
+            .map_err(|e| anyhow::anyhow!("{key}.deadline: {e}"))?,
     };
     let grants = match &config.grants {
         None => base.grants.clone(),
@@ -281,8 +271,8 @@ fn resolve_plugin(
         http.max_response_bytes,
     )?;
     if let Some(t) = &config.http_timeout {
-        http.timeout =
-            parse_positive_duration(t).map_err(|e| anyhow::anyhow!("{key}.http_timeout: {e}"))?;
+        http.timeout = kontor_time::parse_positive_duration(t)
+            .map_err(|e| anyhow::anyhow!("{key}.http_timeout: {e}"))?;
     }
     Ok(kontor_plugins::PluginSettings {
         grants,

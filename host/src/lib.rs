@@ -53,4 +53,5 @@ pub mod run;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod templates;
 pub mod workflow;

@@ -509,8 +509,7 @@ fn preview(
     data: Option<PathBuf>,
     html_out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let templates =
-        kontor::email::templates::TemplateSet::load(&config.workflows_dir.join("templates"));
+    let templates = kontor::templates::TemplateSet::load(&config.workflows_dir.join("templates"));
     for d in &templates.diagnostics {
         eprintln!("{d}");
     }

@@ -225,7 +225,9 @@ pub async fn start_email(
         );
     }
     crate::email::dispatch::Dispatcher::new(
-        engine.clone(),
+        store.clone(),
+        engine.clock().clone(),
+        engine.templates().clone(),
         channels,
         keyring,
         &config.public_url,

@@ -446,8 +446,8 @@ enum Page {
 
 fn page(locale: &str, which: Page, address: &str, token: &str) -> String {
     let de = locale == "de";
-    let address = crate::email::templates::escape_html(address);
-    let token = crate::email::templates::escape_html(token);
+    let address = crate::templates::escape_html(address);
+    let token = crate::templates::escape_html(token);
     let (title, body) = match (which, de) {
         (Page::Confirm, true) => (
             "Abmelden",

@@ -109,7 +109,9 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
     let master = crate::secrets::MasterKey::generate();
     let keyring = super::unsubscribe::Keyring::load(&store, &master).await?;
     let dispatcher = Dispatcher::new(
-        engine.clone(),
+        store.clone(),
+        engine.clock().clone(),
+        engine.templates().clone(),
         channels,
         keyring,
         "https://kontor.example.de",

@@ -43,7 +43,7 @@ use lettre::transport::smtp::client::TlsParameters;
 use lettre::{Address, Message};
 use serde::Deserialize;
 
-use super::templates::Rendered;
+use crate::templates::Rendered;
 
 /// The channel a `send_email` step uses when it names none.
 pub const DEFAULT_CHANNEL: &str = "default";
@@ -209,7 +209,7 @@ pub fn validate(name: &str, c: &ChannelConfig) -> Result<(), String> {
                     "{key}.smtp: set both `username` and `password_secret`, or neither"
                 ));
             }
-            crate::config::parse_positive_duration(&s.timeout)
+            kontor_time::parse_positive_duration(&s.timeout)
                 .map_err(|e| format!("{key}.smtp.timeout: {e}"))?;
         }
         (other, _) => {
@@ -524,7 +524,7 @@ fn smtp_pool(
         port,
         security,
         credentials,
-        crate::config::parse_positive_duration(&s.timeout)?,
+        kontor_time::parse_positive_duration(&s.timeout)?,
         s.pool_size,
         s.recycle_after,
     ))

@@ -19,8 +19,10 @@ use tracing::{debug, warn};
 use super::channel::{Channel, Envelope, SendError};
 use super::throttle::{Decision, Throttle};
 use super::unsubscribe::{Keyring, Unsubscribe, may_unsubscribe};
-use crate::engine::Engine;
+use crate::clock::SharedClock;
+use crate::store::Store;
 use crate::store::{OutboxMessage, OutboxUpdate, StoreError};
+use crate::templates::CurrentTemplates;
 
 /// `[email]` in `kontor.toml`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -73,7 +75,10 @@ impl EmailConfig {
 
 /// Sends what the outbox holds.
 pub struct Dispatcher {
-    engine: Arc<Engine>,
+    store: Store,
+    clock: SharedClock,
+    /// The templates in force (swapped when workflows reload).
+    templates: CurrentTemplates,
     channels: BTreeMap<String, Arc<Channel>>,
     keyring: Keyring,
     public_url: String,
@@ -86,7 +91,9 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(
-        engine: Arc<Engine>,
+        store: Store,
+        clock: SharedClock,
+        templates: CurrentTemplates,
         channels: BTreeMap<String, Arc<Channel>>,
         keyring: Keyring,
         public_url: &str,
@@ -94,7 +101,9 @@ impl Dispatcher {
     ) -> Result<Arc<Dispatcher>, String> {
         let backoff = config.backoffs()?;
         Ok(Arc::new(Dispatcher {
-            engine,
+            store,
+            clock,
+            templates,
             channels,
             keyring,
             public_url: public_url.trim_end_matches('/').to_string(),
@@ -135,8 +144,8 @@ impl Dispatcher {
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let clock = this.engine.clock().clone();
-            match this.engine.store().outbox().recover(clock.now()).await {
+            let clock = this.clock.clone();
+            match &this.store.outbox().recover(clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => warn!(
                     messages = n,
@@ -151,7 +160,7 @@ impl Dispatcher {
                 if *stopped.borrow() {
                     return;
                 }
-                if !leader.holds(this.engine.store()).await {
+                if !leader.holds(&this.store).await {
                     tokio::select! {
                         _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
                         _ = stopped.changed() => {}
@@ -176,7 +185,7 @@ impl Dispatcher {
                     }
                 };
                 let mail_added = async {
-                    match this.engine.store().mail_added() {
+                    match &this.store.mail_added() {
                         Some(added) => added.notified().await,
                         None => std::future::pending().await,
                     }
@@ -195,8 +204,8 @@ impl Dispatcher {
     /// One pass: claims due messages and takes each as far as it goes now. Returns how
     /// many were claimed.
     pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let store = self.engine.store();
-        let now = self.engine.clock().now();
+        let store = &self.store;
+        let now = self.clock.now();
         let claimed = store.outbox().claim(now, self.config.batch_size).await?;
         let count = claimed.len();
         let mut tasks = tokio::task::JoinSet::new();
@@ -249,8 +258,8 @@ impl Dispatcher {
 
     /// Takes one claimed message as far as it goes now; returns how its row changes.
     async fn process(&self, message: OutboxMessage) -> Result<OutboxUpdate, StoreError> {
-        let store = self.engine.store();
-        let clock = self.engine.clock();
+        let store = &self.store;
+        let clock = &self.clock;
         let now = clock.now();
         let Some(channel) = self.channels.get(&message.email.channel).cloned() else {
             let reply = format!("there is no email channel `{}`", message.email.channel);
@@ -303,7 +312,7 @@ impl Dispatcher {
         }
 
         let built = {
-            let templates = self.engine.catalog().templates.clone();
+            let templates = self.templates.get();
             let channel = channel.clone();
             let unsubscribe = may_unsubscribe(&message.email.purpose).then(|| {
                 let token = self.keyring.sign(&Unsubscribe {

@@ -1,4 +1,5 @@
-//! Email: templates, channels, the outbox and its dispatcher, unsubscribes.
+//! Email: channels, the outbox's dispatcher, unsubscribes (templates are
+//! [`crate::templates`]).
 //!
 //! Data flows one way: a `send_email` step queues an outbox row in its own transaction
 //! ([`crate::run::Effect::Email`]); the [`dispatch::Dispatcher`] claims due
@@ -9,7 +10,6 @@ pub mod bench;
 pub mod channel;
 pub mod dispatch;
 pub mod smtp;
-pub mod templates;
 pub mod throttle;
 pub mod unsubscribe;
 

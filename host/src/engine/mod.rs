@@ -87,6 +87,9 @@ pub struct Engine {
     store: Store,
     clock: SharedClock,
     catalog: RwLock<Arc<Catalog>>,
+    /// The catalog's email templates, shared with the email dispatcher (which renders
+    /// with whatever set is in force, and knows nothing of the engine).
+    templates: crate::templates::CurrentTemplates,
     /// Compiled workflow versions by hash, including versions no longer on disk.
     versions: Mutex<HashMap<String, Arc<Workflow>>>,
     wake: Notify,
@@ -111,6 +114,7 @@ impl Engine {
         Arc::new(Engine {
             store,
             clock,
+            templates: crate::templates::CurrentTemplates::new(catalog.templates.clone()),
             catalog: RwLock::new(Arc::new(catalog)),
             versions: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -160,6 +164,11 @@ impl Engine {
         &self.clock
     }
 
+    /// The email templates in force, updated with every catalog reload.
+    pub fn templates(&self) -> &crate::templates::CurrentTemplates {
+        &self.templates
+    }
+
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog
             .read()
@@ -169,6 +178,7 @@ impl Engine {
 
     /// Swaps in a reloaded catalog; new runs use it, running ones keep their version.
     pub fn set_catalog(&self, catalog: Catalog) {
+        self.templates.replace(catalog.templates.clone());
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
         self.wake.notify_waiters();
     }

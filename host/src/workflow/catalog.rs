@@ -28,7 +28,7 @@ pub struct Catalog {
     pub workflows: BTreeMap<String, WorkflowEntry>,
     pub calendars: Arc<Calendars>,
     /// Email templates from `templates/`.
-    pub templates: Arc<crate::email::templates::TemplateSet>,
+    pub templates: Arc<crate::templates::TemplateSet>,
     /// Problems with calendars and other shared files (workflow problems live in their
     /// entries).
     pub diagnostics: Vec<Diagnostic>,
@@ -106,7 +106,7 @@ impl Catalog {
         }
         catalog.calendars = Arc::new(calendars);
 
-        let templates = crate::email::templates::TemplateSet::load(&root.join("templates"));
+        let templates = crate::templates::TemplateSet::load(&root.join("templates"));
         catalog
             .diagnostics
             .extend(templates.diagnostics.iter().cloned());

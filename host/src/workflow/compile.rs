@@ -29,7 +29,7 @@ pub struct Environment<'a> {
     /// Email channel names from the configuration; `None` skips the check.
     pub channels: Option<&'a BTreeSet<String>>,
     /// The email templates; `None` skips template checks (a stored version recompiled).
-    pub templates: Option<&'a crate::email::templates::TemplateSet>,
+    pub templates: Option<&'a crate::templates::TemplateSet>,
 }
 
 const ACTIONS: &[&str] = &[

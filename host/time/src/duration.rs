@@ -56,6 +56,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(total)
 }
 
+/// Parses a duration such as `2s`, `500ms` or `1h` that must be longer than zero, for
+/// settings (timeouts, deadlines) where zero would mean "never".
+pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a positive duration like `2s` or `500ms`"))
+}
+
 /// Formats a duration compactly: `1d 4h`, `90s` → `1m 30s`, zero → `0s`.
 pub fn format_duration(d: Duration) -> String {
     let mut seconds = d.num_seconds();

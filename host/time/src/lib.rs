@@ -21,7 +21,7 @@ pub mod holidays;
 pub mod schedule;
 
 pub use calendar::{Calendar, CalendarError};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration, parse_positive_duration};
 pub use holidays::{GermanState, german_public_holidays};
 pub use schedule::{CronSchedule, Firing, ScheduleError};
 

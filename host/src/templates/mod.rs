@@ -1,4 +1,8 @@
-//! Email templates: handlebars, one template = subject + text + HTML, per locale.
+//! Message templates: handlebars, one template = subject + text + HTML, per locale.
+//!
+//! Below both the workflow compiler (which checks that a `send_email` step names a
+//! template and gives it the data it uses) and the email dispatcher (which renders at send
+//! time); neither imports the other for it.
 //!
 //! ```text
 //! workflows/templates/
@@ -601,3 +605,25 @@ fn has_path(data: &Json, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The template set in force: loaded with the workflows, swapped when they reload, read
+/// by whoever renders. Cheap to clone; every clone sees the same set.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentTemplates(std::sync::Arc<std::sync::RwLock<std::sync::Arc<TemplateSet>>>);
+
+impl CurrentTemplates {
+    /// A handle holding `set`.
+    pub fn new(set: std::sync::Arc<TemplateSet>) -> CurrentTemplates {
+        CurrentTemplates(std::sync::Arc::new(std::sync::RwLock::new(set)))
+    }
+
+    /// The set in force now.
+    pub fn get(&self) -> std::sync::Arc<TemplateSet> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `set` in force for every clone of this handle.
+    pub fn replace(&self, set: std::sync::Arc<TemplateSet>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+}
