@@ -30,7 +30,7 @@
 //! | [`records`] | what `record` steps wrote; effect keys |
 //! | [`outbox`] | queued email and what became of it |
 //! | [`suppressions`] | addresses mail must not go to; bounces |
-//! | [`secrets`] | sealed secret values (sealing is [`crate::secrets`]'s) |
+//! | [`secrets`] | sealed secret values (sealing them is not the store's job) |
 //! | [`tokens`] | API tokens (hashes only) |
 //! | [`plugin_state`] | plugins' key-value stores and API-set configurations |
 //! | [`cron`] | schedule cursors and firings |

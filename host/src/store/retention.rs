@@ -1,6 +1,6 @@
 //! Retention: deleting finished runs with their history, old events, idempotency keys
 //! and finished messages, a bounded batch at a time so pruning never holds the writer
-//! for long. What to keep for how long is [`crate::retention`]'s decision.
+//! for long. What to keep for how long is the `retention` module's decision.
 
 use chrono::{DateTime, Utc};
 

@@ -1,5 +1,5 @@
 //! Secrets as stored: sealed values under their names, with the fingerprint of the master
-//! key that sealed them. Sealing and opening is [`crate::secrets`]'s job; the store never
+//! key that sealed them. Sealing and opening is the `secrets` module's job; the store never
 //! sees a plaintext.
 
 use chrono::{DateTime, Utc};
