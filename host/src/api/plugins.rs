@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json_;
+use serde_json::Value;
 
 use super::{ApiError, AppState};
 
@@ -24,13 +24,13 @@ pub struct PluginView {
     /// What it asks for in `describe()`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub requested: Option<Json_>,
+    pub requested: Option<Value>,
     /// What `[plugin.NAME.grants]` gives it.
     #[schema(value_type = Object)]
-    pub granted: Json_,
+    pub granted: Value,
     /// Its configuration now.
     #[schema(value_type = Object)]
-    pub config: Json_,
+    pub config: Value,
     /// `api` when set through `PUT /api/v1/plugins/{name}/config`, else `kontor.toml`.
     pub config_source: String,
     /// Why it does not load.
@@ -49,7 +49,7 @@ pub struct PluginList {
 pub struct PluginConfigBody {
     /// The plugin's new configuration, checked against its config schema.
     #[schema(value_type = Object)]
-    config: Json_,
+    config: Value,
 }
 
 fn registry(state: &AppState) -> Result<&std::sync::Arc<kontor_plugins::PluginRegistry>, ApiError> {
@@ -165,7 +165,7 @@ pub async fn delete_plugin_config(
 async fn configure(
     state: &AppState,
     name: &str,
-    config: Option<Json_>,
+    config: Option<Value>,
 ) -> Result<Json<PluginView>, ApiError> {
     let registry = registry(state)?;
     let plugin = registry
