@@ -39,7 +39,7 @@ pub struct Config {
     /// writes `.eml` files to `data/mail/default`.
     pub channel: std::collections::BTreeMap<String, crate::email::channel::ChannelConfig>,
     /// The ERP behind the customer overview (`[erp]`).
-    pub erp: crate::erp::ErpConfig,
+    pub erp: crate::customer_overview::ErpConfig,
     /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
     /// environment, never from the file; never printed.
     #[serde(skip)]

@@ -25,7 +25,7 @@
 //! | [`secrets`] | the master key and sealing/opening secret values (stored by [`store`]) |
 //! | [`plugin_services`] | what plugin capability calls borrow: granted secrets and committed key-value state |
 //! | [`plugin_tool`] | `kontor plugin new\|build\|test\|inspect` |
-//! | [`erp`] | the customer's 360° view from the configured ERP connector, with a short cache |
+//! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
 //!
@@ -40,10 +40,10 @@ pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod customer_overview;
 pub mod diagnostics;
 pub mod email;
 pub mod engine;
-pub mod erp;
 pub mod expr;
 pub mod observability;
 pub mod plugin_services;

@@ -158,7 +158,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stopped.clone(),
     ));
     let mailer = start_email(&config, &engine, &master_key).await?;
-    let overviews = Arc::new(crate::erp::Overviews::new(&config.erp)?);
+    let overviews = Arc::new(crate::customer_overview::Overviews::new(&config.erp)?);
     if let (Some(name), Some(registry)) = (overviews.connector(), engine.plugins()) {
         match registry.get(name) {
             Ok(plugin) if plugin.world() == kontor_plugins::World::ErpConnector => {

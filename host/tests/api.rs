@@ -35,7 +35,10 @@ async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router
         manual_clock: Some(f.clock.clone()),
         mailer: None,
         overviews: std::sync::Arc::new(
-            kontor::erp::Overviews::new(&kontor::erp::ErpConfig::default()).unwrap(),
+            kontor::customer_overview::Overviews::new(
+                &kontor::customer_overview::ErpConfig::default(),
+            )
+            .unwrap(),
         ),
     });
     (app, f)

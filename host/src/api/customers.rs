@@ -1,5 +1,5 @@
 //! `/api/v1/customers/{id}/overview`: the customer's 360° view from the ERP, through the
-//! connector of `[erp] connector` (see [`crate::erp`]).
+//! connector of `[erp] connector` (see [`crate::customer_overview`]).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::erp::OverviewError;
+use crate::customer_overview::OverviewError;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

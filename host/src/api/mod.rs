@@ -54,7 +54,7 @@ pub struct AppState {
     /// The outbox dispatcher; `None` where email does not run (unit tests).
     pub mailer: Option<Arc<crate::email::dispatch::Dispatcher>>,
     /// The customer overview from the ERP (`[erp]`), with its cache.
-    pub overviews: Arc<crate::erp::Overviews>,
+    pub overviews: Arc<crate::customer_overview::Overviews>,
 }
 
 /// Every route: method, path, handler. The router is built from this table, and a test
