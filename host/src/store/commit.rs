@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::events::forget_timer;
+use super::jobs::insert_jobs;
 use super::outbox::enqueue_row;
+use super::runs::insert_run;
 use super::transaction::{Tx, on_tx};
 use super::{Backend, Store, StoreError, millis};
 use crate::run::{Effect, JobOutcome, KvWrite};
@@ -38,8 +41,39 @@ impl Store {
 
 // ----- inside a transaction: the same on both backends ----------------------------------
 
+/// What an outcome writes besides its step records and run update: effects, plugin
+/// key-value writes, timers started and cancelled, child runs. Returns whether it queued
+/// mail.
+pub(super) async fn apply_outcome_writes(
+    tx: &mut Tx<'_>,
+    outcome: &JobOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let run_id = outcome.run_id.as_str();
+    let mut mail = false;
+    for (key, effect) in &outcome.effects {
+        mail |= apply_effect(tx, run_id, key, effect, now).await?;
+    }
+    for write in &outcome.kv_writes {
+        write_kv(tx, write, now).await?;
+    }
+    for name in &outcome.cancel_timers {
+        forget_timer(tx, run_id, name).await?;
+    }
+    for timer in &outcome.start_timers {
+        if let Some(name) = &timer.timer {
+            forget_timer(tx, run_id, name).await?;
+        }
+        insert_jobs(tx, &[(run_id, timer)]).await?;
+    }
+    for child in &outcome.children {
+        insert_run(tx, child, false, now).await?;
+    }
+    Ok(mail)
+}
+
 /// Applies one effect unless its key was applied before; returns whether it queued mail.
-pub(super) async fn apply_effect(
+async fn apply_effect(
     tx: &mut Tx<'_>,
     run_id: &str,
     key: &str,
@@ -96,11 +130,7 @@ pub(super) async fn apply_effect(
 }
 
 /// Applies one plugin key-value write (a `None` value deletes the key).
-pub(super) async fn write_kv(
-    tx: &mut Tx<'_>,
-    write: &KvWrite,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+async fn write_kv(tx: &mut Tx<'_>, write: &KvWrite, now: DateTime<Utc>) -> Result<(), StoreError> {
     match &write.value {
         Some(value) => {
             on_tx!(tx, |conn| {

@@ -113,34 +113,9 @@ pub(super) async fn commit_outcomes(
 
     let mut mail = false;
     for outcome in &live {
-        let run_id = outcome.run_id.as_str();
-        for (key, effect) in &outcome.effects {
-            mail |= crate::store::commit::apply_effect(
-                &mut AnyTx::from(&mut **tx),
-                run_id,
-                key,
-                effect,
-                now,
-            )
-            .await?;
-        }
-        for write in &outcome.kv_writes {
-            crate::store::commit::write_kv(&mut AnyTx::from(&mut **tx), write, now).await?;
-        }
-        for name in &outcome.cancel_timers {
-            crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name).await?;
-        }
-        for timer in &outcome.start_timers {
-            if let Some(name) = &timer.timer {
-                crate::store::events::forget_timer(&mut AnyTx::from(&mut **tx), run_id, name)
-                    .await?;
-            }
-            crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &[(run_id, timer)])
+        mail |=
+            crate::store::commit::apply_outcome_writes(&mut AnyTx::from(&mut **tx), outcome, now)
                 .await?;
-        }
-        for child in &outcome.children {
-            crate::store::runs::insert_run(&mut AnyTx::from(&mut **tx), child, false, now).await?;
-        }
     }
 
     let jobs: Vec<(&str, &NewJob)> = live
