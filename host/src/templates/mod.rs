@@ -23,12 +23,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::template::Template;
 use handlebars::{Handlebars, no_escape};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::diagnostics::Diagnostic;
+
+mod current;
+mod variables;
+
+pub use current::CurrentTemplates;
+use variables::{missing_variables, provided, used_variables};
 
 const PARTS: [&str; 3] = ["subject", "text", "html"];
 
@@ -471,159 +477,5 @@ fn template_error(file: &Path, e: &handlebars::TemplateError) -> Diagnostic {
     )
 }
 
-const BLOCK_HELPERS_WITH_NEW_CONTEXT: [&str; 2] = ["each", "with"];
-const HELPERS: [&str; 12] = [
-    "if", "unless", "each", "with", "lookup", "eq", "ne", "gt", "lt", "and", "or", "not",
-];
-
-/// Variables used anywhere in `template` (every branch) that `sample` lacks, with their
-/// 1-based positions. Inside `#each`/`#with` only `@root.` paths are checked.
-fn missing_variables(template: &Template, sample: &Json) -> Vec<(u32, u32, String)> {
-    let mut missing: Vec<(u32, u32, String)> = used_variables(template)
-        .0
-        .into_iter()
-        .filter(|(_, _, path)| !provided(sample, path))
-        .collect();
-    missing.sort();
-    missing.dedup_by(|a, b| a.2 == b.2);
-    missing
-}
-
-/// Every variable path `template` reads from its data (every branch), with positions,
-/// and the names of the partials it uses.
-fn used_variables(template: &Template) -> (Vec<(u32, u32, String)>, Vec<String>) {
-    let mut found = Vec::new();
-    let mut partials = Vec::new();
-    walk(template, 0, &mut found, &mut partials, (1, 1));
-    (found, partials)
-}
-
-fn walk(
-    template: &Template,
-    depth: usize,
-    found: &mut Vec<(u32, u32, String)>,
-    partials: &mut Vec<String>,
-    at: (u32, u32),
-) {
-    for (i, element) in template.elements.iter().enumerate() {
-        let position = template
-            .mapping
-            .get(i)
-            .map(|m| (m.0 as u32, m.1 as u32))
-            .unwrap_or(at);
-        match element {
-            TemplateElement::Expression(h)
-            | TemplateElement::HtmlExpression(h)
-            | TemplateElement::HelperBlock(h) => {
-                let name = match &h.name {
-                    Parameter::Name(n) => Some(n.as_str()),
-                    _ => None,
-                };
-                let is_helper =
-                    !h.params.is_empty() || h.block || name.is_some_and(|n| HELPERS.contains(&n));
-                if let Some(path) = parameter_path(&h.name).filter(|_| !is_helper) {
-                    note(path, depth, position, found);
-                }
-                for p in h.params.iter().chain(h.hash.values()) {
-                    if let Some(path) = parameter_path(p) {
-                        note(path, depth, position, found);
-                    }
-                }
-                let inner = if name.is_some_and(|n| BLOCK_HELPERS_WITH_NEW_CONTEXT.contains(&n)) {
-                    depth + 1
-                } else {
-                    depth
-                };
-                if let Some(t) = &h.template {
-                    walk(t, inner, found, partials, position);
-                }
-                if let Some(t) = &h.inverse {
-                    walk(t, depth, found, partials, position);
-                }
-            }
-            TemplateElement::PartialExpression(d) => {
-                if let Parameter::Name(n) = &d.name
-                    && depth == 0
-                {
-                    partials.push(n.clone());
-                }
-            }
-            TemplateElement::PartialBlock(d) | TemplateElement::DecoratorBlock(d) => {
-                if let (TemplateElement::PartialBlock(_), Parameter::Name(n)) = (element, &d.name)
-                    && depth == 0
-                {
-                    partials.push(n.clone());
-                }
-                if let Some(t) = &d.template {
-                    walk(t, depth, found, partials, position);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn parameter_path(parameter: &Parameter) -> Option<String> {
-    match parameter {
-        Parameter::Path(handlebars::Path::Relative((_, raw))) => Some(raw.clone()),
-        Parameter::Name(n) => Some(n.clone()),
-        _ => None,
-    }
-}
-
-fn note(path: String, depth: usize, at: (u32, u32), found: &mut Vec<(u32, u32, String)>) {
-    let path = match path.strip_prefix("@root.") {
-        Some(rest) => rest.to_string(),
-        None if depth > 0 || path.starts_with('@') || path.starts_with("../") || path == "this" => {
-            return;
-        }
-        None => path.strip_prefix("this.").unwrap_or(&path).to_string(),
-    };
-    found.push((at.0, at.1, path));
-}
-
-/// Is `path` in the data a template renders with? (`locale` always is.)
-fn provided(sample: &Json, path: &str) -> bool {
-    path == "locale" || has_path(sample, path)
-}
-
-/// Does `data` have `a.b.c`? Stops checking at arrays (their elements vary).
-fn has_path(data: &Json, path: &str) -> bool {
-    let mut current = data;
-    for segment in path.split(['.', '/']).filter(|s| !s.is_empty()) {
-        match current {
-            Json::Object(map) => match map.get(segment) {
-                Some(next) => current = next,
-                None => return false,
-            },
-            Json::Array(_) => return true,
-            _ => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests;
-
-/// The template set in force: loaded with the workflows, swapped when they reload, read
-/// by whoever renders. Cheap to clone; every clone sees the same set.
-#[derive(Debug, Clone, Default)]
-pub struct CurrentTemplates(std::sync::Arc<std::sync::RwLock<std::sync::Arc<TemplateSet>>>);
-
-impl CurrentTemplates {
-    /// A handle holding `set`.
-    pub fn new(set: std::sync::Arc<TemplateSet>) -> CurrentTemplates {
-        CurrentTemplates(std::sync::Arc::new(std::sync::RwLock::new(set)))
-    }
-
-    /// The set in force now.
-    pub fn get(&self) -> std::sync::Arc<TemplateSet> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Puts `set` in force for every clone of this handle.
-    pub fn replace(&self, set: std::sync::Arc<TemplateSet>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = set;
-    }
-}
