@@ -764,7 +764,7 @@ impl Executor<'_> {
                 let to = text(email.to.evaluate(&scope)?, "to")?.trim().to_string();
                 crate::email::parse_address(&to)
                     .map_err(|e| StepError::fatal(format!("send_email `to`: {e}")))?;
-                let optional = |v: &Option<crate::workflow::ValueTemplate>, field: &str| match v {
+                let optional = |v: &Option<crate::workflow::ComputedValue>, field: &str| match v {
                     Some(v) => {
                         text(v.evaluate(&scope)?, field).map(|s| Some(s).filter(|s| !s.is_empty()))
                     }

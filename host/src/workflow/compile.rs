@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
+use super::interpolation::ComputedValue;
 use super::source::{
     DelaySource, SendEmailSource, StepSource, ValueSource, ValuesSource, WorkflowFile,
 };
-use super::template::ValueTemplate;
 use super::{Action, Delay, RetryPolicy, SendEmail, Step, TIMER_EVENT_PREFIX, Trigger, Workflow};
 use crate::diagnostics::{Diagnostic, closest};
 use crate::expr::{Calendars, Expression};
@@ -666,7 +666,7 @@ impl<'a> Compiler<'a> {
             };
             let input = match &s.input {
                 Some(values) => self.values(values, input_site)?,
-                None => ValueTemplate::Object(Vec::new()),
+                None => ComputedValue::Object(Vec::new()),
             };
             Action::Start {
                 workflow: s.workflow.value.clone(),
@@ -799,7 +799,7 @@ impl<'a> Compiler<'a> {
         }
         let data = match &e.data {
             Some(values) => self.values(&values.value, site),
-            None => Some(ValueTemplate::Object(Vec::new())),
+            None => Some(ComputedValue::Object(Vec::new())),
         };
         if let Some(templates) = self.environment.templates {
             match templates.get(&e.template.value) {
@@ -1138,8 +1138,8 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn value(&mut self, value: &ValueSource) -> Option<ValueTemplate> {
-        match ValueTemplate::compile(&value.value) {
+    fn value(&mut self, value: &ValueSource) -> Option<ComputedValue> {
+        match ComputedValue::compile(&value.value) {
             Ok(t) => Some(t),
             Err(e) => {
                 let (line, column, message) = match e.error {
@@ -1160,15 +1160,15 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn values(&mut self, values: &ValuesSource, site: Site) -> Option<ValueTemplate> {
-        Some(ValueTemplate::Object(self.values_ordered(values, site)?))
+    fn values(&mut self, values: &ValuesSource, site: Site) -> Option<ComputedValue> {
+        Some(ComputedValue::Object(self.values_ordered(values, site)?))
     }
 
     fn values_ordered(
         &mut self,
         values: &ValuesSource,
         _site: Site,
-    ) -> Option<Vec<(String, ValueTemplate)>> {
+    ) -> Option<Vec<(String, ComputedValue)>> {
         let mut out = Vec::new();
         let mut ok = true;
         for (name, value) in values {
@@ -1336,7 +1336,7 @@ fn expressions_of(step: &StepSource) -> Vec<(Spanned<String>, Expression, bool)>
     };
     let templated =
         |v: &ValueSource, fan_out: bool, out: &mut Vec<(Spanned<String>, Expression, bool)>| {
-            if let Ok(t) = ValueTemplate::compile(&v.value) {
+            if let Ok(t) = ComputedValue::compile(&v.value) {
                 let text = match &v.value {
                     serde_json::Value::String(s) => s.clone(),
                     _ => String::new(),

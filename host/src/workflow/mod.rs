@@ -16,8 +16,8 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod interpolation;
 pub mod source;
-pub mod template;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ impl PluginIndex {
     }
 }
 pub use catalog::{Catalog, WorkflowEntry};
-pub use template::ValueTemplate;
+pub use interpolation::ComputedValue;
 
 /// A compiled, valid workflow: one version of one file, identified by its content hash.
 #[derive(Debug)]
@@ -114,7 +114,7 @@ pub enum Trigger {
     Cron {
         expression: String,
         schedule: Arc<CronSchedule>,
-        input: Option<ValueTemplate>,
+        input: Option<ComputedValue>,
     },
 }
 
@@ -131,7 +131,7 @@ pub struct Step {
 /// `End`) run inline; the others park the run or start other runs.
 #[derive(Debug)]
 pub enum Action {
-    Set(Vec<(String, ValueTemplate)>),
+    Set(Vec<(String, ComputedValue)>),
     Branch {
         cases: Vec<(Expression, usize)>,
         otherwise: Option<usize>,
@@ -151,20 +151,20 @@ pub enum Action {
     Start {
         workflow: String,
         for_each: Option<Expression>,
-        input: ValueTemplate,
+        input: ComputedValue,
     },
     WaitChildren,
     Record {
         collection: String,
         key: Expression,
-        data: ValueTemplate,
+        data: ComputedValue,
     },
     Fail {
-        message: ValueTemplate,
+        message: ComputedValue,
         retryable: bool,
     },
     End {
-        output: Option<ValueTemplate>,
+        output: Option<ComputedValue>,
     },
     /// Queues an email in the outbox (committed with the step); dispatchers send it.
     SendEmail(Box<SendEmail>),
@@ -172,14 +172,14 @@ pub enum Action {
     Plugin {
         name: String,
         /// `None`: the run's input.
-        input: Option<ValueTemplate>,
+        input: Option<ComputedValue>,
     },
     /// Calls a function of an ERP connector plugin; its answer is the step's output.
     Connector {
         name: String,
         function: String,
         /// The function's arguments; `None`: none.
-        input: Option<ValueTemplate>,
+        input: Option<ComputedValue>,
     },
 }
 
@@ -209,12 +209,12 @@ impl Action {
 pub struct SendEmail {
     pub channel: String,
     pub template: String,
-    pub to: ValueTemplate,
-    pub name: Option<ValueTemplate>,
-    pub locale: Option<ValueTemplate>,
-    pub data: ValueTemplate,
+    pub to: ComputedValue,
+    pub name: Option<ComputedValue>,
+    pub locale: Option<ComputedValue>,
+    pub data: ComputedValue,
     pub purpose: String,
-    pub campaign: Option<ValueTemplate>,
+    pub campaign: Option<ComputedValue>,
 }
 
 /// A point in time relative to now.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-/// A value that may contain `${ expression }` parts (see [`super::template`]).
+/// A value that may contain `${ expression }` parts (see [`super::interpolation`]).
 pub type ValueSource = Spanned<serde_json::Value>;
 
 /// A map of names to computed values, in the order written.
