@@ -16,6 +16,7 @@ use super::source::{
     DelaySource, SendEmailSource, StepSource, ValueSource, ValuesSource, WorkflowFile,
 };
 use super::{Action, Delay, RetryPolicy, SendEmail, Step, TIMER_EVENT_PREFIX, Trigger, Workflow};
+pub use crate::diagnostics::yaml_error;
 use crate::diagnostics::{Diagnostic, closest};
 use crate::expr::{Calendars, Expression};
 
@@ -88,36 +89,6 @@ pub fn compile_workflow(
         compiler.diagnostics.dedup();
         Err(compiler.diagnostics)
     }
-}
-
-/// A serde-saphyr parse error as a diagnostic.
-pub fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> Diagnostic {
-    let (line, column) = error
-        .location()
-        .map(|l| (l.line() as u32, l.column() as u32))
-        .unwrap_or((0, 0));
-    let full = error.to_string();
-    // The library's message may append its own location and a source snippet; keep the
-    // first line, which names the problem.
-    let message = full
-        .lines()
-        .next()
-        .unwrap_or("invalid YAML")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_string();
-    // The position is reported separately; drop the library's " at line L, column C".
-    let message = match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message,
-    };
-    let mut diagnostic = Diagnostic::new(path, line, column, message.clone());
-    if message.contains("unknown field") {
-        diagnostic = diagnostic.with_hint("check the spelling; the expected keys are listed above");
-    } else if message.contains("missing field") {
-        diagnostic = diagnostic.with_hint("add the missing key");
-    }
-    diagnostic
 }
 
 /// Maps spans to file positions, adjusting for the opening quote of quoted scalars so a
