@@ -18,9 +18,9 @@
 //!
 //! | file | part |
 //! |---|---|
-//! | this one | what a claimed job becomes: a step, a resume, a timeout, a timer's event |
-//! | [`chain`] | running a chain of steps: limits, continuations, retries, recording results |
-//! | [`progress`] | the run's state while a chain runs, and the outcome it becomes |
+//! | `execute.rs` | what a claimed job becomes: a step, a resume, a timeout, a timer's event |
+//! | `execute/chain.rs` | running a chain of steps: limits, continuations, retries, recording results |
+//! | `execute/progress.rs` | the run's state while a chain runs, and the outcome it becomes |
 
 mod chain;
 mod progress;

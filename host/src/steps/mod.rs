@@ -2,10 +2,11 @@
 //! action's YAML shape (its `Source`), its checks for `kontor check`, and what it does
 //! when its step runs — the way mini-redis keeps one file per command in `cmd/`.
 //!
-//! This file lists the actions; [`dispatch`] expands the list into the step's YAML keys
-//! ([`StepSource`]), the compiled [`Action`], the names `kontor check` offers
-//! ([`ACTIONS`]) and the calls from the compiler and the engine into each action. The
-//! list's order is the order of the step's keys and of `kontor check`'s list.
+//! This file lists the actions; the `actions!` macro (`dispatch.rs`) expands the list
+//! into the step's YAML keys ([`StepSource`]), the compiled [`Action`], the names
+//! `kontor check` offers ([`ACTIONS`]) and the calls from the compiler and the engine
+//! into each action. The list's order is the order of the step's keys and of `kontor
+//! check`'s list.
 //!
 //! Adding an action means adding its file, implementing [`StepAction`] there (the YAML
 //! under its key, its checks, what it does), and naming it twice below: in a `mod` line,

@@ -11,9 +11,10 @@
 //!
 //! Loading goes file → [`source::WorkflowFile`] (serde, with line/column spans) →
 //! [`compile::compile_workflow`] (checks, resolves step ids, compiles expressions; each
-//! step's action is compiled by its file in [`crate::steps`]) → [`Workflow`]. Values
-//! written as `${…}` are [`interpolation`]s. A file with problems yields [`Diagnostic`]s instead; the [`Catalog`] keeps
-//! both so the server can list invalid workflows while running the valid ones.
+//! step's action is compiled by its file in [`crate::steps`]) → [`Workflow`]. A file with
+//! problems yields [`Diagnostic`](crate::diagnostics::Diagnostic)s instead; the
+//! [`Catalog`] keeps both so the server can list invalid workflows while running the
+//! valid ones. Values written as `${…}` are compiled by [`interpolation`].
 
 pub mod catalog;
 pub mod compile;

@@ -6,11 +6,11 @@
 //!
 //! | file | what it checks |
 //! |---|---|
-//! | [`file`] | the file as a whole: its name, input schema, step ids, which steps can run, the trigger |
-//! | [`step`] | one step's shared keys (`next`, `retry`, `input`) around its action, which [`crate::steps`] compiles |
-//! | [`fields`] | what the fields of every action compile to: step targets, CEL, `${…}` values, durations |
+//! | `file.rs` | the file as a whole: its name, input schema, step ids, which steps can run, the trigger |
+//! | `step.rs` | one step's shared keys (`next`, `retry`, `input`) around its action, which [`crate::steps`] compiles |
+//! | `fields.rs` | what the fields of every action compile to: step targets, CEL, `${…}` values, durations |
 //! | [`references`] | which steps and variables each expression names, and whether they can exist when it runs |
-//! | [`locator`] | turns a value's span into `file:line:column` |
+//! | `locator.rs` | turns a value's span into `file:line:column` |
 
 mod fields;
 mod file;
