@@ -2,7 +2,8 @@
 //!
 //! `kontor check`, the server's workflow listing and the loader all report problems as
 //! [`Diagnostic`]s: `file:line:column: error: message` followed by an optional hint, so an
-//! editor can jump to the spot and a person knows what to change.
+//! editor can jump to the spot and a person knows what to change. [`yaml_error`] turns a
+//! YAML parse error of any of these files into one.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,36 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// A serde-saphyr parse error as a diagnostic.
+pub fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = error
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((0, 0));
+    let full = error.to_string();
+    // The library's message may append its own location and a source snippet; keep the
+    // first line, which names the problem.
+    let message = full
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    // The position is reported separately; drop the library's " at line L, column C".
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    let mut diagnostic = Diagnostic::new(path, line, column, message.clone());
+    if message.contains("unknown field") {
+        diagnostic = diagnostic.with_hint("check the spelling; the expected keys are listed above");
+    } else if message.contains("missing field") {
+        diagnostic = diagnostic.with_hint("add the missing key");
+    }
+    diagnostic
 }
 
 /// Suggests the closest of `candidates` to `name`, for "did you mean ...?" hints.

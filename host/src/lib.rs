@@ -16,8 +16,9 @@
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
 //! | [`email`] | templates (handlebars; subject, text, HTML per locale), channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens, `kontor bench email` |
 //! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
-//! | [`workflow`] | workflow files: YAML source with spans → checks → compiled [`workflow::Workflow`]; the [`workflow::Catalog`] of a `workflows/` folder |
-//! | [`engine`] | claims jobs, executes steps ([`engine::execute`]), cron triggers ([`engine::cron`]), typed effects ([`engine::effects`]) |
+//! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder |
+//! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
+//! | [`engine`] | claims jobs and drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
 //! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared): runs, jobs, events, waits, effects, tokens, outbox; leases and leaders for several processes |
 //! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
@@ -52,6 +53,7 @@ pub mod retention;
 pub mod run;
 pub mod secrets;
 pub mod server;
+pub mod steps;
 pub mod store;
 pub mod templates;
 pub mod workflow;

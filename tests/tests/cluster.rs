@@ -151,7 +151,7 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
         // A `wait` step records its attempt twice by design: parked, then completed.
         let attempts: Vec<(String, u32, String)> = history
             .iter()
-            .map(|s| (s.step.clone(), s.attempt, s.status.clone()))
+            .map(|s| (s.step.clone(), s.attempt, s.status.as_str().to_string()))
             .collect();
         let unique: BTreeSet<&(String, u32, String)> = attempts.iter().collect();
         assert_eq!(
@@ -162,7 +162,7 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
         );
         let steps: Vec<&str> = history
             .iter()
-            .filter(|s| s.status == "completed")
+            .filter(|s| s.status.as_str() == "completed")
             .map(|s| s.step.as_str())
             .collect();
         assert!(

@@ -41,10 +41,7 @@ pub async fn deliver_event(
     if body.event_type.trim().is_empty() {
         return Err(ApiError::invalid("type", "the event type is empty"));
     }
-    if body
-        .event_type
-        .starts_with(crate::workflow::TIMER_EVENT_PREFIX)
-    {
+    if body.event_type.starts_with(crate::run::TIMER_EVENT_PREFIX) {
         return Err(ApiError::invalid(
             "type",
             "event types starting with `timer.` are reserved for run timers",

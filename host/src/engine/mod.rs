@@ -11,8 +11,6 @@
 //! so after a crash a step re-runs only if its commit never happened.
 
 pub mod cron;
-/// Effects moved to [`crate::run::effects`]; this path stays until the steps move.
-pub use crate::run::effects;
 pub mod execute;
 
 use std::collections::HashMap;
@@ -461,7 +459,7 @@ impl Engine {
             let retries = outcome
                 .steps
                 .iter()
-                .filter(|s| s.status == "retrying")
+                .filter(|s| s.status == crate::run::StepStatus::Retrying)
                 .count();
             if retries > 0 {
                 metrics::counter!("kontor_step_retries_total", "workflow" => workflow.clone())
@@ -576,7 +574,7 @@ impl Engine {
         call: &execute::PendingCall,
         run: &crate::run::RunState,
     ) -> (
-        Result<Json, execute::StepError>,
+        Result<Json, crate::steps::StepError>,
         Option<Json>,
         Vec<crate::run::KvWrite>,
     ) {
@@ -588,7 +586,7 @@ impl Engine {
         {
             Ok(plugin) => plugin,
             Err(message) => {
-                let error = execute::StepError {
+                let error = crate::steps::StepError {
                     message,
                     retryable: false,
                     retry_after: None,
@@ -640,7 +638,7 @@ impl Engine {
                     Some(f) => format!("connector `{}` call `{f}`", call.plugin),
                     None => format!("plugin `{}`", call.plugin),
                 };
-                let error = execute::StepError {
+                let error = crate::steps::StepError {
                     message: format!(
                         "{what} failed ({}): {}",
                         failure.error.kind(),

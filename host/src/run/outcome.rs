@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::effects::Effect;
 use super::job::{NewJob, NewRun};
-use super::status::RunStatus;
+use super::status::{RunStatus, StepStatus};
 
 /// Everything one job produced, committed atomically.
 #[derive(Debug, Clone, Default)]
@@ -39,8 +39,7 @@ pub struct StepRecord {
     pub step: String,
     pub action: String,
     pub attempt: u32,
-    /// completed, waiting, retrying or failed
-    pub status: String,
+    pub status: StepStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub input: Option<Json>,

@@ -9,7 +9,7 @@ use super::outbox::{MessageView, OutboxMessage};
 use super::runs::{ChildCounts, RunView};
 use super::suppressions::Suppression;
 use super::{StoreError, from_millis};
-use crate::run::{Job, JobKind, OutgoingEmail, RunState, RunStatus, StepRecord};
+use crate::run::{Job, JobKind, OutgoingEmail, RunState, RunStatus, StepRecord, StepStatus};
 
 /// The column accessors the decoders need.
 pub(super) trait Cols {
@@ -92,7 +92,9 @@ pub(super) fn step_record(r: &impl Cols) -> Result<StepRecord, StoreError> {
         step: r.text("step"),
         action: r.text("action"),
         attempt: r.int("attempt") as u32,
-        status: r.text("status"),
+        status: StepStatus::parse(&r.text("status")).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown step status {}", r.text("status")))
+        })?,
         input: opt_json_of(r, "input")?,
         output: opt_json_of(r, "output")?,
         error: r.opt_text("error"),

@@ -243,7 +243,7 @@ impl TemplateSet {
                     Ok(meta) => meta,
                     Err(e) => {
                         self.diagnostics
-                            .push(crate::workflow::compile::yaml_error(&meta_path, &e));
+                            .push(crate::diagnostics::yaml_error(&meta_path, &e));
                         return;
                     }
                 }

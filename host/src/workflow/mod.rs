@@ -10,14 +10,16 @@
 //! ```
 //!
 //! Loading goes file → [`source::WorkflowFile`] (serde, with line/column spans) →
-//! [`compile::compile_workflow`] (checks, resolves step ids, compiles expressions) →
-//! [`Workflow`]. A file with problems yields [`Diagnostic`]s instead; the [`Catalog`] keeps
-//! both so the server can list invalid workflows while running the valid ones.
+//! [`compile::compile_workflow`] (checks, resolves step ids, compiles expressions; each
+//! step's action is compiled by its file in [`crate::steps`]) → [`Workflow`]. A file with
+//! problems yields [`Diagnostic`](crate::diagnostics::Diagnostic)s instead; the
+//! [`Catalog`] keeps both so the server can list invalid workflows while running the
+//! valid ones. Values written as `${…}` are compiled by [`interpolation`].
 
 pub mod catalog;
 pub mod compile;
+pub mod interpolation;
 pub mod source;
-pub mod template;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,8 +27,6 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use kontor_time::CronSchedule;
-
-use crate::expr::Expression;
 
 /// The plugins a catalog's workflows may call: every `*.wasm` found in the plugins
 /// folder, with the reason it cannot be loaded, if any.
@@ -55,8 +55,9 @@ impl PluginIndex {
         }
     }
 }
+pub use crate::steps::Action;
 pub use catalog::{Catalog, WorkflowEntry};
-pub use template::ValueTemplate;
+pub use interpolation::ComputedValue;
 
 /// A compiled, valid workflow: one version of one file, identified by its content hash.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ pub enum Trigger {
     Cron {
         expression: String,
         schedule: Arc<CronSchedule>,
-        input: Option<ValueTemplate>,
+        input: Option<ComputedValue>,
     },
 }
 
@@ -124,114 +125,9 @@ pub struct Step {
     /// Index of the step that follows; `None` ends the run.
     pub next: Option<usize>,
     pub retry: RetryPolicy,
+    /// What the step does: one of the actions in [`crate::steps`].
     pub action: Action,
 }
-
-/// What a step does. Pure actions (`Set`, `Branch`, `CancelTimer`, `Record`, `Fail`,
-/// `End`) run inline; the others park the run or start other runs.
-#[derive(Debug)]
-pub enum Action {
-    Set(Vec<(String, ValueTemplate)>),
-    Branch {
-        cases: Vec<(Expression, usize)>,
-        otherwise: Option<usize>,
-    },
-    Wait(Delay),
-    WaitFor {
-        events: Vec<String>,
-        key: Option<Expression>,
-        timeout: Option<Delay>,
-        on_timeout: Option<usize>,
-    },
-    Timer {
-        name: String,
-        delay: Delay,
-    },
-    CancelTimer(String),
-    Start {
-        workflow: String,
-        for_each: Option<Expression>,
-        input: ValueTemplate,
-    },
-    WaitChildren,
-    Record {
-        collection: String,
-        key: Expression,
-        data: ValueTemplate,
-    },
-    Fail {
-        message: ValueTemplate,
-        retryable: bool,
-    },
-    End {
-        output: Option<ValueTemplate>,
-    },
-    /// Queues an email in the outbox (committed with the step); dispatchers send it.
-    SendEmail(Box<SendEmail>),
-    /// Calls a Wasm plugin; its output joins the context as the step's output.
-    Plugin {
-        name: String,
-        /// `None`: the run's input.
-        input: Option<ValueTemplate>,
-    },
-    /// Calls a function of an ERP connector plugin; its answer is the step's output.
-    Connector {
-        name: String,
-        function: String,
-        /// The function's arguments; `None`: none.
-        input: Option<ValueTemplate>,
-    },
-}
-
-impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Set(_) => "set",
-            Action::Branch { .. } => "branch",
-            Action::Wait(_) => "wait",
-            Action::WaitFor { .. } => "wait_for",
-            Action::Timer { .. } => "timer",
-            Action::CancelTimer(_) => "cancel_timer",
-            Action::Start { .. } => "start",
-            Action::WaitChildren => "wait_children",
-            Action::Record { .. } => "record",
-            Action::Fail { .. } => "fail",
-            Action::End { .. } => "end",
-            Action::Plugin { .. } => "plugin",
-            Action::Connector { .. } => "connector",
-            Action::SendEmail(_) => "send_email",
-        }
-    }
-}
-
-/// A `send_email` step, compiled.
-#[derive(Debug)]
-pub struct SendEmail {
-    pub channel: String,
-    pub template: String,
-    pub to: ValueTemplate,
-    pub name: Option<ValueTemplate>,
-    pub locale: Option<ValueTemplate>,
-    pub data: ValueTemplate,
-    pub purpose: String,
-    pub campaign: Option<ValueTemplate>,
-}
-
-/// A point in time relative to now.
-#[derive(Debug, Clone)]
-pub enum Delay {
-    /// Plain elapsed time.
-    Duration(Duration),
-    /// Working time on a named business calendar.
-    Business {
-        duration: Duration,
-        calendar: String,
-    },
-    /// An absolute time computed by an expression.
-    Until(Expression),
-}
-
-pub use crate::run::TIMER_EVENT_PREFIX;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {

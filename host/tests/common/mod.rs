@@ -136,7 +136,7 @@ impl Fixture {
         self.history(id)
             .await
             .iter()
-            .map(|s| format!("{}:{}", s.step, s.status))
+            .map(|s| format!("{}:{}", s.step, s.status.as_str()))
             .collect()
     }
 

@@ -100,7 +100,7 @@ pub(super) async fn commit_outcomes(
         .bind(column(&|s| Some(s.step.clone())))
         .bind(column(&|s| Some(s.action.clone())))
         .bind(steps.iter().map(|(_, s)| i64::from(s.attempt)).collect::<Vec<_>>())
-        .bind(column(&|s| Some(s.status.clone())))
+        .bind(column(&|s| Some(s.status.as_str().to_string())))
         .bind(column(&|s| s.input.as_ref().map(Json::to_string)))
         .bind(column(&|s| s.output.as_ref().map(Json::to_string)))
         .bind(column(&|s| s.error.clone()))

@@ -71,7 +71,7 @@ pub(super) async fn commit_outcomes(
             o.steps.iter().map(move |s| {
                 serde_json::json!({
                     "run": o.run_id, "step": s.step, "action": s.action, "attempt": s.attempt,
-                    "status": s.status, "input": s.input.as_ref().map(Json::to_string),
+                    "status": s.status.as_str(), "input": s.input.as_ref().map(Json::to_string),
                     "output": s.output.as_ref().map(Json::to_string), "error": s.error,
                     "log": s.log.as_ref().map(Json::to_string),
                     "started": millis(s.started_at), "finished": millis(s.finished_at),

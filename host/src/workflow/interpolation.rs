@@ -1,4 +1,6 @@
-//! Computed values: JSON in which strings may contain `${ expression }`.
+//! Computed values: JSON in which strings may contain `${ expression }`, the `${…}`
+//! interpolation of workflow files. (Email text is rendered by handlebars templates, a
+//! different thing: see `crate::templates`.)
 //!
 //! - `"${input.employees * 2}"` — a string that is exactly one `${...}` takes the
 //!   expression's value, whatever its type (number, list, map, ...).
@@ -14,12 +16,12 @@ use crate::expr::{ExprError, Expression, Scope};
 
 /// A compiled computed value.
 #[derive(Debug, Clone)]
-pub enum ValueTemplate {
+pub enum ComputedValue {
     Literal(Json),
     Expression(Expression),
     Interpolated(Vec<Part>),
-    Array(Vec<ValueTemplate>),
-    Object(Vec<(String, ValueTemplate)>),
+    Array(Vec<ComputedValue>),
+    Object(Vec<(String, ComputedValue)>),
 }
 
 #[derive(Debug, Clone)]
@@ -28,37 +30,37 @@ pub enum Part {
     Expression(Expression),
 }
 
-/// A problem compiling a template, with the byte offset of the bad `${...}` in its string.
+/// A problem compiling a computed value, with the byte offset of the bad `${...}` in its string.
 #[derive(Debug, Clone)]
-pub struct TemplateError {
+pub struct InterpolationError {
     pub offset: usize,
     pub error: ExprError,
 }
 
-impl ValueTemplate {
-    pub fn compile(value: &Json) -> Result<ValueTemplate, TemplateError> {
+impl ComputedValue {
+    pub fn compile(value: &Json) -> Result<ComputedValue, InterpolationError> {
         Ok(match value {
             Json::String(s) => compile_string(s)?,
-            Json::Array(items) => ValueTemplate::Array(
+            Json::Array(items) => ComputedValue::Array(
                 items
                     .iter()
-                    .map(ValueTemplate::compile)
+                    .map(ComputedValue::compile)
                     .collect::<Result<_, _>>()?,
             ),
-            Json::Object(map) => ValueTemplate::Object(
+            Json::Object(map) => ComputedValue::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), ValueTemplate::compile(v)?)))
-                    .collect::<Result<_, TemplateError>>()?,
+                    .map(|(k, v)| Ok((k.clone(), ComputedValue::compile(v)?)))
+                    .collect::<Result<_, InterpolationError>>()?,
             ),
-            other => ValueTemplate::Literal(other.clone()),
+            other => ComputedValue::Literal(other.clone()),
         })
     }
 
     pub fn evaluate(&self, scope: &Scope<'_>) -> Result<Json, ExprError> {
         Ok(match self {
-            ValueTemplate::Literal(v) => v.clone(),
-            ValueTemplate::Expression(e) => e.evaluate(scope)?,
-            ValueTemplate::Interpolated(parts) => {
+            ComputedValue::Literal(v) => v.clone(),
+            ComputedValue::Expression(e) => e.evaluate(scope)?,
+            ComputedValue::Interpolated(parts) => {
                 let mut text = String::new();
                 for part in parts {
                     match part {
@@ -72,13 +74,13 @@ impl ValueTemplate {
                 }
                 Json::String(text)
             }
-            ValueTemplate::Array(items) => Json::Array(
+            ComputedValue::Array(items) => Json::Array(
                 items
                     .iter()
                     .map(|i| i.evaluate(scope))
                     .collect::<Result<_, _>>()?,
             ),
-            ValueTemplate::Object(entries) => Json::Object(
+            ComputedValue::Object(entries) => Json::Object(
                 entries
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), v.evaluate(scope)?)))
@@ -96,21 +98,21 @@ impl ValueTemplate {
 
     fn collect<'a>(&'a self, out: &mut Vec<&'a Expression>) {
         match self {
-            ValueTemplate::Literal(_) => {}
-            ValueTemplate::Expression(e) => out.push(e),
-            ValueTemplate::Interpolated(parts) => {
+            ComputedValue::Literal(_) => {}
+            ComputedValue::Expression(e) => out.push(e),
+            ComputedValue::Interpolated(parts) => {
                 out.extend(parts.iter().filter_map(|p| match p {
                     Part::Expression(e) => Some(e),
                     Part::Text(_) => None,
                 }))
             }
-            ValueTemplate::Array(items) => items.iter().for_each(|i| i.collect(out)),
-            ValueTemplate::Object(entries) => entries.iter().for_each(|(_, v)| v.collect(out)),
+            ComputedValue::Array(items) => items.iter().for_each(|i| i.collect(out)),
+            ComputedValue::Object(entries) => entries.iter().for_each(|(_, v)| v.collect(out)),
         }
     }
 }
 
-fn compile_string(s: &str) -> Result<ValueTemplate, TemplateError> {
+fn compile_string(s: &str) -> Result<ComputedValue, InterpolationError> {
     let mut parts = Vec::new();
     let mut rest = s;
     let mut consumed = 0;
@@ -120,7 +122,7 @@ fn compile_string(s: &str) -> Result<ValueTemplate, TemplateError> {
         }
         let body_start = start + 2;
         let Some(len) = expression_length(&rest[body_start..]) else {
-            return Err(TemplateError {
+            return Err(InterpolationError {
                 offset: consumed + start,
                 error: ExprError::Syntax {
                     message: "`${` is never closed by a matching `}`".into(),
@@ -130,7 +132,7 @@ fn compile_string(s: &str) -> Result<ValueTemplate, TemplateError> {
             });
         };
         let body = &rest[body_start..body_start + len];
-        let expression = Expression::compile(body.trim()).map_err(|error| TemplateError {
+        let expression = Expression::compile(body.trim()).map_err(|error| InterpolationError {
             offset: consumed + start,
             error,
         })?;
@@ -143,12 +145,12 @@ fn compile_string(s: &str) -> Result<ValueTemplate, TemplateError> {
         parts.push(Part::Text(rest.to_string()));
     }
     Ok(match parts.len() {
-        0 => ValueTemplate::Literal(Json::String(String::new())),
+        0 => ComputedValue::Literal(Json::String(String::new())),
         1 => match parts.pop() {
-            Some(Part::Expression(e)) => ValueTemplate::Expression(e),
-            _ => ValueTemplate::Literal(Json::String(s.to_string())),
+            Some(Part::Expression(e)) => ComputedValue::Expression(e),
+            _ => ComputedValue::Literal(Json::String(s.to_string())),
         },
-        _ => ValueTemplate::Interpolated(parts),
+        _ => ComputedValue::Interpolated(parts),
     })
 }
 
@@ -190,7 +192,7 @@ mod tests {
         let cals = Calendars::new();
         let now = chrono::Utc::now();
         let scope = Scope::new(now, &cals).with("input", json!({"name": "Jürgen", "n": 3}));
-        ValueTemplate::compile(&value)
+        ComputedValue::compile(&value)
             .unwrap()
             .evaluate(&scope)
             .unwrap()
@@ -217,8 +219,8 @@ mod tests {
 
     #[test]
     fn reports_unclosed_and_bad_expressions() {
-        assert!(ValueTemplate::compile(&json!("x ${input.n")).is_err());
-        let err = ValueTemplate::compile(&json!("ab ${input.n >}")).unwrap_err();
+        assert!(ComputedValue::compile(&json!("x ${input.n")).is_err());
+        let err = ComputedValue::compile(&json!("ab ${input.n >}")).unwrap_err();
         assert_eq!(err.offset, 3);
     }
 }
