@@ -73,7 +73,7 @@
 //! assert!(matches!(refused, Err(Error::InvalidInput(m)) if m.contains("points")));
 //! ```
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use serde::Serialize;
@@ -87,7 +87,7 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 /// Bindings generated from `sdk/wit/`. Plugin code does not need them; [`export_step!`]
 /// wires a [`Step`] to them.
 #[doc(hidden)]
-#[allow(unsafe_code, clippy::all)]
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "step",
@@ -100,7 +100,7 @@ pub mod bindings {
 /// Bindings of the `erp-connector` world; [`export_connector!`] wires a [`Connector`]
 /// to them. Its imports are the same as the step world's.
 #[doc(hidden)]
-#[allow(unsafe_code, clippy::all)]
+#[allow(clippy::all)]
 pub mod connector_bindings {
     wit_bindgen::generate!({
         world: "erp-connector",
