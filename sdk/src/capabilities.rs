@@ -123,6 +123,8 @@ pub mod secrets {
 pub mod kv {
     use super::CapabilityError;
 
+    /// The value of `key`: this call's own write if there is one, else the committed
+    /// value; `None` when it is not set.
     pub fn get(key: &str) -> Result<Option<Vec<u8>>, CapabilityError> {
         #[cfg(target_arch = "wasm32")]
         {
@@ -132,6 +134,7 @@ pub mod kv {
         Ok(super::native::KV.with(|kv| kv.borrow().get(key).cloned()))
     }
 
+    /// Sets `key` (1 to 256 bytes) to `value` (at most 256 KiB), committed with the step.
     pub fn set(key: &str, value: &[u8]) -> Result<(), CapabilityError> {
         #[cfg(target_arch = "wasm32")]
         {
@@ -144,6 +147,7 @@ pub mod kv {
         }
     }
 
+    /// Deletes `key`, committed with the step.
     pub fn delete(key: &str) -> Result<(), CapabilityError> {
         #[cfg(target_arch = "wasm32")]
         {
@@ -170,6 +174,7 @@ pub mod kv {
         }
     }
 
+    /// Stores `value` as JSON under `key` (read it back with [`get_json`]).
     pub fn set_json<T: serde::Serialize>(key: &str, value: &T) -> Result<(), CapabilityError> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| CapabilityError::Invalid(format!("cannot write `{key}` as JSON: {e}")))?;
@@ -184,14 +189,21 @@ pub mod http {
     /// A request; build it with [`Request::get`] or [`Request::new`].
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Request {
+        /// GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.
         pub method: String,
+        /// An absolute http or https URL on a granted origin, without credentials.
         pub url: String,
+        /// Headers as (name, value); the host sets `host`, `content-length` and the
+        /// other framing headers itself and refuses them here.
         pub headers: Vec<(String, String)>,
+        /// The request body, if any.
         pub body: Option<Vec<u8>>,
+        /// Time for the whole exchange, redirects included; the host caps it.
         pub timeout_ms: Option<u32>,
     }
 
     impl Request {
+        /// A request with `method` to `url`, without headers or body.
         pub fn new(method: &str, url: impl Into<String>) -> Request {
             Request {
                 method: method.to_string(),
@@ -202,19 +214,23 @@ pub mod http {
             }
         }
 
+        /// A GET request to `url`.
         pub fn get(url: impl Into<String>) -> Request {
             Request::new("GET", url)
         }
 
+        /// A POST request to `url`; add a body with [`Request::body`] or [`Request::json`].
         pub fn post(url: impl Into<String>) -> Request {
             Request::new("POST", url)
         }
 
+        /// Adds a header; read credentials for it from [`crate::secrets`].
         pub fn header(mut self, name: &str, value: impl Into<String>) -> Request {
             self.headers.push((name.to_string(), value.into()));
             self
         }
 
+        /// Sets the body, as it is sent.
         pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
             self.body = Some(body.into());
             self
@@ -226,6 +242,7 @@ pub mod http {
                 .body(value.to_string())
         }
 
+        /// Asks for less time than the host's limit.
         pub fn timeout_ms(mut self, ms: u32) -> Request {
             self.timeout_ms = Some(ms);
             self
@@ -237,10 +254,15 @@ pub mod http {
         }
     }
 
+    /// An answer from the server (any status: a 404 or a 500 is an answer, not an
+    /// [`HttpError`]).
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Response {
+        /// The HTTP status code.
         pub status: u16,
+        /// Headers as (lowercase name, value); see [`Response::header`].
         pub headers: Vec<(String, String)>,
+        /// The body, whole (the host caps its size).
         pub body: Vec<u8>,
         /// The URL that answered, after redirects.
         pub url: String,
@@ -255,10 +277,12 @@ pub mod http {
                 .map(|(_, v)| v.as_str())
         }
 
+        /// The body as text (invalid UTF-8 replaced).
         pub fn text(&self) -> String {
             String::from_utf8_lossy(&self.body).into_owned()
         }
 
+        /// The body read as JSON into `T`; a body that does not fit fails the step.
         pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::Error> {
             serde_json::from_slice(&self.body).map_err(|e| {
                 crate::Error::fatal(format!(
@@ -273,16 +297,25 @@ pub mod http {
     /// [`HttpError::ForbiddenAddress`] are refusals: the host fails the step.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum HttpError {
+        /// The origin (scheme, host, port) is not among the plugin's grants.
         NotGranted(String),
+        /// The URL names, or its name resolves to, an address the plugin may not reach
+        /// (loopback, private, link-local, unique-local, metadata, IPv4-mapped).
         ForbiddenAddress(String),
+        /// The request body, or the response's headers or body, are over the host's cap.
         TooLarge(String),
+        /// No complete answer within the time.
         Timeout(String),
+        /// DNS, connection or TLS failed.
         Connection(String),
+        /// The request itself is malformed (method, URL, headers).
         InvalidRequest(String),
+        /// More redirects than the host follows.
         TooManyRedirects(String),
     }
 
     impl HttpError {
+        /// The WIT name of the error (`not-granted`, `timeout`, …), for logs and metrics.
         pub fn kind(&self) -> &'static str {
             match self {
                 HttpError::NotGranted(_) => "not-granted",
@@ -328,6 +361,9 @@ pub mod http {
         }
     }
 
+    /// Sends `request` through the host, which follows redirects and checks every hop
+    /// against the grants. Natively (in `cargo test`) every request fails with
+    /// [`HttpError::Connection`].
     pub fn send(request: Request) -> Result<Response, HttpError> {
         let request = wit::Request {
             method: request.method,

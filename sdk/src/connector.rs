@@ -61,18 +61,23 @@ pub trait Connector {
     /// [`crate::Info::secret`], [`crate::Info::kv`]).
     fn info() -> crate::Info;
 
+    /// The customer with ERP id `id`, or `None`.
     fn customer_by_id(_id: String) -> Result<Option<Customer>, Error> {
         unsupported("customer-by-id")
     }
+    /// The customer with this e-mail address, or `None`.
     fn customer_by_email(_email: String) -> Result<Option<Customer>, Error> {
         unsupported("customer-by-email")
     }
+    /// The customer with this VAT id, or `None`.
     fn customer_by_vat_id(_vat_id: String) -> Result<Option<Customer>, Error> {
         unsupported("customer-by-vat-id")
     }
+    /// The customer's contact people, with their preferred channel and consent.
     fn contacts(_customer_id: String) -> Result<Vec<Contact>, Error> {
         unsupported("contacts")
     }
+    /// What the customer bought: articles, series, serial numbers, maintenance cycles.
     fn purchases(_customer_id: String) -> Result<Vec<Purchase>, Error> {
         unsupported("purchases")
     }
@@ -80,12 +85,15 @@ pub trait Connector {
     fn buyers_of_series(_query: BuyersQuery) -> Result<BuyersPage, Error> {
         unsupported("buyers-of-series")
     }
+    /// The customer's maintenance and service contracts.
     fn contracts(_customer_id: String) -> Result<Vec<Contract>, Error> {
         unsupported("contracts")
     }
+    /// Payment terms and open items of the customer.
     fn customer_account(_customer_id: String) -> Result<Account, Error> {
         unsupported("customer-account")
     }
+    /// How many of each article are available on `date`, and when more arrive.
     fn article_availability(
         _articles: Vec<String>,
         _date: String,
@@ -96,6 +104,7 @@ pub trait Connector {
     fn submit_order(_order: Order) -> Result<OrderReceipt, Error> {
         unsupported("submit-order")
     }
+    /// Changes or cancels the order `order_id` (an id a receipt returned).
     fn change_order(_order_id: String, _change: OrderChange) -> Result<OrderReceipt, Error> {
         unsupported("change-order")
     }

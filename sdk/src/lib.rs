@@ -73,7 +73,8 @@
 //! assert!(matches!(refused, Err(Error::InvalidInput(m)) if m.contains("points")));
 //! ```
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,7 +87,7 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 /// Bindings generated from `sdk/wit/`. Plugin code does not need them; [`export_step!`]
 /// wires a [`Step`] to them.
 #[doc(hidden)]
-#[allow(unsafe_code, clippy::all)]
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "step",
@@ -99,7 +100,7 @@ pub mod bindings {
 /// Bindings of the `erp-connector` world; [`export_connector!`] wires a [`Connector`]
 /// to them. Its imports are the same as the step world's.
 #[doc(hidden)]
-#[allow(unsafe_code, clippy::all)]
+#[allow(clippy::all)]
 pub mod connector_bindings {
     wit_bindgen::generate!({
         world: "erp-connector",
@@ -129,8 +130,11 @@ use bindings::exports::kontor::plugin::handler as wit;
 /// The run step a call belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invocation {
+    /// The run; use it to make effects idempotent (e.g. as an ERP order reference).
     pub run_id: String,
+    /// The workflow the run belongs to.
     pub workflow: String,
+    /// The step's id within the workflow.
     pub step: String,
     /// 1 for the first attempt; retries count up.
     pub attempt: u32,
@@ -140,11 +144,17 @@ pub struct Invocation {
 /// `kontor plugin inspect`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Info {
+    /// The plugin's own name (Kontor calls it by its file name).
     pub name: String,
+    /// The plugin's version, shown by `kontor plugin inspect` and the plugins API.
     pub version: String,
+    /// One line for people choosing a plugin ([`Info::description`]).
     pub description: String,
+    /// Set with [`Info::config_schema`].
     pub config_schema: Option<Value>,
+    /// Set with [`Info::input_schema`].
     pub input_schema: Option<Value>,
+    /// Set with [`Info::output_schema`].
     pub output_schema: Option<Value>,
     /// Outbound HTTP origins the plugin will ask for.
     pub hosts: Vec<String>,
@@ -155,6 +165,7 @@ pub struct Info {
 }
 
 impl Info {
+    /// A description with only a name and a version: no schemas, no grants asked for.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
         Info {
             name: name.into(),
@@ -163,6 +174,7 @@ impl Info {
         }
     }
 
+    /// One line saying what the plugin does, shown next to its name.
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
@@ -219,12 +231,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::Retryable`]: the host tries the step again later.
     pub fn retryable(message: impl Into<String>) -> Self {
         Error::Retryable(message.into())
     }
+    /// An [`Error::Fatal`]: the step fails at once.
     pub fn fatal(message: impl Into<String>) -> Self {
         Error::Fatal(message.into())
     }
+    /// An [`Error::InvalidInput`]: the step fails at once; name the field in `message`.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Error::InvalidInput(message.into())
     }
@@ -251,8 +266,11 @@ pub trait Step {
     /// What joins the run's context as the step's output.
     type Output: Serialize;
 
+    /// What the plugin says about itself; the host asks once, at load.
     fn info() -> Info;
 
+    /// Runs the step once. It may run again for the same step (a retry, a crash
+    /// before the result was committed), so it must be idempotent.
     fn run(
         invocation: &Invocation,
         config: Self::Config,
@@ -278,27 +296,35 @@ pub mod log {
         eprintln!("[{level:?}] {message} {fields:?}");
     }
 
+    /// Detail for whoever debugs the plugin.
     pub fn debug(message: &str) {
         write(Level::Debug, message, &[]);
     }
+    /// What the step did, for the run's log.
     pub fn info(message: &str) {
         write(Level::Info, message, &[]);
     }
+    /// Something worth a look that did not fail the step.
     pub fn warn(message: &str) {
         write(Level::Warn, message, &[]);
     }
+    /// A failure the plugin handled or is about to return.
     pub fn error(message: &str) {
         write(Level::Error, message, &[]);
     }
+    /// [`debug`] with structured `fields` (key, value), kept apart from the text.
     pub fn debug_with(message: &str, fields: &[(&str, &str)]) {
         write(Level::Debug, message, fields);
     }
+    /// [`info`] with structured `fields` (key, value), kept apart from the text.
     pub fn info_with(message: &str, fields: &[(&str, &str)]) {
         write(Level::Info, message, fields);
     }
+    /// [`warn`] with structured `fields` (key, value), kept apart from the text.
     pub fn warn_with(message: &str, fields: &[(&str, &str)]) {
         write(Level::Warn, message, fields);
     }
+    /// [`error`] with structured `fields` (key, value), kept apart from the text.
     pub fn error_with(message: &str, fields: &[(&str, &str)]) {
         write(Level::Error, message, fields);
     }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use wasmtime::Store;
 
-use crate::Raw;
+use crate::call::GuestAnswer;
 use crate::connector_bindings::exports::kontor::plugin::connector::Guest;
 use crate::connector_bindings::kontor::plugin::erp_types as erp;
 use crate::sandbox::State;
@@ -15,16 +15,21 @@ use crate::sandbox::State;
 /// ones marked with `?`) and what it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectorFunction {
+    /// The WIT name a workflow's `call:` uses, e.g. `customer-by-email`.
     pub name: &'static str,
+    /// The JSON argument names (snake_case); a trailing `?` marks an optional one.
     pub arguments: &'static [&'static str],
+    /// What it answers, in words for `kontor check` and the docs.
     pub returns: &'static str,
 }
 
 impl ConnectorFunction {
+    /// The arguments a call must give, so `kontor check` can name a missing one.
     pub fn required(&self) -> impl Iterator<Item = &'static str> {
         self.arguments.iter().filter(|a| !a.ends_with('?')).copied()
     }
 
+    /// Whether `argument` is one of its arguments, required or optional.
     pub fn accepts(&self, argument: &str) -> bool {
         self.arguments
             .iter()
@@ -283,7 +288,7 @@ impl ConnectorCall {
     }
 
     /// Makes the call; the answer is the result as JSON text.
-    pub async fn invoke(self, guest: &Guest, store: &mut Store<State>) -> Raw {
+    pub async fn invoke(self, guest: &Guest, store: &mut Store<State>) -> GuestAnswer {
         fn json<T: serde::Serialize, E>(r: Result<T, E>) -> Result<String, E> {
             r.map(|v| serde_json::to_string(&v).expect("connector types serialize"))
         }

@@ -13,12 +13,24 @@ use crate::{Plugin, PluginRuntime, PluginSettings};
 /// Why a plugin cannot be called.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
+    /// There is no `NAME.wasm` in the plugin directory.
     #[error(
         "there is no plugin `{name}` ({path} does not exist; build it with `kontor plugin build {name}`)"
     )]
-    NotFound { name: String, path: String },
+    NotFound {
+        /// The plugin a workflow named.
+        name: String,
+        /// The file it would be loaded from.
+        path: String,
+    },
+    /// The file exists, but it did not load (or no longer loads after a change).
     #[error("plugin `{name}` cannot be loaded: {message}")]
-    Invalid { name: String, message: String },
+    Invalid {
+        /// The plugin a workflow named.
+        name: String,
+        /// The load error, as `kontor plugin inspect` would show it.
+        message: String,
+    },
 }
 
 type Fingerprint = (u64, Option<SystemTime>);
@@ -28,6 +40,9 @@ struct Entry {
     plugin: Result<Arc<Plugin>, String>,
 }
 
+/// The plugins of one directory by name, each loaded with its settings and reloaded
+/// when its file or its configuration changes. Shared by the engine, the API and the
+/// CLI; [`PluginRegistry::get`] hands out an `Arc<Plugin>` a call keeps to its end.
 pub struct PluginRegistry {
     runtime: Arc<PluginRuntime>,
     dir: PathBuf,
@@ -60,10 +75,12 @@ impl PluginRegistry {
         }
     }
 
+    /// The directory it loads `NAME.wasm` files from.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The runtime its plugins are loaded on, to load or inspect other files on it.
     pub fn runtime(&self) -> &Arc<PluginRuntime> {
         &self.runtime
     }

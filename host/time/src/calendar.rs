@@ -36,8 +36,11 @@ pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"
 pub struct CalendarError {
     /// 1-based; 0 when not about a file position.
     pub line: u32,
+    /// 1-based, like `line`; 0 when not about a file position.
     pub column: u32,
+    /// What is wrong, in one line.
     pub message: String,
+    /// What to write instead, when there is an obvious fix.
     pub hint: Option<String>,
 }
 
@@ -92,6 +95,9 @@ struct HolidaysFile {
 /// Minutes since local midnight, `[start, end)`, end at most 24:00.
 type Period = (u32, u32);
 
+/// A business calendar: a time zone, working hours per weekday, and holidays (a German
+/// state's public holidays plus explicit dates). Answers "is this working time?" and
+/// does business-time arithmetic for SLAs and business-hours waits.
 #[derive(Debug, Clone)]
 pub struct Calendar {
     name: String,
@@ -198,10 +204,12 @@ impl Calendar {
         })
     }
 
+    /// The name workflows refer to it by (its file name without `.yaml`).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The time zone its working hours and holidays are in.
     pub fn timezone(&self) -> Tz {
         self.timezone
     }
@@ -218,6 +226,7 @@ impl Calendar {
             .map(|(_, n)| n.to_string())
     }
 
+    /// Whether the local `date` has working hours and is no holiday.
     pub fn is_working_day(&self, date: NaiveDate) -> bool {
         !self.hours[date.weekday().num_days_from_monday() as usize].is_empty()
             && self.holiday_name(date).is_none()
@@ -251,6 +260,7 @@ impl Calendar {
         self.hours.iter().any(|d| !d.is_empty())
     }
 
+    /// Whether the instant `at` falls in a working period (start included, end not).
     pub fn is_working_time(&self, at: DateTime<Utc>) -> bool {
         let mut cache = HolidayCache::default();
         let date = self.local_date(at);

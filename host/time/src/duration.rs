@@ -2,12 +2,15 @@
 
 use chrono::Duration;
 
+/// Why a text is not a duration; the message says how to write one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid duration `{input}`: {problem}; use a number and a unit (s, m, h, d, w), e.g. `8h` or `1d 4h`"
 )]
 pub struct DurationError {
+    /// The text as it was given.
     pub input: String,
+    /// What is wrong with it: empty, a number without a unit, an unknown unit, too long.
     pub problem: String,
 }
 

@@ -10,23 +10,41 @@ use std::str::FromStr;
 
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 
+/// A German federal state, by its ISO 3166-2 code without the `DE-` (a calendar's
+/// `german_state: BY`); it decides which public holidays apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GermanState {
+    /// Baden-Württemberg.
     BW,
+    /// Bayern (Bavaria).
     BY,
+    /// Berlin.
     BE,
+    /// Brandenburg.
     BB,
+    /// Bremen.
     HB,
+    /// Hamburg.
     HH,
+    /// Hessen.
     HE,
+    /// Mecklenburg-Vorpommern.
     MV,
+    /// Niedersachsen (Lower Saxony).
     NI,
+    /// Nordrhein-Westfalen.
     NW,
+    /// Rheinland-Pfalz.
     RP,
+    /// Saarland.
     SL,
+    /// Sachsen (Saxony).
     SN,
+    /// Sachsen-Anhalt.
     ST,
+    /// Schleswig-Holstein.
     SH,
+    /// Thüringen (Thuringia).
     TH,
 }
 

@@ -14,6 +14,7 @@
 //! computations, resolved through `chrono-tz`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod calendar;
 pub mod duration;

@@ -21,20 +21,28 @@ use croner::parser::CronParser;
 
 use crate::resolve_local;
 
+/// Why a cron expression cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid cron expression `{expression}`: {problem}")]
 pub struct ScheduleError {
+    /// The expression as it was given.
     pub expression: String,
+    /// What is wrong with it: the number of fields, or the parser's complaint.
     pub problem: String,
 }
 
 /// One firing: when, and the local wall-clock time it was scheduled for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firing {
+    /// The instant it fires.
     pub at: DateTime<Utc>,
+    /// The local wall-clock time it was scheduled for, in the schedule's time zone: the
+    /// same for every process, so it keys the firing to make it happen once.
     pub local: NaiveDateTime,
 }
 
+/// A cron expression (5 fields, or 6 with seconds first) evaluated in a time zone, with
+/// explicit rules for the skipped and the repeated hour of daylight-saving switches.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     expression: String,
@@ -43,6 +51,7 @@ pub struct CronSchedule {
 }
 
 impl CronSchedule {
+    /// Parses `expression` for the time zone `timezone`; the error names the problem.
     pub fn parse(expression: &str, timezone: Tz) -> Result<CronSchedule, ScheduleError> {
         let fields = expression.split_whitespace().count();
         if !(5..=6).contains(&fields) {
@@ -66,10 +75,12 @@ impl CronSchedule {
         })
     }
 
+    /// The expression as it was written, for listings and messages.
     pub fn expression(&self) -> &str {
         &self.expression
     }
 
+    /// The time zone its fields are read in.
     pub fn timezone(&self) -> Tz {
         self.timezone
     }
