@@ -24,7 +24,7 @@
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
 //! | [`secrets`] | the master key and sealing/opening secret values (stored by [`store`]) |
 //! | [`plugin_services`] | what plugin capability calls borrow: granted secrets and committed key-value state |
-//! | [`plugin_tool`] | `kontor plugin new\|build\|test\|inspect` |
+//! | `cli/` (of the `kontor` binary, not this library) | one file per subcommand: `serve`, `check`, `bench`, `plugin new\|build\|test\|inspect`, `email`, `secret`, `token`, `completions` |
 //! | [`erp`] | the customer's 360° view from the configured ERP connector, with a short cache |
 //! | [`server`] | wires config, store, engine and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
@@ -47,7 +47,6 @@ pub mod erp;
 pub mod expr;
 pub mod observability;
 pub mod plugin_services;
-pub mod plugin_tool;
 pub mod retention;
 pub mod secrets;
 pub mod server;
