@@ -7,11 +7,15 @@
 //! - **latency**: runs of a 3-step workflow (`set` → `record` → `end`) are started one at
 //!   a time through [`Engine::start_run`]; the time from the start call until the run's
 //!   completion is committed is recorded; p50/p99 are printed.
+//!
+//! On a terminal each phase shows a progress bar on stderr (see [`progress_bar`]); the
+//! figures go to stdout, so a script or CI log gets only them.
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -144,15 +148,18 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         .get("noop")
         .cloned()
         .context("noop workflow")?;
+    let bar = progress_bar(options.runs, "storing runs");
     let mut pending = Vec::with_capacity(1000);
     for _ in 0..options.runs {
         pending.push(engine.new_run(&noop, json!({}), None)?);
         if pending.len() == 1000 {
             store.runs().start(&pending, chrono::Utc::now()).await?;
+            bar.inc(pending.len() as u64);
             pending.clear();
         }
     }
     store.runs().start(&pending, chrono::Utc::now()).await?;
+    bar.finish_and_clear();
     let mut helpers = start_helpers(&url, &options.settings, options.processes - 1).await?;
     let before = store.runs().committed_steps().await?;
     let (stop, stopped) = watch::channel(false);
@@ -169,10 +176,17 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     let workers = engine.spawn_workers(stopped.clone());
     // Counting PostgreSQL's jobs costs more CPU than reading SQLite's: look less often.
     let poll = StdDuration::from_millis(if store.is_shared() { 10 } else { 2 });
-    while store.jobs().pending().await? > 0 {
+    let bar = progress_bar(options.runs, "throughput");
+    loop {
+        let left = store.jobs().pending().await?;
+        if left == 0 {
+            break;
+        }
+        bar.set_position(options.runs.saturating_sub(left as usize) as u64);
         tokio::time::sleep(poll).await;
     }
     let elapsed = started.elapsed();
+    bar.finish_and_clear();
     let steps = store.runs().committed_steps().await? - before;
     for mut helper in helpers {
         drop(helper.stdin.take());
@@ -187,6 +201,7 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     // Latency of a 3-step durable workflow, one run at a time.
     let mut finished = engine.subscribe_finished();
     let mut latencies = Vec::with_capacity(options.latency_runs);
+    let bar = progress_bar(options.latency_runs, "latency");
     for n in 0..options.latency_runs {
         let t0 = Instant::now();
         let run = engine.start_run("three", json!({"n": n})).await?.run_id;
@@ -201,7 +216,9 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
             }
         }
         latencies.push(t0.elapsed());
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let _ = stop.send(true);
     for w in workers {
         let _ = w.await;
@@ -224,6 +241,20 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A bar over `len` items of one benchmark phase, on stderr. indicatif draws nothing
+/// when stderr is not a terminal, so scripts and CI logs see only the figures; a bar is
+/// cleared before its phase's figures are printed.
+pub(crate) fn progress_bar(len: usize, phase: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>14} [{bar:30}] {human_pos}/{human_len} {per_sec:>12} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(phase);
+    bar
 }
 
 pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
@@ -263,6 +294,9 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message("start-up: compiling, then loading from the disk cache …");
+    spinner.tick();
     let t0 = Instant::now();
     let cold = PluginRuntime::new(&settings).map_err(anyhow::Error::msg)?;
     cold.load("bench", &options.path, PluginSettings::default())
@@ -277,6 +311,7 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
             .await?,
     );
     let cached = t0.elapsed();
+    spinner.finish_and_clear();
     println!(
         "  start-up (runtime + load + describe): {:.1} ms compiling, {:.1} ms from the disk cache (as after a restart)",
         compile.as_secs_f64() * 1e3,
@@ -303,6 +338,7 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
         ),
     ] {
         let mut latencies = Vec::with_capacity(options.calls);
+        let bar = progress_bar(options.calls, if hop { "via threads" } else { "in place" });
         for _ in 0..options.calls {
             let t = Instant::now();
             let result = if hop {
@@ -311,8 +347,10 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
                 plugin.call_in_place(&invocation, &options.input).await
             };
             latencies.push(t.elapsed());
+            bar.inc(1);
             anyhow::ensure!(result.is_ok(), "a call failed during the benchmark");
         }
+        bar.finish_and_clear();
         latencies.sort();
         let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
         println!(
@@ -325,16 +363,19 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
 
     let tasks = options.tasks.max(1);
     let per_task = options.calls / tasks;
+    let bar = progress_bar(per_task * tasks, "throughput");
     let t0 = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
             let plugin = plugin.clone();
             let input = options.input.clone();
             let invocation = invocation.clone();
+            let bar = bar.clone();
             tokio::spawn(async move {
                 let mut failed = 0usize;
                 for _ in 0..per_task {
                     failed += usize::from(plugin.call(&invocation, &input).await.is_err());
+                    bar.inc(1);
                 }
                 failed
             })
@@ -345,6 +386,7 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
         failed += h.await?;
     }
     let elapsed = t0.elapsed();
+    bar.finish_and_clear();
     anyhow::ensure!(failed == 0, "{failed} calls failed during the benchmark");
     println!(
         "  throughput ({tasks} tasks on the multi-threaded runtime): {} calls in {:.2} s = {:.0} calls/s",

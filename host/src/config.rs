@@ -16,7 +16,9 @@ pub struct Config {
     pub listen: String,
     /// The externally reachable base URL (scheme, host, optional path prefix) used in
     /// every link Kontor puts into an email; separate from `listen`, which may be an
-    /// internal address behind a proxy.
+    /// internal address behind a proxy. Not set, it follows `listen`: `http://` and the
+    /// listen address, an unspecified host (`0.0.0.0`, `[::]`) as loopback — right on one
+    /// machine; behind a proxy, or with port 0, set it.
     pub public_url: String,
     /// `sqlite://data/kontor.db` (default: embedded, one process) or
     /// `postgres://user:password@host/database` (several processes may share it).
@@ -44,6 +46,10 @@ pub struct Config {
     /// environment, never from the file; never printed.
     #[serde(skip)]
     pub master_key: Option<Redacted>,
+    /// `public_url` was not set (file or environment), so it moves with `listen`, also
+    /// when [`Config::set_listen`] changes it later (`kontor serve --listen`).
+    #[serde(skip)]
+    public_url_follows_listen: bool,
 }
 
 /// A string that prints as `[redacted]`.
@@ -376,6 +382,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             secrets: SecretsConfig::default(),
             master_key: None,
+            public_url_follows_listen: true,
             testing: TestingConfig::default(),
             email: Default::default(),
             channel: Default::default(),
@@ -461,12 +468,27 @@ impl Config {
                 set_key(&mut table, key, &value);
             }
         }
+        let public_url_set = table.contains_key("public_url");
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("invalid configuration ({origin} and KONTOR_* variables)"))?;
         config.master_key = env("KONTOR_MASTER_KEY").map(Redacted);
+        config.public_url_follows_listen = !public_url_set;
+        if config.public_url_follows_listen {
+            config.public_url = public_url_for(&config.listen);
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Listens on `listen` instead (`kontor serve --listen`); `public_url` follows it
+    /// unless it was set.
+    pub fn set_listen(&mut self, listen: String) -> anyhow::Result<()> {
+        if self.public_url_follows_listen {
+            self.public_url = public_url_for(&listen);
+        }
+        self.listen = listen;
+        self.validate()
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -529,6 +551,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The base URL of a server listening on `listen`, as seen from the same machine.
+fn public_url_for(listen: &str) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let address = match listen.parse::<SocketAddr>() {
+        Ok(address) if address.ip().is_unspecified() => {
+            let loopback: IpAddr = if address.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            };
+            SocketAddr::new(loopback, address.port()).to_string()
+        }
+        _ => listen.to_string(),
+    };
+    format!("http://{address}")
 }
 
 /// Sets a dotted key from an environment string, typed as TOML would read it (numbers and
@@ -596,6 +635,29 @@ mod tests {
             Config::load(Some(&path), |_| None).unwrap().public_url,
             "https://kontor.example.de/crm"
         );
+    }
+
+    #[test]
+    fn public_url_follows_listen_unless_set() {
+        let env = |listen: &'static str| {
+            move |k: &str| (k == "KONTOR_LISTEN").then(|| listen.to_string())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(&path, "").unwrap();
+        let mut config = Config::load(Some(&path), env("0.0.0.0:9000")).unwrap();
+        assert_eq!(config.public_url, "http://127.0.0.1:9000");
+        config.set_listen("[::]:9001".into()).unwrap();
+        assert_eq!(config.public_url, "http://[::1]:9001");
+        config.set_listen("kontor.internal:9002".into()).unwrap();
+        assert_eq!(config.public_url, "http://kontor.internal:9002");
+        assert_eq!(Config::default().public_url, "http://127.0.0.1:8080");
+
+        std::fs::write(&path, "public_url = \"https://kontor.example.de\"\n").unwrap();
+        let mut config = Config::load(Some(&path), env("0.0.0.0:9000")).unwrap();
+        config.set_listen("127.0.0.1:9003".into()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9003");
+        assert_eq!(config.public_url, "https://kontor.example.de");
     }
 
     #[test]

@@ -7,28 +7,33 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: trigger → engine → step → effects.
+//! Data flows one way: trigger → engine → step → effects → store → dispatchers. Each module
+//! imports only those below it: [`run`] at the bottom; [`store`] on `run`; [`templates`],
+//! [`expr`] and [`workflow`] beside it; [`steps`] and [`engine`] on those; [`email`] on the
+//! store, the clock and the templates (never the engine); [`api`] on top; [`server`] wires.
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`config`] | `kontor.toml` + `KONTOR_*` overrides, typed, unknown keys rejected |
+//! | [`run`] | the data path's vocabulary shared by engine and store: jobs, outcomes, run and step statuses, waits, effects, outgoing email, plugin key-value writes |
+//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared), one facade per concept (`store.runs()`, `.jobs()`, `.events()`, `.outbox()`, `.suppressions()`, `.secrets()`, `.tokens()`, `.plugin_state()`, `.cron()`, `.retention()`, `commit`); `sqlite/` and `postgres/` with the same file names for what differs |
 //! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
-//! | [`email`] | templates (handlebars; subject, text, HTML per locale), channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens, `kontor bench email` |
 //! | [`expr`] | CEL expressions: compile, evaluate safely, find referenced variables |
+//! | [`templates`] | handlebars message templates (subject, text, HTML per locale) from `workflows/templates/`, checked and rendered; the set in force |
 //! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder |
 //! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
 //! | [`engine`] | claims jobs and drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
-//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared): runs, jobs, events, waits, effects, tokens, outbox; leases and leaders for several processes |
-//! | [`api`] | the only module that speaks HTTP: axum router, bearer tokens, JSON errors |
+//! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens, `kontor bench email` |
+//! | [`api`] | the only module that speaks HTTP: axum router, one file per resource, bearer tokens, JSON errors |
+//! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
 //! | [`secrets`] | the master key and sealing/opening secret values (stored by [`store`]) |
 //! | [`plugin_services`] | what plugin capability calls borrow: granted secrets and committed key-value state |
-//! | [`plugin_tool`] | `kontor plugin new\|build\|test\|inspect` |
-//! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
-//! | [`server`] | wires config, store, engine and API into `kontor serve` |
+//! | [`config`] | `kontor.toml` + `KONTOR_*` overrides, typed, unknown keys rejected |
+//! | [`server`] | wires config, store, engine, dispatchers and API into `kontor serve` |
 //! | [`bench`] | `kontor bench engine`: step throughput and workflow latency |
+//! | `cli/` (of the `kontor` binary, not this library) | one file per subcommand: `serve`, `check`, `bench`, `plugin new\|build\|test\|inspect`, `email`, `secret`, `token`, `completions` |
 //!
 //! Business calendars, German public holidays, durations and cron schedules live in the
 //! `kontor-time` crate (`host/time/`), so they build and test on their own; the Wasm
@@ -48,7 +53,6 @@ pub mod engine;
 pub mod expr;
 pub mod observability;
 pub mod plugin_services;
-pub mod plugin_tool;
 pub mod retention;
 pub mod run;
 pub mod secrets;

@@ -77,6 +77,11 @@ fn lock_embedded_database(database_url: &str) -> anyhow::Result<Option<std::fs::
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _lock = lock_embedded_database(&config.database_url)?;
+    // Bound before the store, a first token or the master key is made: a taken port
+    // leaves none of them behind.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     let store = Store::open(&config.database_url).await.with_context(|| {
         format!(
             "opening the store at {}",
@@ -140,9 +145,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut tasks = engine.spawn_workers(stopped.clone());
     tasks.push(engine.spawn_cron(stopped.clone()));
 
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen by the OS (`:0`).
     println!("kontor listening on http://{address}");

@@ -302,3 +302,83 @@ fn email_preview_renders_subject_text_and_html() {
         "{page}"
     );
 }
+
+#[test]
+fn email_preview_prints_everything_and_writes_files_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(kontor_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("KONTOR_WORKFLOWS_DIR", shipped_workflows())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["email", "preview", "recall-notice"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Locale:  de"), "{stdout}");
+    assert!(stdout.contains("Subject: Sicherheitsrückruf"), "{stdout}");
+    assert!(
+        stdout.contains("--- HTML part ---") && stdout.contains("<html lang=\"de\">"),
+        "{stdout}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(
+        left.is_empty(),
+        "the preview wrote into the current folder: {left:?}"
+    );
+
+    let (code, stdout, stderr) = run(&["email", "preview", "recall-notice", "--out", "previews"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let file = dir.path().join("previews/preview-recall-notice-de.html");
+    assert!(
+        stdout.contains("HTML part written to previews/preview-recall-notice-de.html"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("<html"), "{stdout}");
+    let page = std::fs::read_to_string(&file).unwrap();
+    assert!(page.contains("<html lang=\"de\">"), "{page}");
+}
+
+#[test]
+fn completions_name_every_subcommand_without_a_config() {
+    // How each shell's script names a subcommand of `kontor`.
+    let entries: [(&str, fn(&str) -> String); 3] = [
+        ("bash", |c| format!("kontor,{c})")),
+        ("zsh", |c| format!("'{c}:")),
+        ("fish", |c| format!("-f -a \"{c}\"")),
+    ];
+    for (shell, entry) in entries {
+        // A missing config file fails every other command; completions need none.
+        let (code, script, stderr) =
+            kontor(&["--config", "/no/such/kontor.toml", "completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for command in [
+            "serve",
+            "check",
+            "bench",
+            "plugin",
+            "email",
+            "secret",
+            "token",
+            "completions",
+        ] {
+            assert!(
+                script.contains(&entry(command)),
+                "the {shell} script lacks `{command}`"
+            );
+        }
+        assert!(
+            script.contains("--listen"),
+            "the {shell} script lacks --listen"
+        );
+    }
+    let (code, _, stderr) = kontor(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid value 'tcsh'"), "{stderr}");
+}

@@ -1,7 +1,12 @@
 //! End-to-end: a real `kontor serve` process on 127.0.0.1, driven over HTTP, with the
 //! manual test clock moved through the API.
 
-use kontor_tests::{Server, shipped_workflows};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kontor_tests::{Server, fixture, free_port, kontor_bin, shipped_workflows, test_plugins};
+use mailparse::MailHeaderMap;
 use serde_json::{Value, json};
 
 /// A copy of the shipped workflows plus one broken file.
@@ -373,6 +378,171 @@ async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
     let leads = records(&server, "leads").await;
     let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
     assert_eq!(l2["data"]["stage"], "unanswered", "{l2}");
+}
+
+/// `kontor serve` in `dir` (its working folder) on a SQLite file there, with the given
+/// workflows and the test plugins; its log goes to `dir/serve.log`.
+fn serve_in(dir: &std::path::Path, workflows: &std::path::Path) -> Command {
+    let mut command = Command::new(kontor_bin());
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env(
+            "KONTOR_DATABASE_URL",
+            format!("sqlite://{}/kontor.db", dir.display()),
+        )
+        .env("KONTOR_WORKFLOWS_DIR", workflows)
+        .env("KONTOR_PLUGINS_DIR", test_plugins())
+        .env("KONTOR_PLUGINS_CACHE_DIR", dir.join("plugin-cache"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A running `kontor serve`, killed when dropped (also when an assertion fails).
+struct Serving {
+    child: Child,
+    /// The admin token it printed on its first start.
+    token: String,
+    /// The address from its `kontor listening on` line.
+    address: String,
+}
+
+impl Serving {
+    /// Starts `command` and waits for its first-start token and its listening line.
+    fn start(command: &mut Command, log: &std::path::Path) -> Serving {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serving = Serving {
+            child,
+            token: String::new(),
+            address: String::new(),
+        };
+        while serving.address.is_empty() {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+                panic!(
+                    "kontor serve did not start listening: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            };
+            if let Some(token) = line.strip_prefix("first start: created admin token ") {
+                serving.token = token.to_string();
+            } else if let Some(url) = line.strip_prefix("kontor listening on http://") {
+                serving.address = url.to_string();
+            }
+        }
+        serving
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_taken_port_fails_naming_it_and_leaves_no_token_and_no_master_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve_in(dir.path(), &shipped_workflows())
+        .args(["--listen", &address])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("error: binding {address}: ")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("token"), "{stdout}");
+    assert!(
+        !dir.path().join("data/master.key").exists(),
+        "a failed start created a master key"
+    );
+
+    // Nor a token: once the port is free, the next start on the same database is still
+    // the first one, and it listens where --listen says.
+    drop(taken);
+    let serving = Serving::start(
+        serve_in(dir.path(), &shipped_workflows()).args(["--listen", &address]),
+        &dir.path().join("serve.log"),
+    );
+    assert!(!serving.token.is_empty(), "no first-start token");
+    assert_eq!(serving.address, address);
+    assert!(dir.path().join("data/master.key").exists());
+}
+
+#[tokio::test]
+async fn listen_overrides_the_config_and_links_in_mail_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // No public_url: the unsubscribe link must point at the address --listen gives.
+    std::fs::write(
+        dir.path().join("kontor.toml"),
+        "[email]\npoll_interval_ms = 50\n\
+         [channel.news]\nfrom = \"Kältetechnik Süd <news@kaeltetechnik-sued.example>\"\n\
+         [channel.service]\nfrom = \"Kältetechnik Süd <service@kaeltetechnik-sued.example>\"\n",
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let serving = Serving::start(
+        serve_in(dir.path(), &fixture("email"))
+            // What --listen overrides: the environment (and with it the file).
+            .env("KONTOR_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .args(["--listen", &address]),
+        &dir.path().join("serve.log"),
+    );
+    assert_eq!(serving.address, address);
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("http://{address}/api/v1/workflows/newsletter/runs"))
+        .bearer_auth(&serving.token)
+        .json(&json!({"input": {"email": "kunde@example.de", "name": "Jürgen"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let folder = dir.path().join("data/mail/news");
+    let mut mail = None;
+    for _ in 0..400 {
+        if let Some(file) = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "eml"))
+        {
+            mail = Some(std::fs::read(file).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mail = mail.expect("the newsletter was not written to data/mail/news");
+    let parsed = mailparse::parse_mail(&mail).unwrap();
+    let unsubscribe = parsed
+        .headers
+        .get_first_value("List-Unsubscribe")
+        .expect("a marketing mail has a List-Unsubscribe header");
+    let prefix = format!("<http://{address}/u/");
+    assert!(unsubscribe.starts_with(&prefix), "{unsubscribe}");
+    // And the link opens the unsubscribe page of this server.
+    let link = unsubscribe[1..].split('>').next().unwrap();
+    let page = http.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{link}");
 }
 
 kontor::on_both_backends!(

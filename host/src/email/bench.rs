@@ -6,6 +6,9 @@
 //! server on loopback — by default a minimal in-process one that accepts everything
 //! (`--smtp HOST:PORT` for another) — and messages/s = N / elapsed until the last one is
 //! recorded as sent. Peak RSS is the process's high-water mark (`VmHWM`).
+//!
+//! On a terminal, queueing and sending each show a progress bar on stderr
+//! ([`crate::bench::progress_bar`]); the figures go to stdout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,6 +143,7 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
 
     // Queue (not timed).
     let now = chrono::Utc::now();
+    let bar = crate::bench::progress_bar(options.messages, "queueing");
     let mut queued = 0;
     while queued < options.messages {
         let chunk: Vec<OutgoingEmail> = (queued..options.messages.min(queued + 1000))
@@ -158,17 +162,22 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
             .collect();
         queued += chunk.len();
         store.outbox().enqueue(&chunk, now).await?;
+        bar.set_position(queued as u64);
     }
+    bar.finish_and_clear();
     let rss_before = peak_rss_kib();
 
+    let bar = crate::bench::progress_bar(options.messages, "sending");
     let started = Instant::now();
     loop {
         let claimed = dispatcher.dispatch_once().await?;
         if claimed == 0 {
             break;
         }
+        bar.inc(claimed as u64);
     }
     let elapsed = started.elapsed();
+    bar.finish_and_clear();
     let counts = store
         .outbox()
         .counts(&crate::store::MessageFilter::default())
