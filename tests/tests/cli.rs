@@ -345,10 +345,12 @@ fn email_preview_prints_everything_and_writes_files_only_when_asked() {
     assert!(page.contains("<html lang=\"de\">"), "{page}");
 }
 
+/// How a shell's completion script names a subcommand of `kontor`.
+type SubcommandEntry = fn(&str) -> String;
+
 #[test]
 fn completions_name_every_subcommand_without_a_config() {
-    // How each shell's script names a subcommand of `kontor`.
-    let entries: [(&str, fn(&str) -> String); 3] = [
+    let entries: [(&str, SubcommandEntry); 3] = [
         ("bash", |c| format!("kontor,{c})")),
         ("zsh", |c| format!("'{c}:")),
         ("fish", |c| format!("-f -a \"{c}\"")),
