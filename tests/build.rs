@@ -1,13 +1,16 @@
 //! Builds the WebAssembly plugins the tests run in the real sandbox: the hostile test
 //! plugins of `tests/plugins/` and the shipped plugins of `plugins/`, for
-//! `wasm32-wasip2`, in a target directory of their own (a nested cargo on the outer
-//! build's target directory would wait forever for its lock).
+//! `wasm32-wasip2`, with `host/build/wasm.rs` (into the folder the host's build script
+//! uses too, so the shipped plugins compile once).
 //!
 //! Components that load are copied to `$OUT_DIR/plugins/NAME.wasm` (tests find the
 //! folder in `KONTOR_TEST_PLUGINS`), those the host must refuse to `$OUT_DIR/refused/`
 //! (`KONTOR_TEST_REFUSED_PLUGINS`), and those that load only with grants to
 //! `$OUT_DIR/granted/` (`KONTOR_TEST_GRANTED_PLUGINS`). The Python conformance plugin
 //! is built there with componentize-py (`pip install componentize-py==0.25.1`).
+
+#[path = "../host/build/wasm.rs"]
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +40,8 @@ fn main() {
         .unwrap()
         .to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let target = out.join("wasm-target");
+    // The same folder host/build.rs compiles the shipped plugins into: built once.
+    let target = wasm::target_dir();
     let plugins = out.join("plugins");
     let refused = out.join("refused");
     let granted = out.join("granted");
@@ -46,22 +50,17 @@ fn main() {
         std::fs::create_dir_all(folder).unwrap();
     }
     println!("cargo:rerun-if-changed={}", root.join("sdk").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host/build/wasm.rs").display()
+    );
+    wasm::ensure_target_installed().unwrap_or_else(|problem| panic!("{problem}"));
     for (workspace, packages) in WORKSPACES {
         let dir = root.join(workspace);
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("Cargo.toml").display()
-        );
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("Cargo.lock").display()
-        );
+        wasm::rerun_if_changed(&dir, packages);
+        wasm::build(&dir, &target).unwrap_or_else(|problem| panic!("{problem}"));
         for package in *packages {
-            println!("cargo:rerun-if-changed={}", dir.join(package).display());
-        }
-        build(&dir, &target);
-        for package in *packages {
-            let built = artifact(&target, package).unwrap_or_else(|| {
+            let built = wasm::artifact(&target, package).unwrap_or_else(|| {
                 panic!(
                     "cargo built {workspace} but no component for `{package}` is in {}",
                     target.display()
@@ -74,7 +73,7 @@ fn main() {
             } else {
                 &plugins
             };
-            std::fs::copy(&built, folder.join(format!("{package}.wasm"))).unwrap();
+            wasm::install(&built, &folder.join(format!("{package}.wasm"))).unwrap();
         }
     }
     build_python(
@@ -91,45 +90,6 @@ fn main() {
         "cargo:rustc-env=KONTOR_TEST_REFUSED_PLUGINS={}",
         refused.display()
     );
-}
-
-fn build(workspace: &Path, target: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target)
-        // The outer build's settings are for the host, not for these guests.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        // Under `cargo clippy` the outer build runs rustc through clippy-driver.
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CLIPPY_ARGS")
-        .env_remove("CLIPPY_CONF_DIR")
-        .status()
-        .expect("run cargo to build the test plugins");
-    assert!(
-        status.success(),
-        "building the plugins in {} failed (is the target installed? `rustup target add wasm32-wasip2`)",
-        workspace.display()
-    );
-}
-
-fn artifact(target: &Path, package: &str) -> Option<PathBuf> {
-    let dir = target.join("wasm32-wasip2").join("release");
-    [package.replace('-', "_"), package.to_string()]
-        .iter()
-        .map(|n| dir.join(format!("{n}.wasm")))
-        .find(|p| p.exists())
 }
 
 /// Builds a Python step plugin with componentize-py against the step world.

@@ -23,6 +23,8 @@ impl StoreServices {
 impl HostServices for StoreServices {
     fn secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>, String>> {
         Box::pin(async move {
+            // The server's own keys are not any plugin's, whatever its grants say.
+            crate::secrets::check_client_name(name).map_err(|e| e.to_string())?;
             let value = crate::secrets::read(&self.store, &self.key, name)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -41,6 +41,8 @@ pub enum SecretsError {
     Tampered(String),
     #[error("invalid secret name `{0}`: use 1 to 100 letters, digits, `_`, `-` or `.`")]
     InvalidName(String),
+    #[error("secret names starting with `kontor.` are reserved for the server's own keys: `{0}`")]
+    Reserved(String),
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -69,6 +71,24 @@ impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MasterKey({})", self.id)
     }
+}
+
+/// Secrets the server keeps for itself (the unsubscribe keyring) are named `kontor.…`:
+/// the secrets API and plugins can neither read nor write them; only `kontor secret`
+/// on the server's machine can delete one.
+pub const RESERVED_PREFIX: &str = "kontor.";
+
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// A name the API and plugins may use: valid and outside the reserved namespace.
+pub fn check_client_name(name: &str) -> Result<(), SecretsError> {
+    check_name(name)?;
+    if is_reserved(name) {
+        return Err(SecretsError::Reserved(name.to_string()));
+    }
+    Ok(())
 }
 
 pub fn check_name(name: &str) -> Result<(), SecretsError> {

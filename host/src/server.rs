@@ -23,7 +23,9 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         poll_interval: std::time::Duration::from_millis(config.engine.poll_interval_ms.max(10)),
         limits: Limits {
             max_steps_per_run: config.engine.max_steps_per_run,
-            ..Limits::default()
+            expression_budget: config.engine.expression_budget,
+            max_children_per_step: config.engine.max_children_per_step,
+            max_run_depth: config.engine.max_run_depth,
         },
     }
 }
@@ -138,9 +140,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         warn!("the manual test clock is on: time moves only through POST /api/v1/testing/clock");
     }
     crate::observability::metrics_handle();
-    let engine = Engine::new(store.clone(), clock, catalog, engine_settings(&config));
-    engine.attach_plugins(plugins);
-    engine.set_channels(config.channel_names());
+    let engine_services = crate::engine::EngineServices {
+        plugins: Some(plugins),
+        channels: Some(config.channel_names()),
+    };
+    let engine = Engine::new(
+        store.clone(),
+        clock,
+        catalog,
+        engine_settings(&config),
+        engine_services,
+    );
     let (stop, stopped) = watch::channel(false);
     let mut tasks = engine.spawn_workers(stopped.clone());
     tasks.push(engine.spawn_cron(stopped.clone()));
@@ -283,7 +293,7 @@ fn spawn_workflow_watcher(
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last = fingerprint(&dir);
+        let mut last = fingerprint(&dir).unwrap_or_default();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
@@ -304,10 +314,22 @@ fn spawn_workflow_watcher(
                 }
                 None => false,
             };
-            let now = fingerprint(&dir);
+            let Some(now) = fingerprint(&dir) else {
+                warn!(dir = %dir.display(), "the workflows folder cannot be read; keeping the workflows loaded before");
+                metrics::counter!("kontor_folder_scan_failures_total", "folder" => "workflows")
+                    .increment(1);
+                continue;
+            };
             if now != last || plugins_changed {
-                last = now;
                 let catalog = engine.load_catalog(&dir);
+                if !catalog.unreadable.is_empty() {
+                    // Half a catalog would unload every workflow it could not read.
+                    warn!(unreadable = %catalog.unreadable.join("; "), "workflow files cannot be read; keeping the workflows loaded before");
+                    metrics::counter!("kontor_folder_scan_failures_total", "folder" => "workflows")
+                        .increment(1);
+                    continue;
+                }
+                last = now;
                 for diagnostic in catalog.all_diagnostics() {
                     warn!("{diagnostic}");
                 }
@@ -321,19 +343,32 @@ fn spawn_workflow_watcher(
     })
 }
 
-/// (path, modified, size) of every file under `dir`, one level of subfolders deep.
-fn fingerprint(
-    dir: &std::path::Path,
-) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+/// What the watcher compares between scans.
+type Fingerprint = Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)>;
+
+/// (path, modified, size) of every file under `dir`, one level of subfolders deep;
+/// `None` if a folder that exists could not be read (no scan is better than a wrong one).
+fn fingerprint(dir: &std::path::Path) -> Option<Fingerprint> {
     let mut files = Vec::new();
     let mut folders = vec![dir.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        folders.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    let readable = |result: std::io::Result<std::fs::ReadDir>| match result {
+        Ok(entries) => Some(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+        Err(_) => None,
+    };
+    if let Some(entries) = readable(std::fs::read_dir(dir))? {
+        for entry in entries {
+            let path = entry.ok()?.path();
+            if path.is_dir() {
+                folders.push(path);
+            }
+        }
     }
     for folder in folders {
-        if let Ok(entries) = std::fs::read_dir(&folder) {
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
+        if let Some(entries) = readable(std::fs::read_dir(&folder))? {
+            for entry in entries {
+                let entry = entry.ok()?;
+                let meta = entry.metadata().ok()?;
                 if meta.is_file() {
                     files.push((entry.path(), meta.modified().ok(), meta.len()));
                 }
@@ -341,7 +376,7 @@ fn fingerprint(
         }
     }
     files.sort();
-    files
+    Some(files)
 }
 
 async fn shutdown_signal() {

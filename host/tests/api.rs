@@ -276,6 +276,33 @@ async fn bad_requests_name_the_problem() {
     let (status, _) = call(&app, "GET", "/api/v1/runs/0000", None, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A malformed query string is the API's JSON error naming the parameter, not
+    // axum's plain-text 400.
+    let (status, body) = call(&app, "GET", "/api/v1/runs?limit=viele", None, &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "limit", "{body}");
+
+    // The server's own secrets are outside the secrets API.
+    let (status, body) = call(
+        &app,
+        "PUT",
+        "/api/v1/secrets/kontor.email.unsubscribe-keys",
+        Some(r#"{"value": "[]"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "name", "{body}");
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/v1/secrets/kontor.email.unsubscribe-keys",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
     let huge = format!(
         r#"{{"type": "a", "payload": "{}"}}"#,
         "x".repeat(2 * 1024 * 1024)

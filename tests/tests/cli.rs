@@ -236,6 +236,24 @@ fn check_reports_problems_like_a_compiler_and_fails() {
     let (code, _, stderr) = kontor(&["check", "/no/such/folder"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no such file or folder"));
+
+    // A bare file name, from the folder it is in: the same problems, not "ok".
+    let out = Command::new(kontor_bin())
+        .args(["check", "lead.yaml"])
+        .current_dir(dir.path())
+        .env("KONTOR_PLUGINS_DIR", test_plugins())
+        .env(
+            "KONTOR_PLUGINS_CACHE_DIR",
+            std::env::temp_dir().join("kontor-cli-test-plugin-cache"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("lead.yaml:10:11: error: there is no step `b`"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -350,12 +368,13 @@ type SubcommandEntry = fn(&str) -> String;
 
 #[test]
 fn completions_name_every_subcommand_without_a_config() {
-    let entries: [(&str, SubcommandEntry); 3] = [
-        ("bash", |c| format!("kontor,{c})")),
-        ("zsh", |c| format!("'{c}:")),
-        ("fish", |c| format!("-f -a \"{c}\"")),
+    // Each shell spells a long option its own way: `--listen` or fish's `-l listen`.
+    let entries: [(&str, SubcommandEntry, &str); 3] = [
+        ("bash", |c| format!("kontor,{c})"), "--listen"),
+        ("zsh", |c| format!("'{c}:"), "--listen"),
+        ("fish", |c| format!("-f -a \"{c}\""), "-l listen"),
     ];
-    for (shell, entry) in entries {
+    for (shell, entry, listen_option) in entries {
         // A missing config file fails every other command; completions need none.
         let (code, script, stderr) =
             kontor(&["--config", "/no/such/kontor.toml", "completions", shell]);
@@ -376,8 +395,8 @@ fn completions_name_every_subcommand_without_a_config() {
             );
         }
         assert!(
-            script.contains("--listen"),
-            "the {shell} script lacks --listen"
+            script.contains(listen_option),
+            "the {shell} script lacks {listen_option}"
         );
     }
     let (code, _, stderr) = kontor(&["completions", "tcsh"]);

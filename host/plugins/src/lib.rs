@@ -76,7 +76,7 @@ pub use grants::{Grants, Origin};
 pub use http::HttpLimits;
 pub use inspection::{GrantsView, Inspection};
 pub use plugin::{Plugin, first_problem};
-pub use registry::{PluginRegistry, RegistryError};
+pub use registry::{MAX_NAME_LENGTH, PluginRegistry, RegistryError, check_name};
 pub use reports::{CallFailure, CallReport, KvWrite, PluginInfo};
 pub use runtime::PluginRuntime;
 pub use sandbox::LogLine;

@@ -15,13 +15,19 @@ use crate::{Plugin, PluginRuntime, PluginSettings};
 pub enum RegistryError {
     /// There is no `NAME.wasm` in the plugin directory.
     #[error(
-        "there is no plugin `{name}` ({path} does not exist; build it with `kontor plugin build {name}`)"
+        "there is no plugin `{name}` (no {name}.wasm in the plugins folder; build it with `kontor plugin build {name}`)"
     )]
     NotFound {
         /// The plugin a workflow named.
         name: String,
-        /// The file it would be loaded from.
-        path: String,
+    },
+    /// The name cannot be a plugin's: it is not one path segment of the allowed characters.
+    #[error("`{name}` is not a plugin name: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The file exists, but it did not load (or no longer loads after a change).
     #[error("plugin `{name}` cannot be loaded: {message}")]
@@ -34,6 +40,34 @@ pub enum RegistryError {
 }
 
 type Fingerprint = (u64, Option<SystemTime>);
+
+/// Longest plugin name.
+pub const MAX_NAME_LENGTH: usize = 64;
+
+/// Whether `name` can be a plugin's: one path segment of ASCII letters, digits, `-` and
+/// `_`, starting with a letter or digit, at most [`MAX_NAME_LENGTH`] long. Every name that
+/// becomes a path (`NAME.wasm` in the plugins folder) is checked first, so no name can
+/// reach outside the folder.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(format!("it is longer than {MAX_NAME_LENGTH} characters"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it must start with a letter or a digit".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        Some(c) => Err(format!(
+            "{c:?} is not allowed (letters, digits, `-` and `_` are)"
+        )),
+        None => Ok(()),
+    }
+}
 
 struct Entry {
     fingerprint: Fingerprint,
@@ -85,7 +119,7 @@ impl PluginRegistry {
         &self.runtime
     }
 
-    /// Where plugin `name` is expected.
+    /// Where plugin `name` is expected. Only for names [`check_name`] accepts.
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.wasm"))
     }
@@ -167,10 +201,13 @@ impl PluginRegistry {
         name: &str,
         config: Option<serde_json::Value>,
     ) -> Result<Arc<Plugin>, RegistryError> {
+        check_name(name).map_err(|reason| RegistryError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })?;
         let path = self.path_of(name);
         let meta = std::fs::metadata(&path).map_err(|_| RegistryError::NotFound {
             name: name.to_string(),
-            path: path.display().to_string(),
         })?;
         let mut settings = self
             .settings
@@ -214,17 +251,41 @@ impl PluginRegistry {
     /// Returns the names whose state changed, with the problem if one failed to load.
     pub async fn refresh(&self) -> Vec<(String, Option<String>)> {
         let mut found: BTreeMap<String, Fingerprint> = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-                    continue;
+        // A folder that cannot be read right now (out of file descriptors, say) is not an
+        // empty one: keep every plugin as it is until a scan succeeds.
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "plugin folder scan failed; keeping the plugins loaded before");
+                return Vec::new();
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "plugin folder scan failed; keeping the plugins loaded before");
+                    return Vec::new();
                 }
-                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-                    continue;
-                };
-                if let Ok(meta) = entry.metadata() {
+            };
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if let Err(reason) = check_name(name) {
+                tracing::warn!(file = %path.display(), %reason, "ignored: not a plugin name");
+                continue;
+            }
+            match entry.metadata() {
+                Ok(meta) => {
                     found.insert(name.to_string(), (meta.len(), meta.modified().ok()));
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "plugin folder scan failed; keeping the plugins loaded before");
+                    return Vec::new();
                 }
             }
         }
@@ -278,11 +339,14 @@ impl PluginRegistry {
 
     /// The loaded plugin `name`.
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>, RegistryError> {
+        check_name(name).map_err(|reason| RegistryError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })?;
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         match entries.get(name) {
             None => Err(RegistryError::NotFound {
                 name: name.to_string(),
-                path: self.path_of(name).display().to_string(),
             }),
             Some(Entry {
                 plugin: Err(message),

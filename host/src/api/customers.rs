@@ -2,7 +2,9 @@
 //! connector of `[erp] connector` (see [`crate::customer_overview`]).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 

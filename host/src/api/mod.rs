@@ -11,6 +11,7 @@ mod customers;
 mod email;
 mod error;
 mod events;
+mod extract;
 pub mod openapi;
 mod operations;
 mod plugins;

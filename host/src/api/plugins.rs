@@ -3,7 +3,9 @@
 //! kontor.toml, so an API token cannot open the network to a plugin).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -173,6 +175,9 @@ async fn configure(
         .await
         .map_err(|e| match e {
             kontor_plugins::RegistryError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            kontor_plugins::RegistryError::InvalidName { .. } => {
+                ApiError::invalid("name", e.to_string())
+            }
             kontor_plugins::RegistryError::Invalid { message, .. } => {
                 ApiError::invalid("config", message)
             }

@@ -1,7 +1,9 @@
 //! Records that `record` steps wrote, by collection.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 

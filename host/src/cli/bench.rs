@@ -1,5 +1,5 @@
 //! `kontor bench engine|email|plugin`: performance figures measured on this machine.
-//! The measuring lives in the library (`kontor::bench`, `kontor::email::bench`), beside
+//! The measuring lives in the library (`kontor::bench`, `kontor::bench::email`), beside
 //! the code it measures; this file turns the command line into its options.
 
 use std::process::ExitCode;
@@ -85,8 +85,8 @@ pub fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
             smtp,
             concurrency,
             pool_size,
-        } => runtime.block_on(kontor::email::bench::run(
-            kontor::email::bench::EmailBenchOptions {
+        } => runtime.block_on(kontor::bench::email::run(
+            kontor::bench::email::EmailBenchOptions {
                 messages,
                 dkim,
                 smtp,

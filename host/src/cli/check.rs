@@ -87,17 +87,24 @@ pub fn run(config: &Config, args: CheckArgs) -> ExitCode {
 }
 
 /// The catalog folder a single file belongs to: its own folder, or for a calendar's or
-/// template's file the folder above `calendars/` or `templates/`.
+/// template's file the folder above `calendars/` or `templates/`. A bare file name is in
+/// the current folder (`Path::parent` gives an empty path for it, which is no folder).
 fn catalog_root(file: &Path) -> PathBuf {
     let parent = file.parent().map(PathBuf::from).unwrap_or_default();
-    file.ancestors()
+    let root = file
+        .ancestors()
         .find(|a| {
             a.file_name()
                 .is_some_and(|n| n == "calendars" || n == "templates")
         })
         .and_then(|a| a.parent())
         .map(PathBuf::from)
-        .unwrap_or(parent)
+        .unwrap_or(parent);
+    if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -146,6 +146,12 @@ pub struct EngineConfig {
     pub lease_seconds: u64,
     pub poll_interval_ms: u64,
     pub max_steps_per_run: i64,
+    /// Child runs one `start` step may create.
+    pub max_children_per_step: usize,
+    /// How many parents a run may have (a child of a child of …).
+    pub max_run_depth: i64,
+    /// Cost units one expression evaluation may spend (items iterated, characters built).
+    pub expression_budget: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +209,9 @@ impl Default for EngineConfig {
             lease_seconds: 60,
             poll_interval_ms: 500,
             max_steps_per_run: 10_000,
+            max_children_per_step: 100_000,
+            max_run_depth: 10,
+            expression_budget: crate::expr::DEFAULT_BUDGET,
         }
     }
 }
@@ -231,6 +240,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     (
         "KONTOR_ENGINE_MAX_STEPS_PER_RUN",
         "engine.max_steps_per_run",
+    ),
+    (
+        "KONTOR_ENGINE_EXPRESSION_BUDGET",
+        "engine.expression_budget",
     ),
     ("KONTOR_RETENTION_FINISHED_RUNS", "retention.finished_runs"),
     ("KONTOR_RETENTION_EVENTS", "retention.events"),

@@ -6,11 +6,10 @@
 //! rows, checks suppressions and throttles at send time, renders the template, signs
 //! with DKIM and hands the message to the channel's transport.
 
-pub mod bench;
 pub mod channel;
 pub mod dispatch;
 pub mod smtp;
 pub mod throttle;
 pub mod unsubscribe;
 
-pub use channel::parse_address;
+pub use crate::run::parse_address;

@@ -17,7 +17,9 @@ use crate::secrets::MasterKey;
 use crate::store::Store;
 
 /// The secret holding the keyring.
-pub const KEYRING_SECRET: &str = "email.unsubscribe-keys";
+pub const KEYRING_SECRET: &str = "kontor.email.unsubscribe-keys";
+/// Where the keyring lived before the reserved namespace; moved on first start.
+const LEGACY_KEYRING_SECRET: &str = "email.unsubscribe-keys";
 
 /// What a token says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +58,11 @@ pub enum KeyringError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Secrets(#[from] crate::secrets::SecretsError),
-    #[error("the unsubscribe keyring in the secrets store is corrupt: {0}")]
+    #[error(
+        "the unsubscribe keyring (secret `{KEYRING_SECRET}`) cannot be read: {0}. Restore the \
+         database from a backup, or start a new keyring with \
+         `kontor secret delete {KEYRING_SECRET}` (unsubscribe links already sent then stop working)"
+    )]
     Corrupt(String),
 }
 
@@ -81,6 +87,7 @@ impl Keyring {
     /// starting together on one database each propose a key; the first stored wins and
     /// everyone uses it.
     pub async fn load(store: &Store, master: &MasterKey) -> Result<Keyring, KeyringError> {
+        move_legacy_keyring(store, master).await?;
         let keys = stored_keys(store, master).await?;
         if !keys.is_empty() {
             return Keyring::from_keys(keys);
@@ -149,12 +156,46 @@ impl Keyring {
 
 /// The keys in the secrets store, newest first; none before the first start.
 async fn stored_keys(store: &Store, master: &MasterKey) -> Result<Vec<Key>, KeyringError> {
-    match crate::secrets::read(store, master, KEYRING_SECRET).await? {
-        Some(plain) => {
-            serde_json::from_slice(plain.expose()).map_err(|e| KeyringError::Corrupt(e.to_string()))
-        }
-        None => Ok(Vec::new()),
+    let plain = crate::secrets::read(store, master, KEYRING_SECRET)
+        .await
+        .map_err(|e| match e {
+            crate::secrets::SecretsError::Store(e) => KeyringError::Store(e),
+            other => KeyringError::Corrupt(other.to_string()),
+        })?;
+    let Some(plain) = plain else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<Key> =
+        serde_json::from_slice(plain.expose()).map_err(|e| KeyringError::Corrupt(e.to_string()))?;
+    if keys.is_empty() {
+        return Err(KeyringError::Corrupt("it holds no key".into()));
     }
+    Ok(keys)
+}
+
+/// Moves a keyring stored under its old name (writable through the secrets API then) to
+/// the reserved one, once.
+async fn move_legacy_keyring(store: &Store, master: &MasterKey) -> Result<(), KeyringError> {
+    if store.secrets().get(KEYRING_SECRET).await?.is_some() {
+        return Ok(());
+    }
+    let Ok(Some(plain)) = crate::secrets::read(store, master, LEGACY_KEYRING_SECRET).await else {
+        return Ok(());
+    };
+    if serde_json::from_slice::<Vec<Key>>(plain.expose()).is_ok_and(|keys| !keys.is_empty()) {
+        let sealed = master.seal(KEYRING_SECRET, plain.expose());
+        store
+            .secrets()
+            .put_if_absent(KEYRING_SECRET, &sealed, chrono::Utc::now())
+            .await?;
+        store.secrets().delete(LEGACY_KEYRING_SECRET).await?;
+        tracing::info!(
+            from = LEGACY_KEYRING_SECRET,
+            to = KEYRING_SECRET,
+            "unsubscribe keyring moved to the reserved namespace"
+        );
+    }
+    Ok(())
 }
 
 fn mac(key: &[u8], text: &str) -> Vec<u8> {

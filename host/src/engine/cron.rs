@@ -64,7 +64,8 @@ impl Engine {
                 }
                 let input = match input {
                     Some(template) => {
-                        let scope = crate::expr::Scope::new(firing.at, &catalog.calendars);
+                        let scope = crate::expr::Scope::new(firing.at, &catalog.calendars)
+                            .with_budget(self.settings.limits.expression_budget);
                         match template.evaluate(&scope) {
                             Ok(v) => v,
                             Err(e) => {

@@ -48,6 +48,10 @@ pub struct Limits {
     pub max_steps_per_run: i64,
     /// Child runs one `start` step may create.
     pub max_children_per_step: usize,
+    /// How many parents a run may have (child of a child of …).
+    pub max_run_depth: i64,
+    /// Cost units one expression evaluation may spend before it is stopped.
+    pub expression_budget: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +59,8 @@ impl Default for Limits {
         Limits {
             max_steps_per_run: 10_000,
             max_children_per_step: 100_000,
+            max_run_depth: 10,
+            expression_budget: crate::expr::DEFAULT_BUDGET,
         }
     }
 }

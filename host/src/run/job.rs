@@ -16,6 +16,8 @@ pub struct NewRun {
     pub source: String,
     pub input: Json,
     pub parent_id: Option<String>,
+    /// How many parents the run has (0 without one).
+    pub depth: i64,
     /// Makes the start idempotent: a second start with the same key returns the first run.
     pub trigger_key: Option<String>,
     pub first_step: String,
@@ -90,6 +92,8 @@ pub struct RunState {
     pub input: Json,
     pub context: Json,
     pub parent_id: Option<String>,
+    /// How many parents the run has (0 without one).
+    pub depth: i64,
     pub step_count: i64,
     pub created_at: DateTime<Utc>,
 }

@@ -13,12 +13,15 @@
 //! | [`job`] | runs to start, jobs to schedule, claimed jobs, the state a job runs against |
 //! | [`outcome`] | everything one job produced: [`JobOutcome`] and its parts |
 //! | [`effects`] | what a step wants done in the world: records, outgoing email |
+//! | [`address`] | what an outgoing email's recipient and header values may hold |
 
+pub mod address;
 pub mod effects;
 pub mod job;
 pub mod outcome;
 pub mod status;
 
+pub use address::{check_header_value, parse_address};
 pub use effects::{Effect, OutgoingEmail};
 pub use job::{Job, NewJob, NewRun, RunState, Started};
 pub use outcome::{JobOutcome, KvWrite, NewEvent, RunUpdate, StepRecord, WaitFor};

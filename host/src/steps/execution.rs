@@ -24,6 +24,10 @@ pub struct StepRun<'a> {
     pub now: DateTime<Utc>,
     /// Child runs one `start` step may create.
     pub max_children: usize,
+    /// How many parents a run may have: a `start` step below that fails.
+    pub max_depth: i64,
+    /// Cost units one expression evaluation may spend (`engine.expression_budget`).
+    pub expression_budget: u64,
     /// The step being run.
     pub step: &'a Step,
     /// The step's number in the run, part of the idempotency keys of its effects.
@@ -38,6 +42,7 @@ impl<'a> StepRun<'a> {
     /// The variables expressions read: `input`, `vars`, `steps`, `run` and `now`.
     pub fn scope(&self) -> Scope<'a> {
         Scope::new(self.now, self.calendars)
+            .with_budget(self.expression_budget)
             .with("input", self.run.input.clone())
             .with("vars", self.context["vars"].clone())
             .with("steps", self.context["steps"].clone())

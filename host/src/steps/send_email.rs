@@ -149,22 +149,32 @@ impl StepAction for SendEmail {
             ))),
         };
         let to = text(self.to.evaluate(&scope)?, "to")?.trim().to_string();
-        crate::email::parse_address(&to)
+        crate::run::parse_address(&to)
             .map_err(|e| StepError::fatal(format!("send_email `to`: {e}")))?;
         let optional = |v: &Option<ComputedValue>, field: &str| match v {
             Some(v) => text(v.evaluate(&scope)?, field).map(|s| Some(s).filter(|s| !s.is_empty())),
             None => Ok(None),
         };
         let name = optional(&self.name, "name")?;
-        if name.as_ref().is_some_and(|n| n.contains(['\r', '\n'])) {
-            return Err(StepError::fatal(
-                "send_email `name` contains a line break; a header value may not",
-            ));
+        if let Some(name) = &name {
+            crate::run::check_header_value(name)
+                .map_err(|problem| StepError::fatal(format!("send_email `name` {problem}")))?;
         }
         let locale = optional(&self.locale, "locale")?;
         let campaign =
             optional(&self.campaign, "campaign")?.unwrap_or_else(|| run.run.workflow.clone());
         let data = self.data.evaluate(&scope)?;
+        // Rendered once here, as the dispatcher will: a message that can never be sent
+        // (a subject with a line break, a template that fails on this data) fails the
+        // step, which the run can branch on, instead of failing later at dispatch while
+        // the run believes the message went out.
+        if let Err(e) =
+            run.catalog
+                .templates
+                .render(&self.template, locale.as_deref().unwrap_or(""), &data)
+        {
+            return Err(StepError::fatal(format!("send_email: {e}")));
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let output = json!({
             "message": id, "channel": self.channel, "template": self.template,

@@ -37,6 +37,8 @@ pub struct StartSource {
 #[derive(Debug)]
 pub struct Start {
     pub workflow: String,
+    /// Line and column of the child workflow's name, for the catalog's cycle check.
+    pub workflow_at: (u32, u32),
     pub for_each: Option<Expression>,
     pub input: ComputedValue,
 }
@@ -75,6 +77,10 @@ impl StepAction for Start {
         };
         Some(Start {
             workflow: s.workflow.value.clone(),
+            workflow_at: (
+                s.workflow.referenced.line() as u32,
+                s.workflow.referenced.column() as u32,
+            ),
             for_each,
             input,
         })
@@ -110,9 +116,17 @@ impl StepAction for Start {
                 }
             },
         };
+        let depth = run.run.depth + 1;
+        if depth > run.max_depth {
+            return Err(StepError::fatal(format!(
+                "`start` would make a run {depth} levels below the first one; the limit is {} \
+                 (engine.max_run_depth): does `{workflow}` start itself, directly or through others?",
+                run.max_depth
+            )));
+        }
         if items.len() > run.max_children {
             return Err(StepError::fatal(format!(
-                "`start` would create {} runs; the limit is {}",
+                "`start` would create {} runs; the limit is {} (engine.max_children_per_step)",
                 items.len(),
                 run.max_children
             )));
@@ -140,6 +154,7 @@ impl StepAction for Start {
                 source: child.source.clone(),
                 input: child_input,
                 parent_id: Some(parent.clone()),
+                depth,
                 trigger_key: Some(format!("child:{parent}:{}:{index}", run.seq)),
                 first_step: first.clone(),
                 due_at: run.now,

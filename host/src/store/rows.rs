@@ -82,6 +82,7 @@ pub(super) fn run_state(r: &impl Cols) -> Result<RunState, StoreError> {
         input: json_of(r, "input")?,
         context: json_of(r, "context")?,
         parent_id: r.opt_text("parent_id"),
+        depth: r.int("depth"),
         step_count: r.int("step_count"),
         created_at: from_millis(r.int("created_at")),
     })

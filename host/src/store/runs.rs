@@ -318,8 +318,8 @@ pub(super) async fn insert_run(
     on_tx!(tx, |conn| {
         sqlx::query(
         "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
-                           trigger_key, events_after, created_at, updated_at)
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, (SELECT coalesce(max(id), 0) FROM events), $9, $9)",
+                           depth, trigger_key, events_after, created_at, updated_at)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM events), $10, $10)",
     )
     .bind(&run.id)
     .bind(&run.workflow)
@@ -328,6 +328,7 @@ pub(super) async fn insert_run(
     .bind(serde_json::json!({"vars": {}, "steps": {}}).to_string())
     .bind(&run.first_step)
     .bind(&run.parent_id)
+    .bind(run.depth)
     .bind(&run.trigger_key)
     .bind(millis(now))
     .execute(conn)

@@ -16,8 +16,8 @@
 //! Templates see the caller's data plus `locale`, the locale being rendered.
 //!
 //! The HTML part is escaped (`&`, `<`, `>`, `"`, `'`, `` ` `` and `=`); subject and text
-//! are not — they are not HTML. A rendered subject containing a line break is refused (it
-//! would inject mail headers). Checking walks each template's syntax tree, so a variable
+//! are not — they are not HTML. A rendered subject containing a line break, a NUL or
+//! another control character is refused (it would inject mail headers). Checking walks each template's syntax tree, so a variable
 //! used only in an `{{else}}` branch is reported too, not only what one sample renders.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,7 @@ use serde_json::Value as Json;
 use crate::diagnostics::Diagnostic;
 
 mod current;
+pub mod limits;
 mod variables;
 
 pub use current::CurrentTemplates;
@@ -99,8 +100,8 @@ pub enum RenderError {
         part: &'static str,
         message: String,
     },
-    #[error("the subject of `{0}` contains a line break; a header value may not")]
-    HeaderInjection(String),
+    #[error("the subject of `{template}` {problem}")]
+    HeaderInjection { template: String, problem: String },
 }
 
 /// All templates under `workflows/templates/`, compiled.
@@ -111,6 +112,8 @@ pub struct TemplateSet {
     /// Variables each partial reads, with the partial's file and the partials it uses.
     partials: BTreeMap<String, PartialUsage>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Files that exist but could not be read (see [`crate::workflow::Catalog::unreadable`]).
+    pub unreadable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -140,6 +143,7 @@ impl Default for TemplateSet {
             plain,
             partials: BTreeMap::new(),
             diagnostics: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
 }
@@ -167,8 +171,14 @@ impl TemplateSet {
     /// diagnostics; a missing folder means no templates.
     pub fn load(dir: &Path) -> TemplateSet {
         let mut set = TemplateSet::default();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return set;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    set.unreadable.push(format!("{}: {e}", dir.display()));
+                }
+                return set;
+            }
         };
         let mut folders: Vec<PathBuf> = entries
             .flatten()
@@ -200,6 +210,7 @@ impl TemplateSet {
                     }
                 }
             }
+            set.refuse_partial_cycles();
         }
         for folder in folders.iter().filter(|p| !p.ends_with("partials")) {
             set.load_template(folder);
@@ -207,14 +218,58 @@ impl TemplateSet {
         set
     }
 
+    /// Reads a template or partial file, refusing one that breaks the [`limits`].
     fn read(&mut self, file: &Path) -> Option<String> {
-        match std::fs::read_to_string(file) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.diagnostics
-                    .push(Diagnostic::new(file, 0, 0, format!("cannot read: {e}")));
+        let too_large =
+            std::fs::metadata(file).is_ok_and(|m| m.len() > limits::MAX_TEMPLATE_BYTES as u64);
+        let text = if too_large {
+            // Not read at all: the check below reports its size.
+            "x".repeat(limits::MAX_TEMPLATE_BYTES + 1)
+        } else {
+            match std::fs::read_to_string(file) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.unreadable.push(format!("{}: {e}", file.display()));
+                    self.diagnostics
+                        .push(Diagnostic::new(file, 0, 0, format!("cannot read: {e}")));
+                    return None;
+                }
+            }
+        };
+        match limits::check(&text) {
+            Ok(()) => Some(text),
+            Err(refused) => {
+                self.diagnostics.push(Diagnostic::new(
+                    file,
+                    refused.line,
+                    refused.column,
+                    refused.message,
+                ));
                 None
             }
+        }
+    }
+
+    /// Partials that include each other in a circle would render forever (until the stack
+    /// overflows): each is reported and unregistered, so a template using one fails to
+    /// render with a clear error instead.
+    fn refuse_partial_cycles(&mut self) {
+        let includes = self
+            .partials
+            .iter()
+            .map(|(name, usage)| (name.clone(), usage.partials.clone()))
+            .collect();
+        for (name, circle) in limits::partial_cycles(&includes) {
+            if let Some(usage) = self.partials.remove(&name) {
+                self.diagnostics.push(Diagnostic::new(
+                    &usage.file,
+                    0,
+                    0,
+                    format!("partials include each other in a circle: {circle}"),
+                ));
+            }
+            self.html.unregister_template(&name);
+            self.plain.unregister_template(&name);
         }
     }
 
@@ -432,9 +487,12 @@ impl TemplateSet {
                 })
         };
         let subject = part(&self.plain, "subject")?.trim().to_string();
-        if subject.contains(['\r', '\n']) {
-            return Err(RenderError::HeaderInjection(name.into()));
-        }
+        crate::run::check_header_value(&subject).map_err(|problem| {
+            RenderError::HeaderInjection {
+                template: name.into(),
+                problem,
+            }
+        })?;
         Ok(Rendered {
             locale: locale.to_string(),
             subject,

@@ -59,7 +59,11 @@ fn html_is_escaped_but_subject_and_text_are_not() {
     let err = set
         .render("t", "de", &json!({"name": "x\r\nBcc: all@example.com"}))
         .unwrap_err();
-    assert!(matches!(err, RenderError::HeaderInjection(_)), "{err}");
+    assert!(matches!(err, RenderError::HeaderInjection { .. }), "{err}");
+    let err = set
+        .render("t", "de", &json!({"name": "Anna\0"}))
+        .unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
 }
 
 #[test]
@@ -160,4 +164,61 @@ fn variables_read_in_partials_count_for_the_templates_that_use_them() {
     for path in ["name", "company.name", "company.phone"] {
         assert!(used.contains(&path), "{path} in {used:?}");
     }
+}
+
+#[test]
+fn templates_too_deep_to_render_safely_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = format!(
+        "Hallo\n{}x{}",
+        "{{#if name}}".repeat(3_000),
+        "{{/if}}".repeat(3_000)
+    );
+    write(
+        dir.path(),
+        &[
+            ("t/template.yaml", "sample: {name: x}\n"),
+            ("t/de.subject.hbs", "Hallo"),
+            ("t/de.text.hbs", &deep),
+            ("t/de.html.hbs", "<p>Hallo</p>"),
+        ],
+    );
+    let set = TemplateSet::load(dir.path());
+    let messages: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("t/de.text.hbs:2:385")
+                && m.contains("blocks nest more than 32 deep")),
+        "{messages:?}"
+    );
+    // What was refused is not rendered: the text part is missing, not a crash.
+    assert!(set.render("t", "de", &json!({"name": "x"})).is_err());
+}
+
+#[test]
+fn partials_that_include_each_other_are_refused_and_never_render() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("partials/a.hbs", "A{{> b}}"),
+            ("partials/b.hbs", "B{{> a}}"),
+            ("partials/footer.hbs", "Grüße"),
+            ("t/template.yaml", "sample: {}\n"),
+            ("t/de.subject.hbs", "Hallo"),
+            ("t/de.text.hbs", "{{> a}} {{> footer}}"),
+            ("t/de.html.hbs", "<p>{{> footer}}</p>"),
+        ],
+    );
+    let set = TemplateSet::load(dir.path());
+    let messages: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("partials/a.hbs") && m.contains("a → b → a")),
+        "{messages:?}"
+    );
+    let error = set.render("t", "de", &json!({})).unwrap_err().to_string();
+    assert!(error.contains("text"), "{error}");
 }

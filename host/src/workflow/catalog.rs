@@ -32,6 +32,9 @@ pub struct Catalog {
     /// Problems with calendars and other shared files (workflow problems live in their
     /// entries).
     pub diagnostics: Vec<Diagnostic>,
+    /// Files or folders that exist but could not be read (out of file descriptors, say):
+    /// such a catalog is incomplete, and a running server keeps its last good one.
+    pub unreadable: Vec<String>,
 }
 
 /// A summary fit for the API's workflow listing.
@@ -81,15 +84,18 @@ impl Catalog {
         }
 
         let mut calendars = Calendars::new();
-        for path in yaml_files(&root.join("calendars")) {
+        for path in yaml_files(&root.join("calendars"), &mut catalog.unreadable) {
             let name = stem(&path);
             match std::fs::read_to_string(&path) {
-                Err(e) => catalog.diagnostics.push(Diagnostic::new(
-                    &path,
-                    0,
-                    0,
-                    format!("cannot read: {e}"),
-                )),
+                Err(e) => {
+                    catalog.unreadable.push(format!("{}: {e}", path.display()));
+                    catalog.diagnostics.push(Diagnostic::new(
+                        &path,
+                        0,
+                        0,
+                        format!("cannot read: {e}"),
+                    ))
+                }
                 Ok(text) => match kontor_time::Calendar::from_yaml(&name, &text) {
                     Ok(calendar) => {
                         calendars.insert(name, Arc::new(calendar));
@@ -110,9 +116,12 @@ impl Catalog {
         catalog
             .diagnostics
             .extend(templates.diagnostics.iter().cloned());
+        catalog
+            .unreadable
+            .extend(templates.unreadable.iter().cloned());
         catalog.templates = Arc::new(templates);
 
-        let files = yaml_files(root);
+        let files = yaml_files(root, &mut catalog.unreadable);
         let names: BTreeSet<String> = files.iter().map(|p| stem(p)).collect();
         let environment = Environment {
             calendars: &catalog.calendars,
@@ -124,10 +133,18 @@ impl Catalog {
         for path in files {
             let name = stem(&path);
             let entry = match std::fs::read_to_string(&path) {
-                Err(e) => WorkflowEntry::Invalid {
-                    diagnostics: vec![Diagnostic::new(&path, 0, 0, format!("cannot read: {e}"))],
-                    file: path,
-                },
+                Err(e) => {
+                    catalog.unreadable.push(format!("{}: {e}", path.display()));
+                    WorkflowEntry::Invalid {
+                        diagnostics: vec![Diagnostic::new(
+                            &path,
+                            0,
+                            0,
+                            format!("cannot read: {e}"),
+                        )],
+                        file: path,
+                    }
+                }
                 Ok(text) => match compile_workflow(&path, &text, &environment) {
                     Ok(workflow) => WorkflowEntry::Valid(Arc::new(workflow)),
                     Err(diagnostics) => WorkflowEntry::Invalid {
@@ -138,7 +155,59 @@ impl Catalog {
             };
             catalog.workflows.insert(name, entry);
         }
+        catalog.refuse_start_cycles();
         catalog
+    }
+
+    /// Workflows that start themselves, directly or through others, would grow without
+    /// end (one such file made 63,000 runs in 20 s): each workflow on a circle of `start`
+    /// steps becomes invalid, with the circle named at its `start` step.
+    fn refuse_start_cycles(&mut self) {
+        let starts: StartGraph = self
+            .valid()
+            .map(|w| {
+                let children = w
+                    .steps
+                    .iter()
+                    .filter_map(|step| match &step.action {
+                        crate::steps::Action::Start(start) => {
+                            Some((start.workflow.clone(), start.workflow_at))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (w.name.clone(), children)
+            })
+            .collect();
+        for (name, children) in &starts {
+            for (child, (line, column)) in children {
+                let Some(circle) = path_back(&starts, child, name) else {
+                    continue;
+                };
+                let Some(WorkflowEntry::Valid(workflow)) = self.workflows.get(name) else {
+                    continue;
+                };
+                let file = workflow.file.clone();
+                let diagnostic = Diagnostic::new(
+                    &file,
+                    *line,
+                    *column,
+                    format!(
+                        "workflows start each other in a circle: {name} → {}",
+                        circle.join(" → ")
+                    ),
+                )
+                .with_hint("a run may not start its own workflow again, not even through others; loop with `next` inside one workflow instead");
+                self.workflows.insert(
+                    name.clone(),
+                    WorkflowEntry::Invalid {
+                        file,
+                        diagnostics: vec![diagnostic],
+                    },
+                );
+                break;
+            }
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Workflow>> {
@@ -213,16 +282,54 @@ fn stem(path: &Path) -> String {
 }
 
 /// `*.yaml` and `*.yml` files directly in `dir`, sorted.
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+/// The YAML files of `dir`; a folder that exists but cannot be read is noted in
+/// `unreadable` (a missing one is simply empty).
+fn yaml_files(dir: &Path, unreadable: &mut Vec<String>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                unreadable.push(format!("{}: {e}", dir.display()));
+            }
+            return Vec::new();
+        }
     };
     let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|e| match e {
+            Ok(e) => Some(e.path()),
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", dir.display()));
+                None
+            }
+        })
         .filter(|p| {
             p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
         })
         .collect();
     files.sort();
     files
+}
+
+/// Per workflow, the workflows its `start` steps start, with where each is named.
+type StartGraph = BTreeMap<String, Vec<(String, (u32, u32))>>;
+
+/// The names from `from` to `to` along `start` steps (`from` first, `to` last), if any.
+fn path_back(starts: &StartGraph, from: &str, to: &str) -> Option<Vec<String>> {
+    let mut pending = vec![vec![from.to_string()]];
+    let mut seen = BTreeSet::new();
+    while let Some(path) = pending.pop() {
+        let last = path.last().expect("paths are never empty");
+        if last == to {
+            return Some(path);
+        }
+        if !seen.insert(last.clone()) {
+            continue;
+        }
+        for (next, _) in starts.get(last).into_iter().flatten() {
+            let mut longer = path.clone();
+            longer.push(next.clone());
+            pending.push(longer);
+        }
+    }
+    None
 }

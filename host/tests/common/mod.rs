@@ -75,7 +75,13 @@ pub async fn shipped_workflows(start: &str) -> Fixture {
         "{:?}",
         catalog.all_diagnostics()
     );
-    let engine = Engine::new(store, clock.clone(), catalog, EngineSettings::default());
+    let engine = Engine::new(
+        store,
+        clock.clone(),
+        catalog,
+        EngineSettings::default(),
+        Default::default(),
+    );
     Fixture { engine, clock, dir }
 }
 
@@ -93,7 +99,13 @@ async fn open(dir: tempfile::TempDir, start: &str) -> Fixture {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let engine = Engine::new(store, clock.clone(), catalog, EngineSettings::default());
+    let engine = Engine::new(
+        store,
+        clock.clone(),
+        catalog,
+        EngineSettings::default(),
+        Default::default(),
+    );
     Fixture { engine, clock, dir }
 }
 

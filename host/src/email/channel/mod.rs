@@ -41,6 +41,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::TlsParameters;
 use lettre::{Address, Message};
 
+use crate::run::parse_address;
 use crate::templates::Rendered;
 pub use config::*;
 pub use dkim::dkim_key;
@@ -321,16 +322,6 @@ fn smtp_pool(
     ))
 }
 
-/// Parses an email address, with a message that says what is wrong.
-pub fn parse_address(text: &str) -> Result<Address, String> {
-    if text.contains(['\r', '\n']) {
-        return Err("an address may not contain a line break".into());
-    }
-    text.trim()
-        .parse::<Address>()
-        .map_err(|e| format!("`{text}` is not an email address ({e})"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,15 +380,5 @@ mod tests {
             assert!(error.contains(key), "{error} names {key}");
         }
         assert!(validate("x", &parse("from = \"Müller GmbH <info@mueller.example>\"")).is_ok());
-    }
-
-    #[test]
-    fn header_values_cannot_smuggle_headers() {
-        assert!(parse_address("a@b.example\r\nBcc: x@y.example").is_err());
-        assert!(
-            parse_address("not an address")
-                .unwrap_err()
-                .contains("not an email address")
-        );
     }
 }

@@ -135,6 +135,8 @@ impl Executor<'_> {
             calendars: self.calendars,
             now: self.now,
             max_children: self.limits.max_children_per_step,
+            max_depth: self.limits.max_run_depth,
+            expression_budget: self.limits.expression_budget,
             step,
             seq: state.step_count,
             context: &mut state.context,

@@ -90,7 +90,7 @@ pub(in crate::store) async fn load(
     ids: &[&str],
 ) -> Result<Vec<RunState>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, workflow, version, status, input, context, parent_id, step_count, created_at
+        "SELECT id, workflow, version, status, input, context, parent_id, depth, step_count, created_at
          FROM runs WHERE id = ANY($1)",
     )
     .bind(ids)

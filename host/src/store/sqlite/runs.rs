@@ -89,7 +89,7 @@ pub(in crate::store) async fn load(
     ids: &[&str],
 ) -> Result<Vec<RunState>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, workflow, version, status, input, context, parent_id, step_count, created_at
+        "SELECT id, workflow, version, status, input, context, parent_id, depth, step_count, created_at
          FROM runs WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(ids)?)

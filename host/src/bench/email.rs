@@ -19,9 +19,9 @@ use anyhow::Context;
 use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::channel::{Channel, ChannelConfig};
-use super::dispatch::{Dispatcher, EmailConfig};
 use crate::clock::SystemClock;
+use crate::email::channel::{Channel, ChannelConfig};
+use crate::email::dispatch::{Dispatcher, EmailConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::run::OutgoingEmail;
 use crate::store::Store;
@@ -108,9 +108,10 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         catalog,
         EngineSettings::default(),
+        Default::default(),
     );
     let master = crate::secrets::MasterKey::generate();
-    let keyring = super::unsubscribe::Keyring::load(&store, &master).await?;
+    let keyring = crate::email::unsubscribe::Keyring::load(&store, &master).await?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         engine.clock().clone(),

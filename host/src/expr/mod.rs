@@ -4,12 +4,16 @@
 //! are written in [CEL](https://cel.dev), a small, non-Turing-complete language: no loops,
 //! no I/O, always terminates. Compiling and evaluating happen behind `catch_unwind`, so
 //! a malformed or failing expression becomes an [`ExprError`] value and never takes a
-//! worker down.
+//! worker down; [`budget`] bounds how long, how deep and how costly one may be, so none
+//! can overflow a stack or pin a core either.
 //!
 //! What an expression can see is a [`Scope`]: `input`, `vars`, `steps`, `run`, `now`, and
 //! inside fan-out mappings `item` and `index`; plus the calendar functions
 //! `is_working_time(calendar, ts)`, `is_holiday(calendar, ts)`, `business_add(calendar, ts,
 //! duration)` and `business_between(calendar, from, to)`.
+
+mod budget;
+mod scope;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,15 +21,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
 use cel::common::ast::{Expr, IdedExpr};
-use cel::objects::{Key, Map as CelMap};
-use cel::{Context, Env, ExecutionError, Program, Value};
-use chrono::{DateTime, FixedOffset, Utc};
+use cel::{Env, ExecutionError, Program, Value};
+use chrono::{DateTime, Utc};
 use kontor_time::Calendar;
 use serde_json::Value as Json;
 
+pub use budget::{DEFAULT_BUDGET, MAX_DEPTH, MAX_LENGTH};
+pub use scope::{Scope, from_json, to_json};
+
 /// The CEL environment: the standard library plus the strings (`lowerAscii`, `split`,
 /// `replace`, ...), lists and math extensions. Immutable once built.
-fn environment() -> &'static Arc<Env> {
+pub(crate) fn environment() -> &'static Arc<Env> {
     static ENVIRONMENT: OnceLock<Arc<Env>> = OnceLock::new();
     ENVIRONMENT.get_or_init(|| {
         let mut env = Env::stdlib();
@@ -56,21 +62,42 @@ pub enum ExprError {
         column: u32,
     },
     /// The expression is valid but failed on this data (missing key, wrong type, ...).
-    #[error("expression `{source_text}` failed: {message}")]
+    #[error("expression `{}` failed: {message}", shorten(source_text))]
     Evaluation {
         source_text: String,
         message: String,
     },
+    /// The expression spent its whole budget (`engine.expression_budget`) and was
+    /// stopped: it iterates, sorts or builds text on too large a scale.
+    #[error(
+        "expression `{}` exceeded its budget of {budget} (engine.expression_budget): it iterates, sorts or builds text on too large a scale",
+        shorten(source_text)
+    )]
+    OverBudget { source_text: String, budget: u64 },
     /// A condition produced something other than a boolean.
-    #[error("expression `{source_text}` must be true or false, but gave {got}")]
+    #[error(
+        "expression `{}` must be true or false, but gave {got}",
+        shorten(source_text)
+    )]
     NotBoolean { source_text: String, got: String },
+}
+
+/// An expression as an error message quotes it: at most 120 characters.
+fn shorten(source: &str) -> String {
+    match source.char_indices().nth(120) {
+        Some((end, _)) => format!("{}…", &source[..end]),
+        None => source.to_string(),
+    }
 }
 
 /// A compiled CEL expression with its source text.
 #[derive(Clone)]
 pub struct Expression {
     source: String,
+    /// The parsed program: where each node was written, what it references.
     program: Arc<Program>,
+    /// The tree that is evaluated: the program's, with the budget's charges woven in.
+    evaluated: Arc<IdedExpr>,
     /// What the expression reads, so an evaluation converts only that much of its scope
     /// to CEL values (a run's `steps` may hold a page of 1,000 ERP customers).
     needs: Arc<Needs>,
@@ -78,7 +105,8 @@ pub struct Expression {
 
 /// Top-level variables an expression reads, each wholly (`None`) or only some of its
 /// keys (`steps.page…` needs only `steps.page`).
-type Needs = std::collections::BTreeMap<String, Option<std::collections::BTreeSet<String>>>;
+pub(crate) type Needs =
+    std::collections::BTreeMap<String, Option<std::collections::BTreeSet<String>>>;
 
 impl fmt::Debug for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,11 +124,40 @@ pub struct Reference {
 }
 
 impl Expression {
-    /// Compiles `source`. Never panics.
+    /// Compiles `source`. Never panics, whatever the text: too long or too deeply nested
+    /// expressions are refused (see [`budget`]).
     pub fn compile(source: &str) -> Result<Expression, ExprError> {
+        budget::check_length(source)?;
+        budget::on_parser_stack(|| Self::compile_here(source)).unwrap_or_else(|| {
+            Err(ExprError::Syntax {
+                message: "the expression could not be parsed".into(),
+                line: 1,
+                column: 1,
+            })
+        })
+    }
+
+    /// Parses, measures, instruments. Runs on the parser's stack: a tree too deep to
+    /// evaluate is also dropped there.
+    fn compile_here(source: &str) -> Result<Expression, ExprError> {
         let compiled = catch_unwind(AssertUnwindSafe(|| environment().compile(source)));
         match compiled {
             Ok(Ok(program)) => {
+                if let Err((depth, id)) = budget::check_depth(&program) {
+                    let (line, column) = program
+                        .source_info()
+                        .offset_for(id)
+                        .map(|(start, _)| position_of(source, start as usize))
+                        .unwrap_or((1, 1));
+                    return Err(ExprError::Syntax {
+                        message: format!(
+                            "the expression nests {depth} levels deep; the limit is {}: split it into steps or variables",
+                            budget::MAX_DEPTH
+                        ),
+                        line,
+                        column,
+                    });
+                }
                 let mut needs = Needs::new();
                 let mut found = Vec::new();
                 collect_references(program.expression(), &mut Vec::new(), &mut found);
@@ -117,6 +174,7 @@ impl Expression {
                 }
                 Ok(Expression {
                     source: source.to_string(),
+                    evaluated: Arc::new(budget::instrument(program.expression())),
                     program: Arc::new(program),
                     needs: Arc::new(needs),
                 })
@@ -185,10 +243,19 @@ impl Expression {
     }
 
     fn evaluate_value(&self, scope: &Scope<'_>) -> Result<Value, ExprError> {
+        let meter = budget::Meter::new(scope.budget());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let context = scope.context(&self.needs);
-            self.program.execute(&context)
+            let mut context = scope.context(&self.needs);
+            meter.register(&mut context);
+            Value::resolve(&self.evaluated, &context)
         }));
+        if meter.exceeded() {
+            metrics::counter!("kontor_expression_budget_exceeded_total").increment(1);
+            return Err(ExprError::OverBudget {
+                source_text: self.source.clone(),
+                budget: scope.budget(),
+            });
+        }
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.evaluation_error(describe_execution_error(&e))),
@@ -323,262 +390,5 @@ fn describe_execution_error(error: &ExecutionError) -> String {
     }
 }
 
-/// What an expression can see while it runs.
-pub struct Scope<'a> {
-    variables: Vec<(&'static str, Json)>,
-    now: DateTime<Utc>,
-    calendars: &'a Calendars,
-}
-
-impl<'a> Scope<'a> {
-    pub fn new(now: DateTime<Utc>, calendars: &'a Calendars) -> Self {
-        Scope {
-            variables: Vec::new(),
-            now,
-            calendars,
-        }
-    }
-
-    /// Binds a top-level variable (`input`, `vars`, `steps`, `run`, `item`, ...).
-    pub fn with(mut self, name: &'static str, value: Json) -> Self {
-        self.set(name, value);
-        self
-    }
-
-    pub fn set(&mut self, name: &'static str, value: Json) {
-        self.variables.retain(|(n, _)| *n != name);
-        self.variables.push((name, value));
-    }
-
-    /// A CEL context with what `needs` names: variables the expression does not read are
-    /// left out, and of an object only the keys it reads are converted.
-    fn context(&self, needs: &Needs) -> Context<'static, 'static> {
-        let mut context = Context::with_env(environment().clone());
-        for (name, value) in &self.variables {
-            match (needs.get(*name), value) {
-                (None, _) => {}
-                (Some(Some(keys)), Json::Object(map)) => {
-                    let part: serde_json::Map<String, Json> = keys
-                        .iter()
-                        .filter_map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
-                        .collect();
-                    context.add_variable_from_value(*name, from_json(&Json::Object(part)));
-                }
-                (Some(_), value) => context.add_variable_from_value(*name, from_json(value)),
-            }
-        }
-        context.add_variable_from_value("now", Value::Timestamp(self.now.fixed_offset()));
-        register_calendar_functions(&mut context, self.calendars);
-        context
-    }
-}
-
-fn register_calendar_functions(context: &mut Context<'static, 'static>, calendars: &Calendars) {
-    let lookup = {
-        let calendars = Arc::new(calendars.clone());
-        move |name: &str| -> Result<Arc<Calendar>, ExecutionError> {
-            calendars.get(name).cloned().ok_or_else(|| {
-                ExecutionError::function_error("calendar", format!("no calendar named `{name}`"))
-            })
-        }
-    };
-    let find = lookup.clone();
-    let _ = context.add_function(
-        "is_working_time",
-        move |name: Arc<String>, at: DateTime<FixedOffset>| -> Result<bool, ExecutionError> {
-            Ok(find(&name)?.is_working_time(at.to_utc()))
-        },
-    );
-    let find = lookup.clone();
-    let _ = context.add_function(
-        "is_holiday",
-        move |name: Arc<String>, at: DateTime<FixedOffset>| -> Result<bool, ExecutionError> {
-            let calendar = find(&name)?;
-            let local = at.to_utc().with_timezone(&calendar.timezone()).date_naive();
-            Ok(calendar.holiday_name(local).is_some())
-        },
-    );
-    let find = lookup.clone();
-    let _ = context.add_function(
-        "business_add",
-        move |name: Arc<String>,
-              at: DateTime<FixedOffset>,
-              duration: Arc<String>|
-              -> Result<DateTime<FixedOffset>, ExecutionError> {
-            let calendar = find(&name)?;
-            let duration = kontor_time::parse_duration(&duration)
-                .map_err(|e| ExecutionError::function_error("business_add", e.to_string()))?;
-            calendar
-                .add_business_duration(at.to_utc(), duration)
-                .map(|t| t.fixed_offset())
-                .map_err(|e| ExecutionError::function_error("business_add", e.to_string()))
-        },
-    );
-    let find = lookup;
-    let _ = context.add_function(
-        "business_between",
-        move |name: Arc<String>,
-              from: DateTime<FixedOffset>,
-              to: DateTime<FixedOffset>|
-              -> Result<chrono::Duration, ExecutionError> {
-            Ok(find(&name)?.business_duration_between(from.to_utc(), to.to_utc()))
-        },
-    );
-}
-
-/// Converts JSON into a CEL value. Integers stay integers, so `input.employees > 100` works.
-pub fn from_json(value: &Json) -> Value {
-    match value {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::String(Arc::new(s.clone())),
-        Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
-        Json::Object(map) => {
-            let map: HashMap<Key, Value> = map
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
-                .collect();
-            Value::Map(CelMap { map: Arc::new(map) })
-        }
-    }
-}
-
-/// Converts a CEL result into JSON.
-pub fn to_json(value: &Value) -> Result<Json, String> {
-    Ok(match value {
-        Value::Timestamp(t) => Json::String(t.to_utc().to_rfc3339()),
-        Value::Duration(d) => serde_json::json!(d.num_milliseconds() as f64 / 1000.0),
-        Value::Float(f) if !f.is_finite() => {
-            return Err(format!("the result {f} is not a finite number"));
-        }
-        Value::List(items) => Json::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
-        Value::Map(map) => {
-            let mut object = serde_json::Map::new();
-            for (k, v) in map.map.iter() {
-                object.insert(k.to_string(), to_json(v)?);
-            }
-            Json::Object(object)
-        }
-        other => other
-            .json()
-            .map_err(|_| format!("a {:?} cannot be stored", other.type_of()))?,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn scope(calendars: &Calendars) -> Scope<'_> {
-        let now = DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
-            .unwrap()
-            .to_utc();
-        Scope::new(now, calendars).with(
-            "input",
-            json!({"employees": 250, "name": "Müller GmbH", "tags": ["a", "b"]}),
-        )
-    }
-
-    #[test]
-    fn evaluates_against_json_input() {
-        let cals = Calendars::new();
-        let e = Expression::compile("input.employees > 100 ? 30 : 10").unwrap();
-        assert_eq!(e.evaluate(&scope(&cals)).unwrap(), json!(30));
-        let e = Expression::compile("size(input.name)").unwrap();
-        assert_eq!(
-            e.evaluate(&scope(&cals)).unwrap(),
-            json!(11),
-            "umlauts count once"
-        );
-    }
-
-    #[test]
-    fn an_evaluation_converts_only_what_the_expression_reads() {
-        let cals = Calendars::new();
-        let scope = Scope::new(Utc::now(), &cals)
-            .with(
-                "steps",
-                json!({"page": {"buyers": [1, 2, 3], "next": "K-9"}, "other": {"x": 1}}),
-            )
-            .with("vars", json!({"cursor": "K-3", "pages": 2}));
-        let needs = |source: &str| Expression::compile(source).unwrap().needs.as_ref().clone();
-        let reads = needs("size(steps.page.buyers) + vars.pages");
-        assert_eq!(reads.len(), 2);
-        assert_eq!(reads["steps"], Some(["page".to_string()].into()));
-        assert_eq!(needs("size(steps) + vars.pages")["steps"], None);
-        for (source, expected) in [
-            ("size(steps.page.buyers) + vars.pages", json!(5)),
-            ("has(vars.cursor) ? vars.cursor : null", json!("K-3")),
-            ("has(steps.missing) ? 1 : 0", json!(0)),
-            ("steps.page.buyers.map(b, b * vars.pages)", json!([2, 4, 6])),
-            ("size(steps)", json!(2)),
-            ("steps['other'].x", json!(1)),
-            ("vars", json!({"cursor": "K-3", "pages": 2})),
-        ] {
-            let e = Expression::compile(source).unwrap();
-            assert_eq!(e.evaluate(&scope).unwrap(), expected, "{source}");
-        }
-    }
-
-    #[test]
-    fn typos_are_errors_not_panics() {
-        for source in [
-            "input.employees >",
-            "'unterminated",
-            "a..b",
-            "((",
-            "}",
-            "input.[",
-            "",
-        ] {
-            assert!(
-                matches!(Expression::compile(source), Err(ExprError::Syntax { .. })),
-                "{source:?} should be a syntax error"
-            );
-        }
-    }
-
-    #[test]
-    fn evaluation_failures_are_errors() {
-        let cals = Calendars::new();
-        for source in [
-            "input.missing > 1",
-            "1 / 0",
-            "input.name + 1",
-            "no_such_fn(1)",
-        ] {
-            let e = Expression::compile(source).unwrap();
-            assert!(e.evaluate(&scope(&cals)).is_err(), "{source} should fail");
-        }
-        let e = Expression::compile("input.employees").unwrap();
-        assert!(matches!(
-            e.evaluate_bool(&scope(&cals)),
-            Err(ExprError::NotBoolean { .. })
-        ));
-    }
-
-    #[test]
-    fn finds_references_but_not_macro_variables() {
-        let e =
-            Expression::compile("input.tags.all(t, t != vars.x) && steps.score.total > 3").unwrap();
-        let mut paths: Vec<String> = e.references().iter().map(|r| r.path.join(".")).collect();
-        paths.sort();
-        assert_eq!(paths, ["input.tags", "steps.score.total", "vars.x"]);
-    }
-
-    #[test]
-    fn now_is_the_scope_clock() {
-        let cals = Calendars::new();
-        let e = Expression::compile("now + duration('1h')").unwrap();
-        assert_eq!(
-            e.evaluate(&scope(&cals)).unwrap(),
-            json!("2026-06-01T11:00:00+00:00")
-        );
-    }
-}
+mod tests;

@@ -11,6 +11,8 @@
 //! On a terminal each phase shows a progress bar on stderr (see [`progress_bar`]); the
 //! figures go to stdout, so a script or CI log gets only them.
 
+pub mod email;
+
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -69,7 +71,13 @@ async fn bench_engine(
         catalog.all_diagnostics().is_empty(),
         "bench workflows are invalid"
     );
-    let engine = Engine::new(store.clone(), Arc::new(SystemClock), catalog, settings);
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        catalog,
+        settings,
+        Default::default(),
+    );
     Ok((store, engine))
 }
 
