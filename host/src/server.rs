@@ -45,34 +45,39 @@ pub fn clock_for(config: &Config) -> anyhow::Result<(SharedClock, Option<Arc<Man
     Ok((manual.clone(), Some(manual)))
 }
 
-/// Locks `<database file>.lock` for the life of the server: the embedded store keeps its
-/// job claims in memory, so two servers on one SQLite file would run jobs twice. The OS
-/// releases the lock when the process dies, even by SIGKILL.
+/// Locks the database file itself for the life of the server: the embedded store keeps
+/// its job claims in memory, so two servers on one SQLite file would run jobs twice. The
+/// lock is on the file (`flock`, which SQLite's own `fcntl` locks do not touch), not on
+/// its name, so a symlink, a hard link or another spelling of the path finds it taken.
+/// The OS releases it when the process dies, even by SIGKILL.
 fn lock_embedded_database(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
     let Some(path) = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))
         .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && !p.starts_with(':'))
     else {
         return Ok(None);
     };
-    let lock_path = std::path::PathBuf::from(format!("{path}.lock"));
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let db_path = std::path::Path::new(path);
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // An empty file is a valid new SQLite database.
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
+        .open(db_path)
+        .with_context(|| format!("opening {}", db_path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another `kontor serve` is already using {path}; the embedded SQLite store serves one process"
         ),
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", lock_path.display()))
+            Err(e).with_context(|| format!("locking {}", db_path.display()))
         }
     }
 }

@@ -186,10 +186,21 @@ impl Server {
 
     /// Runs the `kontor` CLI with this server's settings; returns (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<(i32, String, String)> {
+        self.cli_with(args, &[], stdin)
+    }
+
+    /// Like [`Server::cli`], with `overrides` on top of the server's environment.
+    pub fn cli_with(
+        &self,
+        args: &[&str],
+        overrides: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<(i32, String, String)> {
         use std::io::Write;
         let mut child = Command::new(kontor_bin())
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(overrides.iter().copied())
             .current_dir(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -241,6 +241,23 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
         stderr.contains("another `kontor serve` is already using"),
         "{stderr}"
     );
+    // Nor through another name for the same file: a symlink, a hard link.
+    let db = server.dir.path().join("kontor.db");
+    let symlink = server.dir.path().join("alias.db");
+    std::os::unix::fs::symlink(&db, &symlink).unwrap();
+    let hard_link = server.dir.path().join("hard.db");
+    std::fs::hard_link(&db, &hard_link).unwrap();
+    for alias in [&symlink, &hard_link] {
+        let url = format!("sqlite://{}", alias.display());
+        let (code, _, stderr) = server
+            .cli_with(&["serve"], &[("KONTOR_DATABASE_URL", &url)], None)
+            .unwrap();
+        assert_eq!(code, 1, "{}: {stderr}", alias.display());
+        assert!(
+            stderr.contains("another `kontor serve` is already using"),
+            "{stderr}"
+        );
+    }
     // The first one still serves.
     assert_eq!(server.api.get_anonymous("/healthz").await.unwrap(), 200);
 }
