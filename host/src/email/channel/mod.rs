@@ -267,13 +267,40 @@ const SIGNED_HEADERS: &[&str] = &[
     "Content-Language",
 ];
 
+/// Writes the message as `<id>.eml`; a re-send of the same message (after a crash between
+/// the write and its commit) becomes `<id>.2.eml`, `<id>.3.eml`, …, so every attempt stays
+/// visible. Each file appears whole: written beside, then linked into place without ever
+/// replacing another.
 fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> Result<String, SendError> {
     let temporary = |e: std::io::Error| SendError::Temporary(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(temporary)?;
-    let path = dir.join(format!("{id}.eml"));
     let partial = dir.join(format!(".{id}.eml.partial"));
     std::fs::write(&partial, bytes).map_err(temporary)?;
-    std::fs::rename(&partial, &path).map_err(temporary)?;
+    let mut written = None;
+    for attempt in 1..=1000 {
+        let path = match attempt {
+            1 => dir.join(format!("{id}.eml")),
+            n => dir.join(format!("{id}.{n}.eml")),
+        };
+        match std::fs::hard_link(&partial, &path) {
+            Ok(()) => {
+                written = Some(path);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(temporary(e));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&partial);
+    let path = written.ok_or_else(|| {
+        SendError::Permanent(format!(
+            "message {id} was already written 1,000 times to {}",
+            dir.display()
+        ))
+    })?;
     Ok(format!("written to {}", path.display()))
 }
 
@@ -380,5 +407,20 @@ mod tests {
             assert!(error.contains(key), "{error} names {key}");
         }
         assert!(validate("x", &parse("from = \"Müller GmbH <info@mueller.example>\"")).is_ok());
+    }
+
+    #[test]
+    fn a_resent_message_is_written_beside_the_first_never_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_eml(dir.path(), "m1", b"first").unwrap();
+        let second = write_eml(dir.path(), "m1", b"second").unwrap();
+        assert!(second.ends_with("m1.2.eml"), "{second}");
+        assert_eq!(std::fs::read(dir.path().join("m1.eml")).unwrap(), b"first");
+        assert_eq!(
+            std::fs::read(dir.path().join("m1.2.eml")).unwrap(),
+            b"second"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "no partial file is left behind");
     }
 }
