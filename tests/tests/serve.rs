@@ -232,6 +232,59 @@ async fn ticket_escalation_follows_business_hours_on_the_test_clock() {
     );
 }
 
+/// A run pinned to a workflow version whose expression is too deep to evaluate (it used
+/// to overflow the stack, and the durable run crashed the server again on every
+/// restart): the run fails with the reason and the server stays up, restart after
+/// restart.
+#[tokio::test]
+async fn a_poisoned_pinned_version_fails_its_run_and_never_crash_loops_the_server() {
+    let mut server = Server::start(&shipped_workflows(), &[]).unwrap();
+    server.kill();
+    let store = kontor::store::Store::open(&server.database_url())
+        .await
+        .unwrap();
+    let chain = vec!["1"; 2_000].join(" + ");
+    let source =
+        format!("name: poisoned\nsteps:\n  - id: sum\n    set:\n      total: \"${{{chain}}}\"\n");
+    let run_id = kontor::engine::new_run_id();
+    let now = chrono::Utc::now();
+    store
+        .runs()
+        .start(
+            &[kontor::run::NewRun {
+                id: run_id.clone(),
+                workflow: "poisoned".into(),
+                version: "poisoned-v1".into(),
+                source,
+                input: json!({}),
+                parent_id: None,
+                depth: 0,
+                trigger_key: None,
+                first_step: "sum".into(),
+                due_at: now,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    for restart in 1..=3 {
+        server.restart().unwrap();
+        assert_eq!(
+            server.api.get_anonymous("/healthz").await.unwrap(),
+            200,
+            "restart {restart}"
+        );
+        let run = server.api.finished(&run_id, Duration::from_secs(30)).await;
+        assert_eq!(run["status"], "failed", "restart {restart}: {run}");
+        let error = run["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("no longer compiles") && error.contains("levels deep"),
+            "restart {restart}: {error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let server = Server::start(&shipped_workflows(), &[]).unwrap();
