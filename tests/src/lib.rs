@@ -252,11 +252,13 @@ impl Server {
             }
         });
         self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        // Starting includes compiling every plugin on a cold cache (the Python component
+        // is 18 MB): on two busy cores that took over a minute. A hang still fails.
+        match rx.recv_timeout(Duration::from_secs(180)) {
             Ok(()) => Ok(()),
             Err(_) => {
                 self.kill();
-                bail!("kontor serve did not start listening within 60 s")
+                bail!("kontor serve did not start listening within 180 s")
             }
         }
     }
