@@ -371,3 +371,37 @@ impl PluginRegistry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn plugin_names_are_one_path_segment() {
+        for name in [
+            "lead-scoring",
+            "erp_fixture",
+            "odata-erp",
+            "p1",
+            "conformance-python",
+        ] {
+            assert_eq!(check_name(name), Ok(()), "{name}");
+        }
+        for name in [
+            "",
+            "../outside",
+            "..",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "-flag",
+            "name.wasm",
+            "Müller",
+            "a b",
+            "x\0",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(name).is_err(), "{name:?} must be refused");
+        }
+    }
+}
