@@ -115,6 +115,36 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// Names that lead back to themselves along `edges` (a partial including partials, a
+/// workflow starting workflows): each such name with one circle through it, from the name
+/// back to the name (`["a", "b", "a"]`). Files that refer to each other in a circle are
+/// reported by the loader, never followed at run time.
+pub fn circles(
+    edges: &std::collections::BTreeMap<String, Vec<String>>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut found = std::collections::BTreeMap::new();
+    for start in edges.keys() {
+        // Depth-first from `start`, remembering the path; a path back to `start` is a circle.
+        let mut pending = vec![vec![start.clone()]];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(path) = pending.pop() {
+            let last = path.last().expect("paths are never empty");
+            for next in edges.get(last).into_iter().flatten() {
+                if next == start {
+                    let mut circle = path.clone();
+                    circle.push(start.clone());
+                    found.entry(start.clone()).or_insert(circle);
+                } else if seen.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    pending.push(longer);
+                }
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

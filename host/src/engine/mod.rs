@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
 use serde_json::Value as Json;
-use tokio::sync::{Notify, watch};
-use tracing::{Instrument, debug, info_span, warn};
+use tokio::sync::Notify;
+use tracing::warn;
 
 use crate::clock::SharedClock;
-use crate::run::{Job, NewEvent, NewRun, Started};
+use crate::run::{NewEvent, NewRun, Started};
 use crate::store::{Delivered, Store, StoreError};
 use crate::workflow::compile::{Environment, compile_workflow};
 use crate::workflow::{Catalog, Trigger, Workflow};

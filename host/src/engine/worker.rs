@@ -2,9 +2,18 @@
 //! plugins outside the transaction), commit the outcomes, and sleep until the next job
 //! is due or new work is announced.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
-use super::*;
+use serde_json::Value as Json;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::{Engine, execute};
+use crate::run::Job;
+use crate::store::StoreError;
+use crate::workflow::{Catalog, Workflow};
 
 #[allow(clippy::large_enum_variant)] // the common case is `Done`; boxing it costs more
 enum Begun {

@@ -94,20 +94,12 @@ fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
             .collect(),
         Expr::Select(select) => vec![&select.operand],
         Expr::List(list) => list.elements.iter().collect(),
-        Expr::Map(map) => map
-            .entries
+        Expr::Map(cel::common::ast::MapExpr { entries })
+        | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => entries
             .iter()
             .flat_map(|entry| match &entry.expr {
                 cel::common::ast::EntryExpr::MapEntry(e) => vec![&e.key, &e.value],
                 cel::common::ast::EntryExpr::StructField(f) => vec![&f.value],
-            })
-            .collect(),
-        Expr::Struct(s) => s
-            .entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                cel::common::ast::EntryExpr::StructField(f) => vec![&f.value],
-                cel::common::ast::EntryExpr::MapEntry(e) => vec![&e.key, &e.value],
             })
             .collect(),
         Expr::Comprehension(c) => vec![
@@ -153,7 +145,8 @@ pub(super) fn instrument(expr: &IdedExpr) -> IdedExpr {
 /// [`instrument`]'s walk; `in_loop`: inside a comprehension's step, where every name read
 /// is copied once per item and is charged its size each time.
 fn weave(expr: &IdedExpr, in_loop: bool) -> IdedExpr {
-    let instrument = |e: &IdedExpr| weave(e, in_loop);
+    // Children are woven in the same place: inside a loop or not.
+    let again = |e: &IdedExpr| weave(e, in_loop);
     let wrap = |name: &str, args: Vec<IdedExpr>| IdedExpr {
         // Ids only map nodes to source positions; these have none of their own.
         id: 0,
@@ -166,14 +159,14 @@ fn weave(expr: &IdedExpr, in_loop: bool) -> IdedExpr {
     let node = match &expr.expr {
         Expr::Comprehension(c) => {
             let mut c = c.clone();
-            c.iter_range = wrap(CHARGE_ITEMS, vec![instrument(&c.iter_range)]);
-            c.accu_init = instrument(&c.accu_init);
+            c.iter_range = wrap(CHARGE_ITEMS, vec![again(&c.iter_range)]);
+            c.accu_init = again(&c.accu_init);
             c.loop_cond = weave(&c.loop_cond, true);
             c.loop_step = instrument_step(&c.loop_step, &c.accu_var);
             // `@result` as the result is what `map`/`filter` expand to; the interpreter
             // hands the list it built over only for exactly that shape.
             if !matches!(&c.result.expr, Expr::Ident(v) if *v == c.accu_var) {
-                c.result = instrument(&c.result);
+                c.result = again(&c.result);
             }
             Expr::Comprehension(c)
         }
@@ -186,9 +179,9 @@ fn weave(expr: &IdedExpr, in_loop: bool) -> IdedExpr {
                 target: call.target.as_deref().map(|t| match &t.expr {
                     // `lists.range(…)`, `math.abs(…)`: a function's namespace, not a name read.
                     Expr::Ident(n) if NAMESPACES.contains(&n.as_str()) => Box::new(t.clone()),
-                    _ => Box::new(instrument(t)),
+                    _ => Box::new(again(t)),
                 }),
-                args: call.args.iter().map(instrument).collect(),
+                args: call.args.iter().map(again).collect(),
             };
             let is_lists_range = call.func_name == "lists.range"
                 || (call.func_name == "range"
@@ -229,20 +222,20 @@ fn weave(expr: &IdedExpr, in_loop: bool) -> IdedExpr {
         }
         Expr::Select(select) => {
             let mut select = select.clone();
-            select.operand = Box::new(instrument(&select.operand));
+            select.operand = Box::new(again(&select.operand));
             Expr::Select(select)
         }
         Expr::List(list) => {
             let mut list = list.clone();
-            list.elements = list.elements.iter().map(instrument).collect();
+            list.elements = list.elements.iter().map(again).collect();
             Expr::List(list)
         }
         Expr::Map(map) => {
             let mut map = map.clone();
             for entry in &mut map.entries {
                 if let cel::common::ast::EntryExpr::MapEntry(e) = &mut entry.expr {
-                    e.key = instrument(&e.key);
-                    e.value = instrument(&e.value);
+                    e.key = again(&e.key);
+                    e.value = again(&e.value);
                 }
             }
             Expr::Map(map)

@@ -5,10 +5,8 @@
 //! most [`MAX_TEMPLATE_BYTES`] long and nest blocks and subexpressions at most
 //! [`MAX_NESTING`] deep; partials are named, never computed (`{{> (lookup …)}}`), and
 //! partials that include each other in a circle are refused at load
-//! ([`partial_cycles`]). Checked on the text before handlebars parses it, so what is
+//! ([`crate::diagnostics::circles`]). Checked on the text before handlebars parses it, so what is
 //! refused never reaches the parser either.
-
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Largest template or partial file accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 512 * 1024;
@@ -23,18 +21,21 @@ pub struct Refused {
     pub message: String,
 }
 
+/// Checks a template file's size, before it is read.
+pub fn check_size(bytes: u64) -> Result<(), Refused> {
+    if bytes <= MAX_TEMPLATE_BYTES as u64 {
+        return Ok(());
+    }
+    Err(Refused {
+        line: 1,
+        column: 1,
+        message: format!("the template is {bytes} bytes long; the limit is {MAX_TEMPLATE_BYTES}"),
+    })
+}
+
 /// Checks the size and nesting of a template's text.
 pub fn check(source: &str) -> Result<(), Refused> {
-    if source.len() > MAX_TEMPLATE_BYTES {
-        return Err(Refused {
-            line: 1,
-            column: 1,
-            message: format!(
-                "the template is {} bytes long; the limit is {MAX_TEMPLATE_BYTES}",
-                source.len()
-            ),
-        });
-    }
+    check_size(source.len() as u64)?;
     let mut depth = 0usize;
     let mut rest = source;
     while let Some(open) = rest.find("{{") {
@@ -114,33 +115,6 @@ fn position(source: &str, offset: usize) -> (u32, u32) {
     (line, column)
 }
 
-/// Partials that include themselves, directly or through others: each name in a circle,
-/// with the circle as text (`a → b → a`).
-pub fn partial_cycles(includes: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, String> {
-    let mut in_cycle = BTreeMap::new();
-    for start in includes.keys() {
-        // Depth-first from `start`, remembering the path; a path back to `start` is a circle.
-        let mut pending = vec![(start.clone(), vec![start.clone()])];
-        let mut seen = BTreeSet::new();
-        while let Some((name, path)) = pending.pop() {
-            for next in includes.get(&name).into_iter().flatten() {
-                if next == start {
-                    let mut circle = path.clone();
-                    circle.push(start.clone());
-                    in_cycle
-                        .entry(start.clone())
-                        .or_insert_with(|| circle.join(" → "));
-                } else if seen.insert(next.clone()) {
-                    let mut longer = path.clone();
-                    longer.push(next.clone());
-                    pending.push((next.clone(), longer));
-                }
-            }
-        }
-    }
-    in_cycle
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +159,7 @@ mod tests {
 
     #[test]
     fn partials_in_a_circle_are_found() {
-        let includes: BTreeMap<String, Vec<String>> = [
+        let includes: std::collections::BTreeMap<String, Vec<String>> = [
             ("footer", vec!["legal"]),
             ("legal", vec!["footer"]),
             ("self", vec!["self"]),
@@ -195,12 +169,12 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
         .collect();
-        let cycles = partial_cycles(&includes);
+        let cycles = crate::diagnostics::circles(&includes);
         assert_eq!(
             cycles.keys().collect::<Vec<_>>(),
             ["footer", "legal", "self"]
         );
-        assert_eq!(cycles["footer"], "footer → legal → footer");
-        assert_eq!(cycles["self"], "self → self");
+        assert_eq!(cycles["footer"], ["footer", "legal", "footer"]);
+        assert_eq!(cycles["self"], ["self", "self"]);
     }
 }

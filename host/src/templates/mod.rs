@@ -220,20 +220,22 @@ impl TemplateSet {
 
     /// Reads a template or partial file, refusing one that breaks the [`limits`].
     fn read(&mut self, file: &Path) -> Option<String> {
-        let too_large =
-            std::fs::metadata(file).is_ok_and(|m| m.len() > limits::MAX_TEMPLATE_BYTES as u64);
-        let text = if too_large {
-            // Not read at all: the check below reports its size.
-            "x".repeat(limits::MAX_TEMPLATE_BYTES + 1)
-        } else {
-            match std::fs::read_to_string(file) {
-                Ok(text) => text,
-                Err(e) => {
-                    self.unreadable.push(format!("{}: {e}", file.display()));
-                    self.diagnostics
-                        .push(Diagnostic::new(file, 0, 0, format!("cannot read: {e}")));
-                    return None;
-                }
+        // A file too large is not read at all.
+        if let Some(refused) = std::fs::metadata(file)
+            .ok()
+            .and_then(|m| limits::check_size(m.len()).err())
+        {
+            self.diagnostics
+                .push(Diagnostic::new(file, 1, 1, refused.message));
+            return None;
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                self.unreadable.push(format!("{}: {e}", file.display()));
+                self.diagnostics
+                    .push(Diagnostic::new(file, 0, 0, format!("cannot read: {e}")));
+                return None;
             }
         };
         match limits::check(&text) {
@@ -259,7 +261,8 @@ impl TemplateSet {
             .iter()
             .map(|(name, usage)| (name.clone(), usage.partials.clone()))
             .collect();
-        for (name, circle) in limits::partial_cycles(&includes) {
+        for (name, circle) in crate::diagnostics::circles(&includes) {
+            let circle = circle.join(" → ");
             if let Some(usage) = self.partials.remove(&name) {
                 self.diagnostics.push(Diagnostic::new(
                     &usage.file,

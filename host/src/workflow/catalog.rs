@@ -163,7 +163,8 @@ impl Catalog {
     /// end (one such file made 63,000 runs in 20 s): each workflow on a circle of `start`
     /// steps becomes invalid, with the circle named at its `start` step.
     fn refuse_start_cycles(&mut self) {
-        let starts: StartGraph = self
+        // Per workflow, the workflows its `start` steps start, with where each is named.
+        let starts: BTreeMap<String, Vec<_>> = self
             .valid()
             .map(|w| {
                 let children = w
@@ -179,34 +180,43 @@ impl Catalog {
                 (w.name.clone(), children)
             })
             .collect();
-        for (name, children) in &starts {
-            for (child, (line, column)) in children {
-                let Some(circle) = path_back(&starts, child, name) else {
-                    continue;
-                };
-                let Some(WorkflowEntry::Valid(workflow)) = self.workflows.get(name) else {
-                    continue;
-                };
-                let file = workflow.file.clone();
-                let diagnostic = Diagnostic::new(
-                    &file,
-                    *line,
-                    *column,
-                    format!(
-                        "workflows start each other in a circle: {name} → {}",
-                        circle.join(" → ")
-                    ),
-                )
-                .with_hint("a run may not start its own workflow again, not even through others; loop with `next` inside one workflow instead");
-                self.workflows.insert(
+        let edges = starts
+            .iter()
+            .map(|(name, children)| {
+                (
                     name.clone(),
-                    WorkflowEntry::Invalid {
-                        file,
-                        diagnostics: vec![diagnostic],
-                    },
-                );
-                break;
-            }
+                    children.iter().map(|(c, _)| c.clone()).collect(),
+                )
+            })
+            .collect();
+        for (name, circle) in crate::diagnostics::circles(&edges) {
+            let Some(WorkflowEntry::Valid(workflow)) = self.workflows.get(&name) else {
+                continue;
+            };
+            // The `start` step that takes the first step of the circle.
+            let (line, column) = starts[&name]
+                .iter()
+                .find(|(child, _)| *child == circle[1])
+                .map(|(_, at)| *at)
+                .unwrap_or((0, 0));
+            let file = workflow.file.clone();
+            let diagnostic = Diagnostic::new(
+                &file,
+                line,
+                column,
+                format!(
+                    "workflows start each other in a circle: {}",
+                    circle.join(" → ")
+                ),
+            )
+            .with_hint("a run may not start its own workflow again, not even through others; loop with `next` inside one workflow instead");
+            self.workflows.insert(
+                name,
+                WorkflowEntry::Invalid {
+                    file,
+                    diagnostics: vec![diagnostic],
+                },
+            );
         }
     }
 
@@ -308,28 +318,4 @@ fn yaml_files(dir: &Path, unreadable: &mut Vec<String>) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Per workflow, the workflows its `start` steps start, with where each is named.
-type StartGraph = BTreeMap<String, Vec<(String, (u32, u32))>>;
-
-/// The names from `from` to `to` along `start` steps (`from` first, `to` last), if any.
-fn path_back(starts: &StartGraph, from: &str, to: &str) -> Option<Vec<String>> {
-    let mut pending = vec![vec![from.to_string()]];
-    let mut seen = BTreeSet::new();
-    while let Some(path) = pending.pop() {
-        let last = path.last().expect("paths are never empty");
-        if last == to {
-            return Some(path);
-        }
-        if !seen.insert(last.clone()) {
-            continue;
-        }
-        for (next, _) in starts.get(last).into_iter().flatten() {
-            let mut longer = path.clone();
-            longer.push(next.clone());
-            pending.push(longer);
-        }
-    }
-    None
 }

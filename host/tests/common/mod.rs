@@ -75,6 +75,16 @@ pub async fn shipped_workflows(start: &str) -> Fixture {
         "{:?}",
         catalog.all_diagnostics()
     );
+    with_engine(store, catalog, clock, dir)
+}
+
+/// A fixture's engine: default settings, no plugins, no email channels.
+fn with_engine(
+    store: Store,
+    catalog: Catalog,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+) -> Fixture {
     let engine = Engine::new(
         store,
         clock.clone(),
@@ -99,14 +109,7 @@ async fn open(dir: tempfile::TempDir, start: &str) -> Fixture {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let engine = Engine::new(
-        store,
-        clock.clone(),
-        catalog,
-        EngineSettings::default(),
-        Default::default(),
-    );
-    Fixture { engine, clock, dir }
+    with_engine(store, catalog, clock, dir)
 }
 
 impl Fixture {
