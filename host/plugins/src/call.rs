@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde_json::Value as Json;
 use wasmtime::Store;
 
+use crate::instantiate::instantiate;
 use crate::plugin::{Exports, first_problem};
 use crate::sandbox::State;
 use crate::{CallError, CallFailure, CallReport, LogLine, Plugin, bindings, connector};
@@ -127,7 +128,7 @@ impl Plugin {
             attempt: invocation.attempt,
         };
         let answer = async {
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = instantiate(pre, &mut store).await?;
             instance
                 .kontor_plugin_handler()
                 .call_run(
@@ -171,7 +172,7 @@ impl Plugin {
             .map_err(|m| fail(CallError::InvalidInput(m)))?;
         let mut store = self.store();
         let answer = async {
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = instantiate(pre, &mut store).await?;
             call.invoke(instance.kontor_plugin_connector(), &mut store)
                 .await
         }

@@ -59,6 +59,7 @@ mod errors;
 mod grants;
 mod http;
 mod inspection;
+mod instantiate;
 mod limits;
 mod plugin;
 mod registry;

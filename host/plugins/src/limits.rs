@@ -55,7 +55,10 @@ impl Plugin {
             }
             None => {
                 let message = format!("{error:#}");
-                if message.contains("maximum concurrent") || message.contains("pooling") {
+                let pool_full = error
+                    .chain()
+                    .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>());
+                if pool_full || message.contains("maximum concurrent") {
                     CallError::Busy(message)
                 } else {
                     CallError::Trap(message)

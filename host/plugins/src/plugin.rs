@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::contract::World;
+use crate::instantiate::instantiate;
 use crate::sandbox::State;
 use crate::services::CallContext;
 use crate::{
@@ -140,14 +141,14 @@ impl Plugin {
         let described = async {
             match &self.exports {
                 Exports::Step(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
+                    let instance = instantiate(pre, &mut store).await?;
                     instance
                         .kontor_plugin_handler()
                         .call_describe(&mut store)
                         .await
                 }
                 Exports::Connector(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
+                    let instance = instantiate(pre, &mut store).await?;
                     instance
                         .kontor_plugin_connector()
                         .call_describe(&mut store)
