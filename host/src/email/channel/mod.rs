@@ -45,7 +45,7 @@ use crate::run::parse_address;
 use crate::templates::Rendered;
 pub use config::*;
 pub use dkim::dkim_key;
-use headers::{ContentLanguage, ListUnsubscribe, ListUnsubscribePost};
+use headers::{ContentLanguage, ListUnsubscribe, ListUnsubscribePost, Subject};
 
 /// Why a send did not succeed.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,7 +185,7 @@ impl Channel {
             .message_id(Some(format!("<{}@{}>", envelope.id, self.from_domain())))
             .from(self.from.clone())
             .to(Mailbox::new(envelope.name.map(str::to_string), to))
-            .subject(rendered.subject.clone())
+            .header(Subject(rendered.subject.clone()))
             .header(ContentLanguage(rendered.locale.clone()));
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
@@ -422,5 +422,47 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(left.len(), 2, "no partial file is left behind");
+    }
+
+    #[test]
+    fn long_subjects_and_names_fold_within_the_rfc_5322_line_limits() {
+        let config: ChannelConfig =
+            toml::from_str("from = \"Service <service@example.com>\"").unwrap();
+        let channel = Channel::open("x", &config, &|_| Err("none".into())).unwrap();
+        let long_word = format!("Rückruf {} Ende", "A1".repeat(750));
+        let many_words = "Rückruf der Serie KS-2000 für Bäckerei Groß ".repeat(40);
+        let name = format!("{} Müller", "B".repeat(300));
+        for subject in [long_word, many_words] {
+            let rendered = Rendered {
+                locale: "de".into(),
+                subject: subject.clone(),
+                text: "t".into(),
+                html: "h".into(),
+            };
+            let envelope = Envelope {
+                id: "m1",
+                to: "a@example.com",
+                name: Some(&name),
+                unsubscribe: None,
+            };
+            let message = channel.build(&envelope, &rendered).unwrap();
+            let bytes = message.formatted();
+            let text = String::from_utf8_lossy(&bytes);
+            let head = &text[..text.find("\r\n\r\n").unwrap()];
+            // Every line within the hard limit; the subject's within the recommended 78.
+            let mut in_subject = false;
+            for line in head.split("\r\n") {
+                in_subject = line.starts_with("Subject:") || (in_subject && line.starts_with(' '));
+                let limit = if in_subject { 78 } else { 998 };
+                assert!(line.len() <= limit, "{} characters: {line}", line.len());
+            }
+            let parsed = mailparse::parse_mail(&bytes).unwrap();
+            use mailparse::MailHeaderMap;
+            assert_eq!(
+                parsed.headers.get_first_value("Subject").unwrap(),
+                subject.trim_end(),
+                "decodes to the same subject"
+            );
+        }
     }
 }
