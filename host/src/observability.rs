@@ -21,6 +21,13 @@
 //! | `kontor_email_suppressed_total` | counter | `reason` (hard_bounce, complaint, soft_bounces, unsubscribed) |
 //! | `kontor_email_unsubscribes_total` | counter | `purpose` |
 //! | `kontor_email_dispatch_latency_seconds` | histogram | — (queued → accepted by the transport) |
+//! | `kontor_folder_scan_failures_total` | counter | `folder` (a scan that could not read the folder; the catalog loaded before stays) |
+//! | `kontor_http_connections` | gauge | — (open API connections) |
+//! | `kontor_http_connections_evicted_total` | counter | — (idle ones closed at `http.max_connections`) |
+//! | `kontor_http_connections_refused_total` | counter | — (every connection busy) |
+//! | `kontor_http_accept_errors_total` | counter | — (out of descriptors, for instance) |
+//! | `kontor_http_requests_shed_total` | counter | — (over `http.max_requests`) |
+//! | `kontor_http_requests_timed_out_total` | counter | — (over `http.request_timeout`) |
 
 use std::sync::OnceLock;
 

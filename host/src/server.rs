@@ -202,12 +202,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         manual_clock,
         mailer: Some(mailer),
         overviews,
+        metrics_access: config.http.metrics,
     });
-    let mut stopped_http = stopped.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stopped_http.changed().await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(api::listener::serve(
+        listener,
+        app,
+        config.http.limits()?,
+        stopped.clone(),
+    ));
 
     shutdown_signal().await;
     info!("shutting down: finishing the current batches");

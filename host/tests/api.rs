@@ -40,6 +40,7 @@ async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router
             )
             .unwrap(),
         ),
+        metrics_access: kontor::config::MetricsAccess::Loopback,
     });
     (app, f)
 }
@@ -567,7 +568,58 @@ async fn readiness_and_metrics_for_operators() {
     .await;
     f.settle().await;
     assert_eq!(get_open(&app, "/readyz").await.0, StatusCode::OK);
-    let (status, text) = get_open(&app, "/metrics").await;
+    // `http.metrics = "loopback"`: open to this machine, a token for everyone else.
+    let metrics_from = |peer: &str, token: Option<&str>| {
+        let mut request = Request::get("/metrics");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(metrics_from("127.0.0.1:5000", None).await, StatusCode::OK);
+    assert_eq!(metrics_from("[::1]:5000", None).await, StatusCode::OK);
+    assert_eq!(
+        metrics_from("[::ffff:127.0.0.1]:5000", None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        metrics_from("192.0.2.7:5000", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        metrics_from("192.0.2.7:5000", Some("wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        metrics_from("192.0.2.7:5000", Some(TOKEN)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_open(&app, "/metrics").await.0,
+        StatusCode::UNAUTHORIZED,
+        "no peer address known: not loopback"
+    );
+    let (status, text) = {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/metrics")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains("kontor_runs_started_total{workflow=\"recall-campaign\"}"),

@@ -83,6 +83,8 @@ pub struct Server {
     /// The HTTP API; the same address and token across restarts.
     pub api: Api,
     env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft and hard) of the server process, set through `prlimit`.
+    fd_limit: Option<u64>,
     pub dir: tempfile::TempDir,
 }
 
@@ -162,6 +164,7 @@ impl Server {
                     .build()?,
             },
             env,
+            fd_limit: None,
             dir,
         };
         Ok(server)
@@ -169,6 +172,13 @@ impl Server {
 
     /// Starts a server made with [`Server::prepare`].
     pub fn launch(&mut self) -> anyhow::Result<()> {
+        self.spawn()
+    }
+
+    /// Starts a server made with [`Server::prepare`] under a file-descriptor limit of
+    /// `limit` (soft and hard, so the server cannot raise it), through util-linux `prlimit`.
+    pub fn launch_with_fd_limit(&mut self, limit: u64) -> anyhow::Result<()> {
+        self.fd_limit = Some(limit);
         self.spawn()
     }
 
@@ -233,7 +243,18 @@ impl Server {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let mut child = Command::new(kontor_bin())
+        let mut command = match self.fd_limit {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(kontor_bin());
+                command
+            }
+            None => Command::new(kontor_bin()),
+        };
+        let mut child = command
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(self.dir.path())
@@ -445,6 +466,20 @@ fn create_token(env: &[(String, String)], dir: &Path) -> anyhow::Result<String> 
 /// The repository's `workflows/` folder.
 pub fn shipped_workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+}
+
+/// Copies `from` into `to` with every subfolder (calendars, templates).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 /// A fixture folder under `tests/fixtures/`.

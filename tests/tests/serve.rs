@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kontor_tests::{Server, fixture, free_port, kontor_bin, shipped_workflows, test_plugins};
+use kontor_tests::{
+    Server, copy_tree, fixture, free_port, kontor_bin, shipped_workflows, test_plugins,
+};
 use mailparse::MailHeaderMap;
 use serde_json::{Value, json};
 
@@ -19,20 +21,6 @@ fn workflows_with_a_broken_one() -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-/// Copies `from` into `to` with every subfolder (calendars, templates).
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 async fn advance(server: &Server, by: &str) {

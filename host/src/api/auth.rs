@@ -1,6 +1,7 @@
 //! Bearer tokens: random 256-bit secrets, stored only as their SHA-256.
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -28,21 +29,22 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = request
-        .headers()
+    token_role(&state, request.headers()).await?;
+    Ok(next.run(request).await)
+}
+
+/// The role of the request's bearer token; unauthorized without a valid one.
+pub async fn token_role(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
-    match state
-        .engine
-        .store()
+    state
+        .store
         .tokens()
         .role(&hash_token(token))
         .await?
-    {
-        Some(_role) => Ok(next.run(request).await),
-        None => Err(ApiError::Unauthorized),
-    }
+        .ok_or(ApiError::Unauthorized)
 }

@@ -12,6 +12,7 @@ mod email;
 mod error;
 mod events;
 mod extract;
+pub mod listener;
 pub mod openapi;
 mod operations;
 mod plugins;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::email::dispatch::Dispatcher>>,
     /// The customer overview from the ERP (`[erp]`), with its cache.
     pub overviews: Arc<crate::customer_overview::Overviews>,
+    /// Who may read `GET /metrics` (`http.metrics`).
+    pub metrics_access: crate::config::MetricsAccess,
 }
 
 /// Every route: method, path, handler. The router is built from this table, and a test

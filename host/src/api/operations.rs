@@ -1,12 +1,15 @@
 //! What operators and load balancers ask: liveness, readiness, Prometheus metrics.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::config::MetricsAccess;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "The process is alive")))]
@@ -35,10 +38,27 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Prometheus metrics (see the `observability` module for names).
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// Prometheus metrics (see the `observability` module for names). Who may read them is
+/// `http.metrics`: by default clients on this machine without a token, others with one.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+               (status = 401, description = "A token is needed: the client is not on loopback (`http.metrics = \"loopback\"`) or `http.metrics = \"token\"`")))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let from_loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback());
+    let needs_token = match state.metrics_access {
+        MetricsAccess::Open => false,
+        MetricsAccess::Loopback => !from_loopback,
+        MetricsAccess::Token => true,
+    };
+    if needs_token {
+        super::auth::token_role(&state, request.headers()).await?;
+    }
     let now = state.engine.clock().now();
     let (depth, oldest) = state.store.jobs().queue_stats(now).await?;
     metrics::gauge!("kontor_queue_depth").set(depth as f64);

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+mod http;
 mod plugins;
 
+pub use http::{HttpConfig, HttpLimits, MetricsAccess};
 pub use plugins::{GrantsConfig, PluginConfig, PluginsConfig, parse_size};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +36,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Limits and configuration per plugin (`[plugin.NAME]`).
     pub plugin: std::collections::BTreeMap<String, PluginConfig>,
+    /// The HTTP listener's limits and `/metrics` access (`[http]`).
+    pub http: HttpConfig,
     pub engine: EngineConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
@@ -187,6 +191,7 @@ impl Default for Config {
             plugins_dir: "plugins".into(),
             plugins: PluginsConfig::default(),
             plugin: Default::default(),
+            http: HttpConfig::default(),
             engine: EngineConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
@@ -233,6 +238,12 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_WORKFLOWS_DIR", "workflows_dir"),
     ("KONTOR_PLUGINS_DIR", "plugins_dir"),
     ("KONTOR_PLUGINS_CACHE_DIR", "plugins.cache_dir"),
+    ("KONTOR_HTTP_MAX_CONNECTIONS", "http.max_connections"),
+    ("KONTOR_HTTP_MAX_REQUESTS", "http.max_requests"),
+    ("KONTOR_HTTP_HEADER_TIMEOUT", "http.header_timeout"),
+    ("KONTOR_HTTP_REQUEST_TIMEOUT", "http.request_timeout"),
+    ("KONTOR_HTTP_WRITE_TIMEOUT", "http.write_timeout"),
+    ("KONTOR_HTTP_METRICS", "http.metrics"),
     ("KONTOR_ENGINE_WORKERS", "engine.workers"),
     ("KONTOR_ENGINE_BATCH_SIZE", "engine.batch_size"),
     ("KONTOR_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
@@ -315,6 +326,7 @@ impl Config {
                 self.log.format
             );
         }
+        self.http.limits()?;
         if self.engine.workers == 0 {
             bail!("engine.workers must be at least 1");
         }
