@@ -27,6 +27,11 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
             max_children_per_step: config.engine.max_children_per_step,
             max_run_depth: config.engine.max_run_depth,
         },
+        // Checked when the configuration was loaded.
+        max_workflow_file: config
+            .engine
+            .max_workflow_file()
+            .unwrap_or(crate::workflow::DEFAULT_MAX_FILE_SIZE),
     }
 }
 
@@ -126,10 +131,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let services = crate::plugin_services::StoreServices::new(store.clone(), master_key.clone());
     let overrides = store.plugin_state().configs().await?.into_iter().collect();
     let plugins = plugin_registry(&config, Some(services), overrides).await?;
-    let catalog = Catalog::load_with(
+    let catalog = Catalog::load_within(
         &config.workflows_dir,
         Some(&crate::workflow::PluginIndex::from_registry(&plugins)),
         Some(&config.channel_names()),
+        config.engine.max_workflow_file()?,
     );
     for diagnostic in catalog.all_diagnostics() {
         warn!("{diagnostic}");

@@ -402,6 +402,35 @@ async fn workflows_list_shows_validation_state() {
             .all(|w| w["valid"] == true)
     );
     assert_eq!(body["workflows"][0]["trigger"], "event lead.created");
+    assert_eq!(body["valid"], 5);
+    assert_eq!(body["invalid"], 0);
+    assert_eq!(body["next_cursor"], Value::Null, "one page holds them all");
+
+    // Page by page, in name order, each page only as long as asked.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/workflows?limit=2".to_string();
+    loop {
+        let (status, page) = call(&app, "GET", &uri, None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let names = page["workflows"].as_array().unwrap();
+        assert!(names.len() <= 2);
+        seen.extend(
+            names
+                .iter()
+                .map(|w| w["name"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/workflows?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+    for bad in ["limit=0", "limit=1001", "limit=many"] {
+        let (status, body) =
+            call(&app, "GET", &format!("/api/v1/workflows?{bad}"), None, &[]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(body["error"]["field"], "limit", "{bad}: {body}");
+    }
 }
 
 const FLAKY: &str = r#"

@@ -108,3 +108,86 @@ fn the_shipped_workflows_check_clean() {
     }
     assert!(catalog.calendars.contains_key("service-berlin"));
 }
+
+#[test]
+fn oversized_and_non_utf8_files_are_invalid_unread_and_never_block_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = "name: small\nsteps:\n  - id: done\n    end: {}\n";
+    std::fs::write(dir.path().join("small.yaml"), small).unwrap();
+    let mut big = String::from(small);
+    big.push_str(&"# padding\n".repeat(110_000));
+    std::fs::write(dir.path().join("big.yaml"), &big).unwrap();
+    std::fs::write(dir.path().join("latin1.yaml"), b"name: Stra\xdfe\n").unwrap();
+    std::fs::create_dir(dir.path().join("calendars")).unwrap();
+    std::fs::write(
+        dir.path().join("calendars/huge.yaml"),
+        "# x\n".repeat(300_000),
+    )
+    .unwrap();
+
+    let catalog = Catalog::load(dir.path(), None);
+    let problems: Vec<String> = catalog
+        .all_diagnostics()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let about = |file: &str| {
+        problems
+            .iter()
+            .find(|p| p.contains(file))
+            .unwrap_or_else(|| panic!("nothing about {file}: {problems:?}"))
+            .clone()
+    };
+    assert!(
+        about("big.yaml").contains(&format!(
+            "big.yaml:1:1: error: the file is {} bytes; the limit is 1048576",
+            big.len()
+        )),
+        "{problems:?}"
+    );
+    assert!(about("big.yaml").contains("engine.max_workflow_file"));
+    assert!(
+        about("huge.yaml").contains("the limit is 1048576"),
+        "{problems:?}"
+    );
+    assert!(
+        about("latin1.yaml")
+            .contains("latin1.yaml:1:1: error: the file is not UTF-8 text (byte 10 is not)"),
+        "{problems:?}"
+    );
+    assert!(matches!(
+        catalog.workflows["small"],
+        kontor::workflow::WorkflowEntry::Valid(_)
+    ));
+    assert!(
+        catalog.unreadable.is_empty(),
+        "content problems, not read failures: {:?}",
+        catalog.unreadable
+    );
+
+    // The API's listing names the first 20 problems of a file and counts the rest.
+    let mut many = String::from("name: many\nsteps:\n");
+    for i in 0..25 {
+        many.push_str(&format!(
+            "  - id: s{i}\n    set: {{ v: \"${{nope{i}}}\" }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("many.yaml"), many).unwrap();
+    let catalog = Catalog::load(dir.path(), None);
+    let kontor::workflow::WorkflowEntry::Invalid { diagnostics, .. } = &catalog.workflows["many"]
+    else {
+        panic!("many.yaml is invalid");
+    };
+    assert!(diagnostics.len() >= 25, "{diagnostics:?}");
+    let listed = catalog.summaries_after(Some("latin1"), 1);
+    assert_eq!(listed[0].name, "many");
+    assert_eq!(listed[0].diagnostics.len(), 20);
+    assert_eq!(listed[0].more_diagnostics, diagnostics.len() - 20);
+
+    // The limit is the caller's (`engine.max_workflow_file`).
+    let strict = Catalog::load_within(dir.path(), None, None, 16);
+    assert!(matches!(
+        strict.workflows["small"],
+        kontor::workflow::WorkflowEntry::Invalid { .. }
+    ));
+}

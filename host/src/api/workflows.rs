@@ -3,44 +3,96 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use serde_json::json;
+use serde::Deserialize;
 
-use super::AppState;
 use super::error::ErrorBody;
+use super::extract::Query;
+use super::{ApiError, AppState};
 
-/// Every workflow file and the problems of shared files (calendars).
+/// One page of workflow files, in name order, with the problems of shared files
+/// (calendars, templates) and how many files are valid and invalid in all.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct WorkflowList {
     workflows: Vec<crate::workflow::catalog::WorkflowSummary>,
     diagnostics: Vec<String>,
+    valid: usize,
+    invalid: usize,
+    /// Pass as `cursor` for the next page; absent on the last.
+    next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows",
-    responses((status = 200, description = "Every workflow file, valid or with its diagnostics", body = WorkflowList),
-              (status = 401, body = ErrorBody)))]
-pub async fn list_workflows(State(state): State<AppState>) -> impl IntoResponse {
-    let catalog = state.engine.catalog();
-    Json(json!({
-        "workflows": catalog.summaries(),
-        "diagnostics": catalog.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    }))
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListWorkflowsQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 1000, default 100.
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(ListWorkflowsQuery),
+    responses((status = 200, description = "Workflow files by name, valid or with their diagnostics (at most 20 each); pass `next_cursor` as `cursor` for the next page", body = WorkflowList),
+              (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn list_workflows(
+    State(state): State<AppState>,
+    Query(query): Query<ListWorkflowsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = page_limit(query.limit)?;
+    Ok(Json(page(
+        &state.engine.catalog(),
+        query.cursor.as_deref(),
+        limit,
+    )))
 }
 
 /// Reloads the workflows folder; new runs use the new versions, running ones keep theirs.
 #[utoipa::path(post, path = "/api/v1/workflows/reload", tag = "workflows",
-    responses((status = 200, description = "The reloaded workflows with their validation state"),
+    responses((status = 200, description = "The first page of the reloaded workflows with their validation state", body = WorkflowList),
               (status = 401, body = ErrorBody)))]
 pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(registry) = state.engine.plugins() {
         registry.refresh().await;
     }
     let catalog = state.engine.load_catalog(&state.workflows_dir);
-    let summaries = catalog.summaries();
-    let diagnostics: Vec<String> = catalog
-        .diagnostics
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let answer = page(&catalog, None, DEFAULT_PAGE);
     state.engine.set_catalog(catalog);
-    Json(json!({"workflows": summaries, "diagnostics": diagnostics}))
+    Json(answer)
+}
+
+const DEFAULT_PAGE: usize = 100;
+
+fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n @ 1..=1000) => Ok(n as usize),
+        Some(_) => Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 1000",
+        )),
+    }
+}
+
+/// Up to `limit` workflows named after `cursor`.
+fn page(catalog: &crate::workflow::Catalog, cursor: Option<&str>, limit: usize) -> WorkflowList {
+    let valid = catalog.valid().count();
+    let mut workflows = catalog.summaries_after(cursor, limit + 1);
+    let next_cursor = if workflows.len() > limit {
+        workflows.truncate(limit);
+        workflows.last().map(|w| w.name.clone())
+    } else {
+        None
+    };
+    WorkflowList {
+        workflows,
+        diagnostics: catalog
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        valid,
+        invalid: catalog.workflows.len() - valid,
+        next_cursor,
+    }
 }

@@ -61,7 +61,16 @@ pub fn run(config: &Config, args: CheckArgs) -> ExitCode {
             problems += 1;
             continue;
         };
-        let catalog = Catalog::load_with(&root, plugins.as_ref(), Some(&channels));
+        let catalog = Catalog::load_within(
+            &root,
+            plugins.as_ref(),
+            Some(&channels),
+            // Checked when the configuration was loaded.
+            config
+                .engine
+                .max_workflow_file()
+                .unwrap_or(kontor::workflow::DEFAULT_MAX_FILE_SIZE),
+        );
         checked += match &only {
             Some(_) => 1,
             None => catalog.workflows.len(),

@@ -156,6 +156,8 @@ pub struct EngineConfig {
     pub max_run_depth: i64,
     /// Cost units one expression evaluation may spend (items iterated, characters built).
     pub expression_budget: u64,
+    /// The largest workflow or calendar file loaded (`1MiB`); larger ones are invalid.
+    pub max_workflow_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,7 +219,17 @@ impl Default for EngineConfig {
             max_children_per_step: 100_000,
             max_run_depth: 10,
             expression_budget: crate::expr::DEFAULT_BUDGET,
+            max_workflow_file: "1MiB".into(),
         }
+    }
+}
+
+impl EngineConfig {
+    /// `max_workflow_file` in bytes.
+    pub fn max_workflow_file(&self) -> anyhow::Result<u64> {
+        parse_size(&self.max_workflow_file)
+            .map(|bytes| bytes as u64)
+            .map_err(|e| anyhow::anyhow!("engine.max_workflow_file: {e}"))
     }
 }
 
@@ -255,6 +267,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     (
         "KONTOR_ENGINE_EXPRESSION_BUDGET",
         "engine.expression_budget",
+    ),
+    (
+        "KONTOR_ENGINE_MAX_WORKFLOW_FILE",
+        "engine.max_workflow_file",
     ),
     ("KONTOR_RETENTION_FINISHED_RUNS", "retention.finished_runs"),
     ("KONTOR_RETENTION_EVENTS", "retention.events"),
@@ -327,6 +343,7 @@ impl Config {
             );
         }
         self.http.limits()?;
+        self.engine.max_workflow_file()?;
         if self.engine.workers == 0 {
             bail!("engine.workers must be at least 1");
         }

@@ -40,6 +40,8 @@ pub struct EngineSettings {
     /// Upper bound on how long an idle worker sleeps before looking again.
     pub poll_interval: StdDuration,
     pub limits: Limits,
+    /// The largest workflow or calendar file a (re)load accepts, in bytes.
+    pub max_workflow_file: u64,
 }
 
 impl Default for EngineSettings {
@@ -50,6 +52,7 @@ impl Default for EngineSettings {
             lease: chrono::Duration::seconds(60),
             poll_interval: StdDuration::from_millis(500),
             limits: Limits::default(),
+            max_workflow_file: crate::workflow::DEFAULT_MAX_FILE_SIZE,
         }
     }
 }
@@ -138,7 +141,12 @@ impl Engine {
 
     /// Loads the catalog under `dir`, checked against this engine's plugins and channels.
     pub fn load_catalog(&self, dir: &std::path::Path) -> Catalog {
-        Catalog::load_with(dir, self.plugin_index().as_ref(), self.channels.as_ref())
+        Catalog::load_within(
+            dir,
+            self.plugin_index().as_ref(),
+            self.channels.as_ref(),
+            self.settings.max_workflow_file,
+        )
     }
 
     pub fn store(&self) -> &Store {

@@ -55,7 +55,17 @@ pub struct WorkflowSummary {
     pub input_schema: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<String>,
+    /// Problems beyond the listed ones (`kontor check` shows them all).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_diagnostics: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Problems listed per invalid workflow in the API's listing.
+pub const LISTED_DIAGNOSTICS: usize = 20;
 
 impl Catalog {
     /// Loads everything under `root`. Never fails: unreadable or invalid files become
@@ -70,6 +80,17 @@ impl Catalog {
         root: &Path,
         plugins: Option<&super::PluginIndex>,
         channels: Option<&BTreeSet<String>>,
+    ) -> Catalog {
+        Catalog::load_within(root, plugins, channels, DEFAULT_MAX_FILE_SIZE)
+    }
+
+    /// [`Catalog::load_with`], refusing workflow and calendar files larger than
+    /// `max_file_size` bytes (unread: a 50 MB file once made a 52 MB workflow list).
+    pub fn load_within(
+        root: &Path,
+        plugins: Option<&super::PluginIndex>,
+        channels: Option<&BTreeSet<String>>,
+        max_file_size: u64,
     ) -> Catalog {
         let mut catalog = Catalog {
             root: root.to_path_buf(),
@@ -86,8 +107,9 @@ impl Catalog {
         let mut calendars = Calendars::new();
         for path in yaml_files(&root.join("calendars"), &mut catalog.unreadable) {
             let name = stem(&path);
-            match std::fs::read_to_string(&path) {
-                Err(e) => {
+            match read_within(&path, max_file_size) {
+                Err(ReadError::Refused(d)) => catalog.diagnostics.push(d),
+                Err(ReadError::Io(e)) => {
                     catalog.unreadable.push(format!("{}: {e}", path.display()));
                     catalog.diagnostics.push(Diagnostic::new(
                         &path,
@@ -132,8 +154,12 @@ impl Catalog {
         };
         for path in files {
             let name = stem(&path);
-            let entry = match std::fs::read_to_string(&path) {
-                Err(e) => {
+            let entry = match read_within(&path, max_file_size) {
+                Err(ReadError::Refused(d)) => WorkflowEntry::Invalid {
+                    diagnostics: vec![d],
+                    file: path,
+                },
+                Err(ReadError::Io(e)) => {
                     catalog.unreadable.push(format!("{}: {e}", path.display()));
                     WorkflowEntry::Invalid {
                         diagnostics: vec![Diagnostic::new(
@@ -245,9 +271,17 @@ impl Catalog {
         all
     }
 
-    pub fn summaries(&self) -> Vec<WorkflowSummary> {
+    /// At most `limit` summaries of the workflows named after `cursor`, in name order;
+    /// an invalid one lists its first [`LISTED_DIAGNOSTICS`] problems and counts the rest.
+    pub fn summaries_after(&self, cursor: Option<&str>, limit: usize) -> Vec<WorkflowSummary> {
+        use std::ops::Bound;
+        let from = match cursor {
+            Some(name) => Bound::Excluded(name.to_string()),
+            None => Bound::Unbounded,
+        };
         self.workflows
-            .iter()
+            .range((from, Bound::Unbounded))
+            .take(limit)
             .map(|(name, entry)| match entry {
                 WorkflowEntry::Valid(w) => WorkflowSummary {
                     name: name.clone(),
@@ -268,6 +302,7 @@ impl Catalog {
                     }),
                     input_schema: w.input_schema_json.clone(),
                     diagnostics: Vec::new(),
+                    more_diagnostics: 0,
                 },
                 WorkflowEntry::Invalid { file, diagnostics } => WorkflowSummary {
                     name: name.clone(),
@@ -277,11 +312,61 @@ impl Catalog {
                     description: None,
                     trigger: None,
                     input_schema: None,
-                    diagnostics: diagnostics.iter().map(ToString::to_string).collect(),
+                    diagnostics: diagnostics
+                        .iter()
+                        .take(LISTED_DIAGNOSTICS)
+                        .map(ToString::to_string)
+                        .collect(),
+                    more_diagnostics: diagnostics.len().saturating_sub(LISTED_DIAGNOSTICS),
                 },
             })
             .collect()
     }
+}
+
+/// The largest workflow or calendar file loaded unless configured otherwise: 1 MiB, a
+/// hundred times the largest shipped workflow.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+enum ReadError {
+    Refused(Diagnostic),
+    Io(std::io::Error),
+}
+
+/// Reads `path` unless it is larger than `limit` bytes; never reads more than that.
+fn read_within(path: &Path, limit: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let size = file.metadata().map_err(ReadError::Io)?.len();
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if size > limit || bytes.len() as u64 > limit {
+        return Err(ReadError::Refused(
+            Diagnostic::new(
+                path,
+                1,
+                1,
+                format!(
+                    "the file is {} bytes; the limit is {limit}",
+                    size.max(bytes.len() as u64)
+                ),
+            )
+            .with_hint("split it, or raise `engine.max_workflow_file` in kontor.toml"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ReadError::Refused(Diagnostic::new(
+            path,
+            1,
+            1,
+            format!(
+                "the file is not UTF-8 text (byte {} is not)",
+                e.utf8_error().valid_up_to()
+            ),
+        ))
+    })
 }
 
 fn stem(path: &Path) -> String {

@@ -56,7 +56,7 @@ impl PluginIndex {
     }
 }
 pub use crate::steps::Action;
-pub use catalog::{Catalog, WorkflowEntry};
+pub use catalog::{Catalog, DEFAULT_MAX_FILE_SIZE, WorkflowEntry};
 pub use interpolation::ComputedValue;
 
 /// A compiled, valid workflow: one version of one file, identified by its content hash.
