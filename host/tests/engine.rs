@@ -700,3 +700,81 @@ kontor::on_both_backends!(
     cron_fires_exactly_once_on_both_dst_switch_days,
     retention_prunes_finished_runs_but_keeps_failed_and_active_ones,
 );
+
+/// A cancelled run's expression stops where it is, and the worker it held goes on:
+/// without that, this expression (10^10 steps, with the budget out of the way) would
+/// hold the only worker for hours. On the multi-threaded runtime `kontor serve` uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_its_expression_and_frees_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("workflows");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("hog.yaml"),
+        "name: hog\nsteps:\n  - id: spin\n    set:\n      n: ${input.items.map(i, input.items.filter(j, j == i).size()).size()}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("quick.yaml"),
+        "name: quick\nsteps:\n  - id: done\n    end:\n      output: { ok: true }\n",
+    )
+    .unwrap();
+    let catalog = kontor::workflow::Catalog::load(&root, None);
+    assert!(
+        catalog.all_diagnostics().is_empty(),
+        "{:?}",
+        catalog.all_diagnostics()
+    );
+    let store = kontor::store::Store::open(&database_url(dir.path()).await)
+        .await
+        .unwrap();
+    let settings = kontor::engine::EngineSettings {
+        workers: 1,
+        poll_interval: std::time::Duration::from_millis(20),
+        limits: kontor::engine::execute::Limits {
+            expression_budget: u64::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let engine = kontor::engine::Engine::new(
+        store,
+        std::sync::Arc::new(kontor::clock::SystemClock),
+        catalog,
+        settings,
+        Default::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = engine.spawn_workers(stopped);
+
+    let items: Vec<u32> = (0..100_000).collect();
+    let hog = engine
+        .start_run("hog", json!({ "items": items }))
+        .await
+        .unwrap()
+        .run_id;
+    // Let the only worker take the job and sink into the expression.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let cancelled = engine.cancel_run(&hog).await.unwrap().unwrap();
+    assert_eq!(cancelled, std::slice::from_ref(&hog));
+
+    let quick = engine.start_run("quick", json!({})).await.unwrap().run_id;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let run = engine.store().runs().get(&quick).await.unwrap().unwrap();
+        if run.status == RunStatus::Completed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker is still held by the cancelled run's expression"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let hog_run = engine.store().runs().get(&hog).await.unwrap().unwrap();
+    assert_eq!(hog_run.status, RunStatus::Cancelled);
+    let _ = stop.send(true);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+}

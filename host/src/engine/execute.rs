@@ -93,6 +93,8 @@ pub struct Executor<'a> {
     pub calendars: &'a Calendars,
     pub limits: &'a Limits,
     pub now: DateTime<Utc>,
+    /// Set when the run is cancelled meanwhile (in this process): evaluations stop.
+    pub cancel: Option<&'a std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Executor<'_> {

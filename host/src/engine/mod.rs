@@ -10,6 +10,7 @@
 //! at-least-once per step: a step's result, its next jobs and its effects commit together,
 //! so after a crash a step re-runs only if its commit never happened.
 
+mod cancel;
 pub mod cron;
 pub mod execute;
 mod worker;
@@ -90,6 +91,8 @@ pub struct Engine {
     plugins: Option<Arc<kontor_plugins::PluginRegistry>>,
     /// Email channel names `send_email` steps are checked against.
     channels: Option<std::collections::BTreeSet<String>>,
+    /// Runs whose jobs execute in this process now, to stop their expressions on cancel.
+    in_flight: cancel::InFlight,
 }
 
 /// What steps reach outside the engine, handed over when the engine is made: the plugin
@@ -125,6 +128,7 @@ impl Engine {
             settings,
             plugins: services.plugins,
             channels: services.channels,
+            in_flight: cancel::InFlight::default(),
         })
     }
 
@@ -305,6 +309,7 @@ impl Engine {
     pub async fn cancel_run(&self, id: &str) -> Result<Option<Vec<String>>, EngineError> {
         let cancelled = self.store.runs().cancel(id, self.clock.now()).await?;
         if let Some(ids) = cancelled.as_ref().filter(|ids| !ids.is_empty()) {
+            self.in_flight.cancel(ids);
             metrics::counter!("kontor_runs_cancelled_total").increment(ids.len() as u64);
         }
         self.wake();

@@ -27,6 +27,20 @@ struct Calling {
     workflow: Arc<Workflow>,
     catalog: Arc<Catalog>,
     now: chrono::DateTime<chrono::Utc>,
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Runs pure step execution — expressions, templates — without starving the async
+/// threads: on the multi-threaded runtime `kontor serve` uses, `block_in_place` first
+/// hands this thread's other tasks (the API's, other workers') to a fresh thread, so a
+/// chain of costly expressions never holds up `/healthz`. On a current-thread runtime
+/// (tests, benches) it runs in place.
+fn off_async_threads<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 impl Engine {
@@ -49,6 +63,7 @@ impl Engine {
             return Ok(0);
         }
         let ids: Vec<&str> = jobs.iter().map(|j| j.run_id.as_str()).collect();
+        let in_flight = self.in_flight.enter(&ids);
         let runs: HashMap<String, crate::run::RunState> = self
             .store
             .runs()
@@ -72,7 +87,12 @@ impl Engine {
                 attempt = job.attempt
             );
             let started = std::time::Instant::now();
-            match self.execute(job, run).instrument(span.clone()).await {
+            let cancel = in_flight.flag(&job.run_id).cloned();
+            match self
+                .execute(job, run, cancel)
+                .instrument(span.clone())
+                .await
+            {
                 Begun::Done(outcome) => outcomes.push(Some(outcome)),
                 Begun::Call(calling) => {
                     outcomes.push(None);
@@ -143,7 +163,12 @@ impl Engine {
         Ok(jobs.len())
     }
 
-    async fn execute(&self, job: &Job, run: Option<&crate::run::RunState>) -> Begun {
+    async fn execute(
+        &self,
+        job: &Job,
+        run: Option<&crate::run::RunState>,
+        cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Begun {
         let drop_job = crate::run::JobOutcome {
             job_id: job.id,
             run_id: job.run_id.clone(),
@@ -185,14 +210,16 @@ impl Engine {
             calendars: &catalog.calendars,
             limits: &self.settings.limits,
             now: self.clock.now(),
+            cancel: cancel.as_ref(),
         };
-        match executor.execute(job, run) {
+        match off_async_threads(|| executor.execute(job, run)) {
             execute::Execution::Done(outcome) => Begun::Done(outcome),
             execute::Execution::Call(call) => Begun::Call(Box::new(Calling {
                 call,
                 now: executor.now,
                 workflow: workflow.clone(),
                 catalog: catalog.clone(),
+                cancel: cancel.clone(),
             })),
         }
     }
@@ -208,6 +235,7 @@ impl Engine {
             workflow,
             catalog,
             now,
+            cancel,
         } = *calling;
         let executor = execute::Executor {
             workflow: &workflow,
@@ -215,10 +243,11 @@ impl Engine {
             calendars: &catalog.calendars,
             limits: &self.settings.limits,
             now,
+            cancel: cancel.as_ref(),
         };
         loop {
             let (result, log, kv_writes) = self.call_plugin(&call, run).await;
-            match executor.resume(run, call, result, log, kv_writes) {
+            match off_async_threads(|| executor.resume(run, call, result, log, kv_writes)) {
                 execute::Execution::Done(outcome) => return outcome,
                 execute::Execution::Call(next) => call = next,
             }

@@ -292,15 +292,26 @@ struct Spent {
     budget: u64,
     used: AtomicU64,
     exceeded: AtomicBool,
+    /// The run's cancellation: set, every charge fails.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Meter {
-    pub fn new(budget: u64) -> Meter {
+    pub fn new(budget: u64, cancel: Option<Arc<AtomicBool>>) -> Meter {
         Meter(Arc::new(Spent {
             budget,
             used: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
+            cancel,
         }))
+    }
+
+    /// Whether the run was cancelled while the expression ran.
+    pub fn cancelled(&self) -> bool {
+        self.0
+            .cancel
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     /// Whether a charge did not fit (the evaluation's result, if any, is then void: CEL's
@@ -311,6 +322,12 @@ impl Meter {
 
     fn charge(&self, cost: u64) -> Result<(), ExecutionError> {
         let spent = &self.0;
+        if self.cancelled() {
+            return Err(ExecutionError::function_error(
+                "kontor",
+                "the run was cancelled",
+            ));
+        }
         if spent.exceeded.load(Ordering::Relaxed) {
             return Err(over_budget(spent.budget));
         }

@@ -74,6 +74,12 @@ pub enum ExprError {
         shorten(source_text)
     )]
     OverBudget { source_text: String, budget: u64 },
+    /// The run was cancelled while the expression ran, and the evaluation was stopped.
+    #[error(
+        "expression `{}` was stopped: the run was cancelled",
+        shorten(source_text)
+    )]
+    Cancelled { source_text: String },
     /// A condition produced something other than a boolean.
     #[error(
         "expression `{}` must be true or false, but gave {got}",
@@ -243,12 +249,17 @@ impl Expression {
     }
 
     fn evaluate_value(&self, scope: &Scope<'_>) -> Result<Value, ExprError> {
-        let meter = budget::Meter::new(scope.budget());
+        let meter = budget::Meter::new(scope.budget(), scope.cancel_flag());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut context = scope.context(&self.needs);
             meter.register(&mut context);
             Value::resolve(&self.evaluated, &context)
         }));
+        if meter.cancelled() {
+            return Err(ExprError::Cancelled {
+                source_text: self.source.clone(),
+            });
+        }
         if meter.exceeded() {
             metrics::counter!("kontor_expression_budget_exceeded_total").increment(1);
             return Err(ExprError::OverBudget {

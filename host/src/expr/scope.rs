@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, ExecutionError, Value};
@@ -19,6 +20,8 @@ pub struct Scope<'a> {
     calendars: &'a Calendars,
     /// Cost units one evaluation in this scope may spend.
     budget: u64,
+    /// Set when the run is cancelled: an evaluation stops at its next charge.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> Scope<'a> {
@@ -28,7 +31,18 @@ impl<'a> Scope<'a> {
             now,
             calendars,
             budget: super::DEFAULT_BUDGET,
+            cancel: None,
         }
+    }
+
+    /// Stops evaluations in this scope once `flag` is set (the run was cancelled).
+    pub fn with_cancel(mut self, flag: Option<Arc<AtomicBool>>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
+    pub(super) fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.cancel.clone()
     }
 
     /// Sets the cost units an evaluation may spend (`engine.expression_budget`).

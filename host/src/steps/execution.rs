@@ -28,6 +28,8 @@ pub struct StepRun<'a> {
     pub max_depth: i64,
     /// Cost units one expression evaluation may spend (`engine.expression_budget`).
     pub expression_budget: u64,
+    /// Set when the run is cancelled while the step runs: expressions stop at once.
+    pub cancel: Option<&'a std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The step being run.
     pub step: &'a Step,
     /// The step's number in the run, part of the idempotency keys of its effects.
@@ -43,6 +45,7 @@ impl<'a> StepRun<'a> {
     pub fn scope(&self) -> Scope<'a> {
         Scope::new(self.now, self.calendars)
             .with_budget(self.expression_budget)
+            .with_cancel(self.cancel.cloned())
             .with("input", self.run.input.clone())
             .with("vars", self.context["vars"].clone())
             .with("steps", self.context["steps"].clone())

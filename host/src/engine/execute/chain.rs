@@ -137,6 +137,7 @@ impl Executor<'_> {
             max_children: self.limits.max_children_per_step,
             max_depth: self.limits.max_run_depth,
             expression_budget: self.limits.expression_budget,
+            cancel: self.cancel,
             step,
             seq: state.step_count,
             context: &mut state.context,
