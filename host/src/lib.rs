@@ -28,6 +28,7 @@
 //! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
 //! | [`engine`] | starts runs and delivers events (`engine/mod.rs`), claims jobs and commits their outcomes (`engine/worker.rs`), drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
 //! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens |
+//! | [`access`] | roles, permissions and the one table between them; every route names its permission |
 //! | [`api`] | the only module that speaks HTTP: axum router, one file per resource, bearer tokens, JSON errors (malformed paths and query strings too: `api/extract.rs`); the listener with its connection and request limits and timeouts (`api/listener.rs`) |
 //! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
@@ -48,6 +49,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod bench;
 pub mod clock;

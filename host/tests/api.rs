@@ -671,6 +671,124 @@ async fn readiness_and_metrics_for_operators() {
     );
 }
 
+/// The authorization matrix: every route of the table, asked by a token of every role,
+/// without a token, with an unknown token and with a token of a role this server does
+/// not know, answers as the permission table says — and every permission of the table
+/// guards at least one route, so a rule cannot go unexercised.
+async fn every_route_answers_every_principal_as_the_permission_table_says() {
+    use kontor::access::{GRANTS, Role, allows};
+    use kontor::api::{Access, route_table};
+    let (app, f) = app().await;
+    let mut principals: Vec<(String, Option<Option<Role>>)> = Vec::new();
+    for role in Role::ALL {
+        let token = format!("kt_matrix_{role}");
+        f.engine
+            .store()
+            .tokens()
+            .insert(
+                &token,
+                &hash_token(&token),
+                role.as_str(),
+                None,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        principals.push((token, Some(Some(role))));
+    }
+    let stranger = "kt_matrix_from_a_newer_version".to_string();
+    f.engine
+        .store()
+        .tokens()
+        .insert(
+            &stranger,
+            &hash_token(&stranger),
+            "auditor",
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    principals.push((stranger, Some(None)));
+    principals.push((String::new(), None));
+    principals.push(("kt_not_a_token".to_string(), None));
+
+    let mut cases = 0;
+    let mut exercised = std::collections::BTreeSet::new();
+    for route in route_table(true) {
+        let uri = route
+            .path
+            .replace("{name}", "recall-campaign")
+            .replace("{id}", "x")
+            .replace("{collection}", "c")
+            .replace("{token}", "not-a-token");
+        for (token, principal) in &principals {
+            let mut request = Request::builder()
+                .method(route.method.clone())
+                .uri(&uri)
+                .header("content-type", "application/json");
+            if !token.is_empty() {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let case = format!("{} {} as {principal:?}: {status}", route.method, route.path);
+            match (route.access, principal) {
+                (Access::Public, _) => assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{case}"
+                ),
+                // No peer address in-process: not loopback, so a valid token is needed.
+                (Access::Metrics, Some(Some(_))) => assert_eq!(status, StatusCode::OK, "{case}"),
+                (Access::Metrics, Some(None)) => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{case}")
+                }
+                (Access::Metrics, None) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}")
+                }
+                (Access::Needs(_), None) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}")
+                }
+                (Access::Needs(_), Some(None)) => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{case}")
+                }
+                (Access::Needs(permission), Some(Some(role))) => {
+                    exercised.insert(permission);
+                    if allows(*role, permission) {
+                        assert!(
+                            status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                            "{case}"
+                        );
+                    } else {
+                        assert_eq!(status, StatusCode::FORBIDDEN, "{case}");
+                        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                        let body: Value = serde_json::from_slice(&bytes).unwrap();
+                        assert_eq!(body["error"]["code"], "forbidden", "{case}");
+                        assert!(
+                            body["error"]["message"]
+                                .as_str()
+                                .unwrap()
+                                .contains(permission.as_str()),
+                            "{case}: {body}"
+                        );
+                    }
+                }
+            }
+            cases += 1;
+        }
+    }
+    let table: std::collections::BTreeSet<_> = GRANTS.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        exercised, table,
+        "every permission guards a route the matrix asks"
+    );
+    assert!(cases >= 29 * 9, "{cases} cases");
+}
+
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
     let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
@@ -685,7 +803,7 @@ async fn the_openapi_document_covers_exactly_the_routes() {
     documented.sort();
     let mut routed: Vec<String> = kontor::api::route_table(true)
         .iter()
-        .map(|(method, path, _)| format!("{method} {path}"))
+        .map(|route| format!("{} {}", route.method, route.path))
         .collect();
     routed.sort();
     assert_eq!(routed, documented);
@@ -782,5 +900,6 @@ kontor::on_both_backends!(
     reload_picks_up_changed_workflows_for_new_runs_only,
     readiness_and_metrics_for_operators,
     the_openapi_document_covers_exactly_the_routes,
+    every_route_answers_every_principal_as_the_permission_table_says,
     lists_runs_by_creation_time,
 );

@@ -609,3 +609,37 @@ kontor::on_both_backends!(
     cron_triggers_fire_on_the_test_clock_in_a_real_server,
     lead_routing_scores_with_the_plugin_assigns_and_follows_up,
 );
+
+#[tokio::test]
+async fn a_token_does_what_its_role_may_and_is_told_what_it_lacks() {
+    let server = Server::start(&shipped_workflows(), &[]).unwrap();
+    let (code, token, stderr) = server
+        .cli(&["token", "create", "--role", "marketing"], None)
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("created marketing token"), "{stderr}");
+    let token = token.trim();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", server.api.url))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get("/api/v1/email/messages").await.unwrap().status(), 200);
+    let refused = get("/api/v1/secrets").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`marketing` role may not do this: it needs the `secrets:read` permission"),
+        "{body}"
+    );
+    let (code, _, stderr) = server
+        .cli(&["token", "create", "--role", "root"], None)
+        .unwrap();
+    assert_ne!(code, 0);
+    assert!(stderr.contains("possible values"), "{stderr}");
+}

@@ -12,6 +12,8 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    /// A valid token whose role lacks the route's permission.
+    Forbidden(String),
     NotFound(String),
     /// Invalid input; `field` names the offending field when known.
     Invalid {
@@ -72,6 +74,7 @@ impl IntoResponse for ApiError {
                 "a valid bearer token is required (create one with `kontor token create --role admin`)".to_string(),
                 None,
             ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Invalid { field, message } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message, field),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),

@@ -35,6 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
 
+use crate::access::Permission;
 use crate::clock::ManualClock;
 use crate::engine::Engine;
 
@@ -61,115 +62,221 @@ pub struct AppState {
     pub metrics_access: crate::config::MetricsAccess,
 }
 
-/// Every route: method, path, handler. The router is built from this table, and a test
-/// checks it against the OpenAPI document, so an undocumented route cannot slip in.
-pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness, readiness, the unsubscribe pages (their link is the credential).
+    Public,
+    /// `/metrics`: as `http.metrics` says (by default loopback without a token).
+    Metrics,
+    /// A valid token whose role has the permission ([`crate::access::allows`]).
+    Needs(Permission),
+}
+
+/// One route: method, path, who may call it, handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Route {
+        Route {
+            method,
+            path,
+            access,
+            handler,
+        }
+    }
+}
+
+/// Every route with its access rule. The router is built from this table — a route
+/// cannot be added without saying who may call it — and tests check it against the
+/// OpenAPI document and, for every role, against the permission table.
+pub fn route_table(testing: bool) -> Vec<Route> {
+    use Permission as P;
     let mut table = vec![
-        (Method::GET, "/healthz", get(operations::healthz)),
-        (Method::GET, "/readyz", get(operations::readyz)),
-        (Method::GET, "/metrics", get(operations::metrics)),
-        (
+        Route::new(
+            Method::GET,
+            "/healthz",
+            Access::Public,
+            get(operations::healthz),
+        ),
+        Route::new(
+            Method::GET,
+            "/readyz",
+            Access::Public,
+            get(operations::readyz),
+        ),
+        Route::new(
+            Method::GET,
+            "/metrics",
+            Access::Metrics,
+            get(operations::metrics),
+        ),
+        Route::new(
             Method::GET,
             "/api/v1/workflows",
+            Access::Needs(P::WorkflowsRead),
             get(workflows::list_workflows),
         ),
-        (
+        Route::new(
             Method::POST,
             "/api/v1/workflows/reload",
+            Access::Needs(P::WorkflowsReload),
             post(workflows::reload_workflows),
         ),
-        (
+        Route::new(
             Method::POST,
             "/api/v1/workflows/{name}/runs",
+            Access::Needs(P::RunsStart),
             post(runs::start_run),
         ),
-        (Method::POST, "/api/v1/events", post(events::deliver_event)),
-        (Method::GET, "/api/v1/runs", get(runs::list_runs)),
-        (Method::GET, "/api/v1/runs/{id}", get(runs::get_run)),
-        (
+        Route::new(
+            Method::POST,
+            "/api/v1/events",
+            Access::Needs(P::EventsDeliver),
+            post(events::deliver_event),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/runs",
+            Access::Needs(P::RunsRead),
+            get(runs::list_runs),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/runs/{id}",
+            Access::Needs(P::RunsRead),
+            get(runs::get_run),
+        ),
+        Route::new(
             Method::POST,
             "/api/v1/runs/{id}/cancel",
+            Access::Needs(P::RunsOperate),
             post(runs::cancel_run),
         ),
-        (
+        Route::new(
             Method::POST,
             "/api/v1/runs/{id}/retry",
+            Access::Needs(P::RunsOperate),
             post(runs::retry_run),
         ),
-        (
+        Route::new(
             Method::GET,
             "/api/v1/records/{collection}",
+            Access::Needs(P::RecordsRead),
             get(records::list_records),
         ),
-        (Method::GET, "/api/v1/plugins", get(plugins::list_plugins)),
-        (
+        Route::new(
+            Method::GET,
+            "/api/v1/plugins",
+            Access::Needs(P::PluginsRead),
+            get(plugins::list_plugins),
+        ),
+        Route::new(
             Method::GET,
             "/api/v1/customers/{id}/overview",
+            Access::Needs(P::CustomersRead),
             get(customers::customer_overview),
         ),
-        (
+        Route::new(
             Method::GET,
             "/api/v1/plugins/{name}",
+            Access::Needs(P::PluginsRead),
             get(plugins::get_plugin),
         ),
-        (
+        Route::new(
             Method::PUT,
             "/api/v1/plugins/{name}/config",
+            Access::Needs(P::PluginsConfigure),
             put(plugins::put_plugin_config),
         ),
-        (
+        Route::new(
             Method::DELETE,
             "/api/v1/plugins/{name}/config",
+            Access::Needs(P::PluginsConfigure),
             delete(plugins::delete_plugin_config),
         ),
-        (Method::GET, "/api/v1/secrets", get(secrets::list_secrets)),
-        (
+        Route::new(
+            Method::GET,
+            "/api/v1/secrets",
+            Access::Needs(P::SecretsRead),
+            get(secrets::list_secrets),
+        ),
+        Route::new(
             Method::PUT,
             "/api/v1/secrets/{name}",
+            Access::Needs(P::SecretsWrite),
             put(secrets::put_secret),
         ),
-        (
+        Route::new(
             Method::DELETE,
             "/api/v1/secrets/{name}",
+            Access::Needs(P::SecretsWrite),
             delete(secrets::delete_secret),
         ),
-        (
+        Route::new(
             Method::GET,
             "/api/v1/email/messages",
+            Access::Needs(P::EmailRead),
             get(email::list_messages),
         ),
-        (
+        Route::new(
             Method::GET,
             "/api/v1/email/messages/{id}",
+            Access::Needs(P::EmailRead),
             get(email::get_message),
         ),
-        (
+        Route::new(
             Method::POST,
             "/api/v1/email/bounces",
+            Access::Needs(P::EmailReportBounces),
             post(email::report_bounces),
         ),
-        (
+        Route::new(
             Method::GET,
             "/api/v1/email/suppressions",
+            Access::Needs(P::SuppressionsRead),
             get(email::list_suppressions),
         ),
-        (
+        Route::new(
             Method::POST,
             "/api/v1/email/test-send",
+            Access::Needs(P::EmailTestSend),
             post(email::test_send),
         ),
-        (Method::GET, "/u/{token}", get(email::unsubscribe_page)),
-        (Method::POST, "/u/{token}", post(email::unsubscribe)),
+        Route::new(
+            Method::GET,
+            "/u/{token}",
+            Access::Public,
+            get(email::unsubscribe_page),
+        ),
+        Route::new(
+            Method::POST,
+            "/u/{token}",
+            Access::Public,
+            post(email::unsubscribe),
+        ),
     ];
     if testing {
-        table.push((
+        table.push(Route::new(
             Method::GET,
             "/api/v1/testing/clock",
+            Access::Needs(P::TestingClock),
             get(testing::get_clock),
         ));
-        table.push((
+        table.push(Route::new(
             Method::POST,
             "/api/v1/testing/clock",
+            Access::Needs(P::TestingClock),
             post(testing::move_clock),
         ));
     }
@@ -180,23 +287,20 @@ pub fn route_table(testing: bool) -> Vec<(Method, &'static str, MethodRouter<App
 pub fn router(state: AppState) -> Router {
     // Install the metrics recorder before anything is counted.
     crate::observability::metrics_handle();
-    let mut open = Router::new();
-    let mut protected = Router::new();
-    for (_, path, handler) in route_table(state.manual_clock.is_some()) {
-        if path.starts_with("/api/v1/") {
-            protected = protected.route(path, handler);
-        } else {
-            open = open.route(path, handler);
-        }
+    let mut app = Router::new();
+    for route in route_table(state.manual_clock.is_some()) {
+        let handler = match route.access {
+            Access::Public | Access::Metrics => route.handler,
+            Access::Needs(permission) => route.handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), permission),
+                auth::authorize,
+            )),
+        };
+        app = app.route(route.path, handler);
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
     let docs =
         SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi());
-    open.merge(protected)
-        .merge(docs)
+    app.merge(docs)
         .layer(middleware::map_response(error::too_large_as_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -75,7 +75,7 @@ use super::{
         crate::store::MessageView,
         crate::store::Suppression,
     )),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &Permissions),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -89,5 +89,49 @@ impl Modify for BearerToken {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Documents each route's permission: a 403 answer naming it and the roles that have it.
+struct Permissions;
+
+impl Modify for Permissions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use axum::http::Method;
+        use utoipa::openapi::{RefOr, ResponseBuilder};
+        for route in super::route_table(true) {
+            let super::Access::Needs(permission) = route.access else {
+                continue;
+            };
+            let Some(item) = openapi.paths.paths.get_mut(route.path) else {
+                continue;
+            };
+            let operation = match route.method {
+                Method::GET => item.get.as_mut(),
+                Method::POST => item.post.as_mut(),
+                Method::PUT => item.put.as_mut(),
+                Method::DELETE => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else {
+                continue;
+            };
+            let roles: Vec<&str> = crate::access::Role::ALL
+                .into_iter()
+                .filter(|role| crate::access::allows(*role, permission))
+                .map(|role| role.as_str())
+                .collect();
+            operation.responses.responses.insert(
+                "403".into(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(format!(
+                            "The token's role lacks the `{permission}` permission (roles that have it: {})",
+                            roles.join(", ")
+                        ))
+                        .build(),
+                ),
+            );
+        }
     }
 }

@@ -11,8 +11,9 @@ use kontor::config::Config;
 pub enum TokenCommand {
     /// Create a token and print it once; only its SHA-256 is stored.
     Create {
-        /// The token's role.
-        #[arg(long, default_value = "admin", value_parser = ["admin"])]
+        /// The token's role: what it may do is the role's row of the permission table
+        /// (README, "Access control").
+        #[arg(long, default_value = "admin", value_parser = ["admin", "integrator", "marketing", "service-lead", "sales", "viewer"])]
         role: String,
         /// A note on what the token is for.
         #[arg(long)]
