@@ -106,6 +106,13 @@ impl Permission {
             Permission::TestingClock => "testing:clock",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Permission> {
+        GRANTS
+            .iter()
+            .map(|(permission, _)| *permission)
+            .find(|permission| permission.as_str() == text)
+    }
 }
 
 impl fmt::Display for Permission {

@@ -671,47 +671,86 @@ async fn readiness_and_metrics_for_operators() {
     );
 }
 
+/// Who asks, in the authorization matrix.
+#[derive(Debug)]
+enum Asker {
+    Role(kontor::access::Role),
+    /// A token of this role narrowed to these permissions.
+    Narrowed(kontor::access::Role, Vec<kontor::access::Permission>),
+    /// A token whose role this server does not know (written by a newer version).
+    UnknownRole,
+    /// No token, or one that was never issued.
+    Nobody,
+    /// A token that expired or was revoked.
+    Refused,
+}
+
 /// The authorization matrix: every route of the table, asked by a token of every role,
-/// without a token, with an unknown token and with a token of a role this server does
-/// not know, answers as the permission table says — and every permission of the table
-/// guards at least one route, so a rule cannot go unexercised.
+/// by narrowed, expired and revoked tokens, by a role this server does not know, without
+/// a token and with an unknown one, answers as the permission table says — and every
+/// permission of the table guards at least one route, so a rule cannot go unexercised.
 async fn every_route_answers_every_principal_as_the_permission_table_says() {
-    use kontor::access::{GRANTS, Role, allows};
+    use kontor::access::{GRANTS, Permission, Role, allows};
     use kontor::api::{Access, route_table};
+    use kontor::store::tokens::NewToken;
     let (app, f) = app().await;
-    let mut principals: Vec<(String, Option<Option<Role>>)> = Vec::new();
-    for role in Role::ALL {
-        let token = format!("kt_matrix_{role}");
+    let now = f.clock.now();
+    let mut askers: Vec<(String, Asker)> = Vec::new();
+    let mut issue = async |name: String, token: NewToken<'_>, asker: Asker| {
         f.engine
             .store()
             .tokens()
-            .insert(
-                &token,
-                &hash_token(&token),
-                role.as_str(),
-                None,
-                chrono::Utc::now(),
-            )
+            .create(&name, &hash_token(&name), &token, now)
             .await
             .unwrap();
-        principals.push((token, Some(Some(role))));
+        askers.push((name, asker));
+    };
+    for role in Role::ALL {
+        let token = NewToken {
+            role: role.as_str(),
+            ..NewToken::default()
+        };
+        issue(format!("kt_matrix_{role}"), token, Asker::Role(role)).await;
     }
-    let stranger = "kt_matrix_from_a_newer_version".to_string();
-    f.engine
-        .store()
-        .tokens()
-        .insert(
-            &stranger,
-            &hash_token(&stranger),
-            "auditor",
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    principals.push((stranger, Some(None)));
-    principals.push((String::new(), None));
-    principals.push(("kt_not_a_token".to_string(), None));
+    let ci = ["events:write".to_string(), "runs:read".to_string()];
+    let narrowed = NewToken {
+        role: "integrator",
+        scopes: Some(&ci),
+        ..NewToken::default()
+    };
+    let scopes = vec![Permission::EventsDeliver, Permission::RunsRead];
+    issue(
+        "kt_matrix_ci".into(),
+        narrowed,
+        Asker::Narrowed(Role::Integrator, scopes),
+    )
+    .await;
+    let stranger = NewToken {
+        role: "auditor",
+        ..NewToken::default()
+    };
+    issue("kt_matrix_newer".into(), stranger, Asker::UnknownRole).await;
+    let expired = NewToken {
+        role: "admin",
+        expires_at: Some(now - chrono::Duration::seconds(1)),
+        ..NewToken::default()
+    };
+    issue("kt_matrix_expired".into(), expired, Asker::Refused).await;
+    let admin = NewToken {
+        role: "admin",
+        ..NewToken::default()
+    };
+    issue("kt_matrix_revoked".into(), admin, Asker::Refused).await;
+    assert!(
+        f.engine
+            .store()
+            .tokens()
+            .revoke("kt_matrix_revoked", now)
+            .await
+            .unwrap()
+    );
+    askers.push((String::new(), Asker::Nobody));
+    askers.push(("kt_not_a_token".to_string(), Asker::Nobody));
 
     let mut cases = 0;
     let mut exercised = std::collections::BTreeSet::new();
@@ -722,7 +761,7 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
             .replace("{id}", "x")
             .replace("{collection}", "c")
             .replace("{token}", "not-a-token");
-        for (token, principal) in &principals {
+        for (token, asker) in &askers {
             let mut request = Request::builder()
                 .method(route.method.clone())
                 .uri(&uri)
@@ -736,45 +775,61 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
                 .await
                 .unwrap();
             let status = response.status();
-            let case = format!("{} {} as {principal:?}: {status}", route.method, route.path);
-            match (route.access, principal) {
-                (Access::Public, _) => assert!(
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let case = format!(
+                "{} {} as {asker:?}: {status} {body}",
+                route.method, route.path
+            );
+            let granted = |status: StatusCode| {
+                assert!(
                     status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
                     "{case}"
-                ),
-                // No peer address in-process: not loopback, so a valid token is needed.
-                (Access::Metrics, Some(Some(_))) => assert_eq!(status, StatusCode::OK, "{case}"),
-                (Access::Metrics, Some(None)) => {
-                    assert_eq!(status, StatusCode::FORBIDDEN, "{case}")
+                )
+            };
+            let forbidden = |status: StatusCode, needs: &str| {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{case}");
+                assert_eq!(body["error"]["code"], "forbidden", "{case}");
+                assert!(
+                    body["error"]["message"].as_str().unwrap().contains(needs),
+                    "{case}"
+                );
+            };
+            let needed = match route.access {
+                Access::Public => {
+                    granted(status);
+                    None
                 }
-                (Access::Metrics, None) => {
-                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}")
+                // No peer address in-process: not loopback, so any valid token is needed.
+                Access::Metrics => Some(None),
+                Access::Needs(permission) => Some(Some(permission)),
+            };
+            match (needed, asker) {
+                (None, _) => {}
+                (Some(_), Asker::Nobody) => assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}"),
+                (Some(_), Asker::Refused) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+                    let message = body["error"]["message"].as_str().unwrap();
+                    assert!(
+                        message.contains("expired at") || message.contains("revoked at"),
+                        "{case}"
+                    );
                 }
-                (Access::Needs(_), None) => {
-                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}")
-                }
-                (Access::Needs(_), Some(None)) => {
-                    assert_eq!(status, StatusCode::FORBIDDEN, "{case}")
-                }
-                (Access::Needs(permission), Some(Some(role))) => {
+                (Some(_), Asker::UnknownRole) => forbidden(status, "`auditor`"),
+                (Some(None), _) => assert_eq!(status, StatusCode::OK, "{case}"),
+                (Some(Some(permission)), Asker::Role(role)) => {
                     exercised.insert(permission);
                     if allows(*role, permission) {
-                        assert!(
-                            status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
-                            "{case}"
-                        );
+                        granted(status)
                     } else {
-                        assert_eq!(status, StatusCode::FORBIDDEN, "{case}");
-                        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-                        let body: Value = serde_json::from_slice(&bytes).unwrap();
-                        assert_eq!(body["error"]["code"], "forbidden", "{case}");
-                        assert!(
-                            body["error"]["message"]
-                                .as_str()
-                                .unwrap()
-                                .contains(permission.as_str()),
-                            "{case}: {body}"
-                        );
+                        forbidden(status, permission.as_str())
+                    }
+                }
+                (Some(Some(permission)), Asker::Narrowed(role, scopes)) => {
+                    if allows(*role, permission) && scopes.contains(&permission) {
+                        granted(status)
+                    } else {
+                        forbidden(status, permission.as_str())
                     }
                 }
             }
@@ -786,7 +841,8 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
         exercised, table,
         "every permission guards a route the matrix asks"
     );
-    assert!(cases >= 29 * 9, "{cases} cases");
+    assert_eq!(cases, route_table(true).len() * askers.len());
+    assert!(cases >= 29 * 12, "{cases} cases");
 }
 
 async fn the_openapi_document_covers_exactly_the_routes() {

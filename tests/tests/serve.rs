@@ -642,4 +642,82 @@ async fn a_token_does_what_its_role_may_and_is_told_what_it_lacks() {
         .unwrap();
     assert_ne!(code, 0);
     assert!(stderr.contains("possible values"), "{stderr}");
+
+    // A CI token narrowed to delivering events, then revoked.
+    let (code, ci, stderr) = server
+        .cli(
+            &[
+                "token",
+                "create",
+                "--role",
+                "integrator",
+                "--scope",
+                "events:write",
+                "--expires",
+                "90d",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let ci = ci.trim().to_string();
+    let id = stderr
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    let post_event = || {
+        http.post(format!("{}/api/v1/events", server.api.url))
+            .bearer_auth(&ci)
+            .json(&json!({"type": "nothing.listens", "key": "k", "payload": {}}))
+            .send()
+    };
+    assert_eq!(post_event().await.unwrap().status(), 202);
+    let plugins = http
+        .get(format!("{}/api/v1/plugins", server.api.url))
+        .bearer_auth(&ci)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plugins.status(),
+        403,
+        "narrowed: the role could, the token may not"
+    );
+    let (code, list, _) = server.cli(&["token", "list"], None).unwrap();
+    assert_eq!(code, 0);
+    let row = list.lines().find(|l| l.starts_with(&id)).expect("listed");
+    assert!(row.contains("integrator\tevents:write\t"), "{row}");
+    assert!(!list.contains(&ci), "the token itself is never shown again");
+    let (code, _, stderr) = server.cli(&["token", "revoke", &id], None).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let refused = post_event().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked at"),
+        "{body}"
+    );
+    let (code, _, stderr) = server
+        .cli(
+            &[
+                "token",
+                "create",
+                "--role",
+                "sales",
+                "--scope",
+                "secrets:write",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("the sales role does not have it"),
+        "{stderr}"
+    );
 }

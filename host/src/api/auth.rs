@@ -25,41 +25,96 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// The one access check of every route that needs a token: a valid bearer token whose
-/// role has the route's permission ([`crate::access::allows`]); 401 without one, 403
-/// naming the permission otherwise. The role travels on as a request extension.
+/// role has the route's permission ([`crate::access::allows`]) and, for a narrowed token,
+/// is one of its scopes; 401 without one (saying why for an expired or revoked token),
+/// 403 naming the permission otherwise. The principal travels on as a request extension.
 pub async fn authorize(
     State((state, permission)): State<(AppState, Permission)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let role = token_role(&state, request.headers()).await?;
-    if !allows(role, permission) {
+    let principal = principal(&state, request.headers()).await?;
+    if !allows(principal.role, permission) {
         return Err(ApiError::Forbidden(format!(
-            "the `{role}` role may not do this: it needs the `{permission}` permission"
+            "the `{}` role may not do this: it needs the `{permission}` permission",
+            principal.role
         )));
     }
-    request.extensions_mut().insert(role);
+    if let Some(scopes) = &principal.scopes
+        && !scopes.contains(&permission)
+    {
+        let names: Vec<&str> = scopes.iter().map(|p| p.as_str()).collect();
+        return Err(ApiError::Forbidden(format!(
+            "this token is narrowed to {} and may not do this: it needs the `{permission}` permission",
+            names.join(", ")
+        )));
+    }
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-/// The role of the request's bearer token; unauthorized without a valid one.
-pub async fn token_role(state: &AppState, headers: &HeaderMap) -> Result<Role, ApiError> {
+/// Who a request comes from: its token's role and narrowing.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub role: Role,
+    /// The permissions the token is narrowed to; `None`: all of its role's.
+    pub scopes: Option<Vec<Permission>>,
+}
+
+/// How stale a token's last-used time may get before it is written again: one write per
+/// token per minute, not one per request.
+const LAST_USED_RESOLUTION: chrono::Duration = chrono::Duration::minutes(1);
+
+/// The principal of the request's bearer token; unauthorized without a valid one.
+pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
-    let role = state
+    let info = state
         .store
         .tokens()
-        .role(&hash_token(token))
+        .find(&hash_token(token))
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    // A role this version does not know (written by a newer one) grants nothing.
-    Role::parse(&role).ok_or_else(|| {
+    let now = state.engine.clock().now();
+    if let Some(at) = info.revoked_at {
+        return Err(ApiError::TokenRefused(format!(
+            "this token was revoked at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    if let Some(at) = info.expires_at.filter(|at| *at <= now) {
+        return Err(ApiError::TokenRefused(format!(
+            "this token expired at {}; create a new one with `kontor token create`",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    // A role or scope this version does not know (written by a newer one) grants nothing.
+    let role = Role::parse(&info.role).ok_or_else(|| {
         ApiError::Forbidden(format!(
-            "the token's role `{role}` is not one this server knows"
+            "the token's role `{}` is not one this server knows",
+            info.role
         ))
-    })
+    })?;
+    let scopes = info
+        .scopes
+        .as_ref()
+        .map(|names| names.iter().filter_map(|n| Permission::parse(n)).collect());
+    if info
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
+    {
+        // Off the request's path; a lost update only makes the time a minute older.
+        let store = state.store.clone();
+        let id = info.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.tokens().touch(&id, now).await {
+                tracing::debug!(error = %e, "could not record a token's use");
+            }
+        });
+    }
+    Ok(Principal { role, scopes })
 }

@@ -12,6 +12,8 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    /// A token that was valid once: expired or revoked (the reason says which, and when).
+    TokenRefused(String),
     /// A valid token whose role lacks the route's permission.
     Forbidden(String),
     NotFound(String),
@@ -74,6 +76,7 @@ impl IntoResponse for ApiError {
                 "a valid bearer token is required (create one with `kontor token create --role admin`)".to_string(),
                 None,
             ),
+            ApiError::TokenRefused(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::Invalid { field, message } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message, field),

@@ -57,7 +57,7 @@ pub async fn metrics(
         MetricsAccess::Token => true,
     };
     if needs_token {
-        super::auth::token_role(&state, request.headers()).await?;
+        super::auth::principal(&state, request.headers()).await?;
     }
     let now = state.engine.clock().now();
     let (depth, oldest) = state.store.jobs().queue_stats(now).await?;
