@@ -845,6 +845,45 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
     assert!(cases >= 29 * 12, "{cases} cases");
 }
 
+async fn events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once() {
+    let (app, _f) = app().await;
+    // An Austrian postal code against a five-digit pattern: told, not dropped.
+    let lead = json!({"type": "lead.created", "key": "L-1", "payload": {"id": "L-1",
+        "email": "anna@beispiel.at", "company": "Kälte Wien GmbH", "country": "AT",
+        "postal_code": "1010", "industry": "food", "product": "cold-room"}})
+    .to_string();
+    let (status, body) = call(&app, "POST", "/api/v1/events", Some(&lead), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "payload", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`lead-routing`"), "{message}");
+    assert!(message.contains("payload/postal_code"), "{message}");
+    assert!(message.contains("nothing was stored"), "{message}");
+    let (_, runs) = call(&app, "GET", "/api/v1/runs", None, &[]).await;
+    assert_eq!(runs["runs"], json!([]), "no run was started");
+
+    let event =
+        json!({"type": "order.shipped", "key": "4711", "id": "shop-delivery-1"}).to_string();
+    let (status, first) = call(&app, "POST", "/api/v1/events", Some(&event), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["duplicate"], false);
+    let (status, again) = call(&app, "POST", "/api/v1/events", Some(&event), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], first["event_id"]);
+    let other =
+        json!({"type": "order.shipped", "key": "4711", "id": "shop-delivery-2"}).to_string();
+    let (_, second) = call(&app, "POST", "/api/v1/events", Some(&other), &[]).await;
+    assert_eq!(second["duplicate"], false);
+    assert_ne!(second["event_id"], first["event_id"]);
+    for id in [String::new(), "x".repeat(201)] {
+        let body = json!({"type": "order.shipped", "id": id}).to_string();
+        let (status, answer) = call(&app, "POST", "/api/v1/events", Some(&body), &[]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"]["field"], "id", "{answer}");
+    }
+}
+
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
     let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
@@ -957,5 +996,6 @@ kontor::on_both_backends!(
     readiness_and_metrics_for_operators,
     the_openapi_document_covers_exactly_the_routes,
     every_route_answers_every_principal_as_the_permission_table_says,
+    events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once,
     lists_runs_by_creation_time,
 );

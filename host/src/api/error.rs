@@ -58,6 +58,10 @@ impl From<EngineError> for ApiError {
                 field: Some("input".into()),
                 message,
             },
+            EngineError::InvalidPayload { .. } => ApiError::Invalid {
+                field: Some("payload".into()),
+                message: e.to_string(),
+            },
             EngineError::Store(s) => s.into(),
         }
     }

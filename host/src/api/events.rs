@@ -28,11 +28,15 @@ pub struct EventBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     payload: Option<Value>,
+    /// The sender's id for this delivery (1–200 characters): delivered again, it is
+    /// accepted once (`duplicate: true`), so a retrying webhook starts nothing twice.
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBody,
-    responses((status = 202, description = "Stored; waiting runs resumed, triggered workflows started", body = Delivered),
-              (status = 422, body = ErrorBody)))]
+    responses((status = 202, description = "Stored; waiting runs resumed, triggered workflows started (or, for an id delivered before, nothing again: `duplicate`)", body = Delivered),
+              (status = 422, description = "A bad body, or a payload that does not fit the input schema of a workflow the event starts (`field`: `payload`; the message names the failing fields); nothing was stored", body = ErrorBody)))]
 pub async fn deliver_event(
     State(state): State<AppState>,
     body: Bytes,
@@ -47,13 +51,24 @@ pub async fn deliver_event(
             "event types starting with `timer.` are reserved for run timers",
         ));
     }
+    if let Some(id) = &body.id
+        && (id.trim().is_empty() || id.len() > 200)
+    {
+        return Err(ApiError::invalid(
+            "id",
+            "an event id has 1 to 200 characters",
+        ));
+    }
     let delivered = state
         .engine
-        .deliver_event(NewEvent {
-            event_type: body.event_type,
-            key: body.key.unwrap_or_default(),
-            payload: body.payload.unwrap_or_else(|| json!({})),
-        })
+        .deliver_event(
+            NewEvent {
+                event_type: body.event_type,
+                key: body.key.unwrap_or_default(),
+                payload: body.payload.unwrap_or_else(|| json!({})),
+            },
+            body.id.as_deref(),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(delivered)))
 }

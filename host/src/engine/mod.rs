@@ -21,7 +21,6 @@ use std::time::Duration as StdDuration;
 
 use serde_json::Value as Json;
 use tokio::sync::Notify;
-use tracing::warn;
 
 use crate::clock::SharedClock;
 use crate::run::{NewEvent, NewRun, Started};
@@ -67,6 +66,11 @@ pub enum EngineError {
     InvalidWorkflow { name: String, first: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// An event's payload does not fit the input of a workflow it triggers.
+    #[error(
+        "the event starts workflow `{workflow}`, whose input it does not fit: {problems}; nothing was stored"
+    )]
+    InvalidPayload { workflow: String, problems: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -278,23 +282,33 @@ impl Engine {
 
     /// Stores an event, resumes the runs waiting for it and starts the workflows it
     /// triggers.
-    pub async fn deliver_event(&self, event: NewEvent) -> Result<Delivered, EngineError> {
+    /// Delivers an event: resumes the runs waiting for it and starts the workflows it
+    /// triggers, atomically. A payload that does not fit a triggered workflow's input
+    /// schema refuses the whole event ([`EngineError::InvalidPayload`]): nothing is
+    /// stored, so the sender learns of it and can send it again, fixed. With a
+    /// `delivery_id` seen before, nothing happens again.
+    pub async fn deliver_event(
+        &self,
+        event: NewEvent,
+        delivery_id: Option<&str>,
+    ) -> Result<Delivered, EngineError> {
         let catalog = self.catalog();
         let mut starts = Vec::new();
         for workflow in catalog.valid() {
             if matches!(&workflow.trigger, Trigger::Event(t) if *t == event.event_type) {
-                match self.new_run(workflow, event.payload.clone(), None) {
-                    Ok(run) => starts.push(run),
-                    Err(e) => {
-                        warn!(workflow = %workflow.name, error = %e, "event does not fit the workflow's input; no run started")
-                    }
+                if let Err(problems) = workflow.validate_as(&event.payload, "payload") {
+                    return Err(EngineError::InvalidPayload {
+                        workflow: workflow.name.clone(),
+                        problems,
+                    });
                 }
+                starts.push(self.new_run(workflow, event.payload.clone(), None)?);
             }
         }
         let delivered = self
             .store
             .events()
-            .deliver(&event, &starts, self.clock.now())
+            .deliver(&event, delivery_id, &starts, self.clock.now())
             .await?;
         for run in &starts {
             metrics::counter!("kontor_runs_started_total", "workflow" => run.workflow.clone())

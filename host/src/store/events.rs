@@ -24,6 +24,9 @@ pub struct Events<'a> {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivered {
     pub event_id: i64,
+    /// The event's delivery id was seen before: nothing was stored, resumed or started
+    /// again, and `event_id` is the first delivery's.
+    pub duplicate: bool,
     /// Runs that were waiting for it and now continue.
     pub resumed_runs: Vec<String>,
     /// Runs started because their workflow is triggered by this event type.
@@ -36,13 +39,41 @@ impl Events<'_> {
     pub async fn deliver(
         self,
         event: &NewEvent,
+        delivery_id: Option<&str>,
         starts: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Delivered, StoreError> {
         on_writer!(self.store, |pool| {
             let mut transaction = pool.begin().await?;
             let tx = &mut Tx::from(&mut *transaction);
+            if let Some(delivery_id) = delivery_id {
+                tx.lock("event delivery", delivery_id, "").await?;
+                let seen: Option<i64> = on_tx!(tx, |conn| sqlx::query_scalar(
+                    "SELECT id FROM events WHERE delivery_id = $1"
+                )
+                .bind(delivery_id)
+                .fetch_optional(conn)
+                .await)?;
+                if let Some(event_id) = seen {
+                    return Ok(Delivered {
+                        event_id,
+                        duplicate: true,
+                        resumed_runs: Vec::new(),
+                        started_runs: Vec::new(),
+                    });
+                }
+            }
             let (event_id, resumed_runs) = insert_event(tx, event, now).await?;
+            if let Some(delivery_id) = delivery_id {
+                on_tx!(tx, |conn| sqlx::query(
+                    "UPDATE events SET delivery_id = $1 WHERE id = $2"
+                )
+                .bind(delivery_id)
+                .bind(event_id)
+                .execute(conn)
+                .await
+                .map(drop))?;
+            }
             let mut started_runs = Vec::new();
             for run in starts {
                 let mut run = run.clone();
@@ -53,6 +84,7 @@ impl Events<'_> {
             transaction.commit().await?;
             Ok(Delivered {
                 event_id,
+                duplicate: false,
                 resumed_runs,
                 started_runs,
             })

@@ -85,6 +85,12 @@ impl Workflow {
     /// Validates a run's input against the workflow's input schema; the error names the
     /// failing field by JSON pointer.
     pub fn validate_input(&self, input: &serde_json::Value) -> Result<(), String> {
+        self.validate_as(input, "input")
+    }
+
+    /// [`Workflow::validate_input`] for a document the caller knows as `name` (an event's
+    /// `payload`): its errors read `payload/postal_code: …`.
+    pub fn validate_as(&self, input: &serde_json::Value, name: &str) -> Result<(), String> {
         let Some(validator) = &self.input_schema else {
             return Ok(());
         };
@@ -93,9 +99,9 @@ impl Workflow {
             .map(|e| {
                 let path = e.instance_path().to_string();
                 if path.is_empty() {
-                    format!("input: {e}")
+                    format!("{name}: {e}")
                 } else {
-                    format!("input{path}: {e}")
+                    format!("{name}{path}: {e}")
                 }
             })
             .collect();

@@ -157,11 +157,14 @@ impl Fixture {
 
     pub async fn event(&self, event_type: &str, key: &str, payload: Value) {
         self.engine
-            .deliver_event(kontor::run::NewEvent {
-                event_type: event_type.into(),
-                key: key.into(),
-                payload,
-            })
+            .deliver_event(
+                kontor::run::NewEvent {
+                    event_type: event_type.into(),
+                    key: key.into(),
+                    payload,
+                },
+                None,
+            )
             .await
             .unwrap();
         self.settle().await;
