@@ -27,10 +27,10 @@ pub fn hash_token(token: &str) -> String {
 /// The one access check of every route that needs a token: a valid bearer token whose
 /// role has the route's permission ([`crate::access::allows`]) and, for a narrowed token,
 /// is one of its scopes; 401 without one (saying why for an expired or revoked token),
-/// 403 naming the permission otherwise. The principal travels on as a request extension.
+/// 403 naming the permission otherwise.
 pub async fn authorize(
     State((state, permission)): State<(AppState, Permission)>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let principal = principal(&state, request.headers()).await?;
@@ -49,7 +49,6 @@ pub async fn authorize(
             names.join(", ")
         )));
     }
-    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 

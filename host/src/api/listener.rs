@@ -78,8 +78,7 @@ pub async fn serve(
                 metrics::counter!("kontor_http_accept_errors_total").increment(1);
                 let freed = lock(&table).evict_oldest_idle();
                 if let Some(gone) = &freed {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), gone.closed.notified()).await;
+                    gone.closed_soon().await;
                 }
                 if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
                     warn!(error = %e, "accepting a connection failed; closing idle ones");
@@ -102,9 +101,7 @@ pub async fn serve(
                 refuse(&stream);
                 continue;
             }
-            Some(Some(gone)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), gone.closed.notified()).await;
-            }
+            Some(Some(gone)) => gone.closed_soon().await,
             None => {}
         }
         let slot = lock(&table).admit();
@@ -244,6 +241,14 @@ struct Slot {
     evicted: AtomicBool,
     evict: Notify,
     closed: Notify,
+}
+
+impl Slot {
+    /// Waits until an evicted connection's task has ended and its descriptor is closed
+    /// (at most a second: a task that does not end then still ends soon).
+    async fn closed_soon(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.closed.notified()).await;
+    }
 }
 
 impl Table {
