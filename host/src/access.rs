@@ -80,6 +80,12 @@ pub enum Permission {
     SuppressionsRead,
     EmailTestSend,
     CustomersRead,
+    /// People: list and read users.
+    UsersRead,
+    /// People: create users, change their roles and team, deactivate them.
+    UsersWrite,
+    /// The audit log.
+    AuditRead,
     /// The manual test clock (only with `[testing] manual_clock`).
     TestingClock,
 }
@@ -103,6 +109,9 @@ impl Permission {
             Permission::SuppressionsRead => "suppressions:read",
             Permission::EmailTestSend => "email:test-send",
             Permission::CustomersRead => "customers:read",
+            Permission::UsersRead => "users:read",
+            Permission::UsersWrite => "users:write",
+            Permission::AuditRead => "audit:read",
             Permission::TestingClock => "testing:clock",
         }
     }
@@ -151,6 +160,9 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     (P::SuppressionsRead, &[R::Marketing]),
     (P::EmailTestSend, &[R::Marketing]),
     (P::CustomersRead, &[R::ServiceLead, R::Sales, R::Integrator]),
+    (P::UsersRead, &[]),
+    (P::UsersWrite, &[]),
+    (P::AuditRead, &[]),
     (P::TestingClock, &[]),
 ];
 

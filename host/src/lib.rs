@@ -19,7 +19,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`run`] | the data path's vocabulary shared by engine and store: jobs, outcomes, run and step statuses, waits, effects, outgoing email and what its addresses and headers may hold, plugin key-value writes |
-//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared), one facade per concept (`store.runs()`, `.jobs()`, `.events()`, `.outbox()`, `.suppressions()`, `.secrets()`, `.tokens()`, `.plugin_state()`, `.cron()`, `.retention()`, `commit`); `sqlite/` and `postgres/` with the same file names for what differs |
+//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared), one facade per concept (`store.runs()`, `.jobs()`, `.events()`, `.outbox()`, `.suppressions()`, `.secrets()`, `.tokens()`, `.users()`, `.audit()`, `.plugin_state()`, `.cron()`, `.retention()`, `commit`); `sqlite/` and `postgres/` with the same file names for what differs |
 //! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
 //! | [`expr`] | CEL expressions: compile, evaluate safely (length, depth and cost limits in `expr/budget.rs`), find referenced variables |
@@ -29,7 +29,9 @@
 //! | [`engine`] | starts runs and delivers events (`engine/mod.rs`), claims jobs and commits their outcomes (`engine/worker.rs`), drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
 //! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens |
 //! | [`access`] | roles, permissions and the one table between them; every route names its permission |
-//! | [`api`] | the only module that speaks HTTP: axum router, one file per resource, bearer tokens, JSON errors (malformed paths and query strings too: `api/extract.rs`); the listener with its connection and request limits and timeouts (`api/listener.rs`) |
+//! | [`webhooks`] | signed inbound webhooks: the `Kontor-Signature` header, HMAC-SHA256 over time and body, the replay window, `[webhooks.SOURCE]` |
+//! | [`users`] | the people who use Kontor: what a user's name, email, roles, team and rep id may hold |
+//! | [`api`] | the only module that speaks HTTP: axum router, one file per resource, bearer tokens and the one `authorize` (`api/auth.rs`), rate limits (`api/rate_limit.rs`), signed webhooks (`api/hooks.rs`), JSON errors (malformed paths and query strings too: `api/extract.rs`); the listener with its connection and request limits and timeouts (`api/listener.rs`) |
 //! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
 //! | [`observability`] | Prometheus metrics (names and labels documented there) |
 //! | [`retention`] | pruning of finished runs, old events and idempotency keys |
@@ -68,4 +70,6 @@ pub mod server;
 pub mod steps;
 pub mod store;
 pub mod templates;
+pub mod users;
+pub mod webhooks;
 pub mod workflow;

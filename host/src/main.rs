@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::token::TokenCommand,
     },
+    /// Manage the people tokens belong to: their roles, team and rep id.
+    User {
+        #[command(subcommand)]
+        command: cli::user::UserCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(cli::completions::CompletionsArgs),
 }
@@ -85,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Email { command } => cli::email::run(&config()?, command),
         Command::Secret { command } => cli::secret::run(&config()?, command),
         Command::Token { command } => cli::token::run(&config()?, command),
+        Command::User { command } => cli::user::run(&config()?, command),
         Command::Completions(args) => Ok(cli::completions::run(&args, Cli::command())),
     }
 }

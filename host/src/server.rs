@@ -200,6 +200,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     tasks.push(mailer.spawn(stopped.clone()));
+    let rate_limits = Arc::new(api::rate_limit::RateLimits::new(
+        &config.http.rate_limits,
+        engine.clock().clone(),
+    )?);
+    tasks.push(tokio::spawn(forget_idle_clients(
+        rate_limits.clone(),
+        stopped.clone(),
+    )));
     let app = api::router(AppState {
         engine: engine.clone(),
         store: store.clone(),
@@ -209,6 +217,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         mailer: Some(mailer),
         overviews,
         metrics_access: config.http.metrics,
+        rate_limits,
+        webhooks: Arc::new(config.webhooks.clone()),
     });
     let server = tokio::spawn(api::listener::serve(
         listener,
@@ -226,6 +236,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     Ok(())
+}
+
+/// Every minute, drops the rate-limit entries of clients back at their full allowance.
+async fn forget_idle_clients(
+    limits: Arc<api::rate_limit::RateLimits>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => limits.forget_idle(),
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// Opens the email channels (reading their secrets) and the unsubscribe keyring.

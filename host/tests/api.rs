@@ -6,91 +6,12 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::router::{TOKEN, app, call, get_open, serve};
 use http_body_util::BodyExt;
-use kontor::api::{AppState, hash_token, router};
+use kontor::api::hash_token;
 use kontor::clock::Clock;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const TOKEN: &str = "kt_test_token";
-
-async fn app() -> (Router, common::Fixture) {
-    let f = common::shipped_workflows("2026-06-08T07:00:00Z").await;
-    serve(f, std::path::PathBuf::from("../workflows")).await
-}
-
-/// The router over a fixture's engine, with the test token registered.
-async fn serve(f: common::Fixture, workflows_dir: std::path::PathBuf) -> (Router, common::Fixture) {
-    f.engine
-        .store()
-        .tokens()
-        .insert("t1", &hash_token(TOKEN), "admin", None, chrono::Utc::now())
-        .await
-        .unwrap();
-    let app = router(AppState {
-        engine: f.engine.clone(),
-        store: f.engine.store().clone(),
-        workflows_dir,
-        master_key: std::sync::Arc::new(kontor::secrets::MasterKey::generate()),
-        manual_clock: Some(f.clock.clone()),
-        mailer: None,
-        overviews: std::sync::Arc::new(
-            kontor::customer_overview::Overviews::new(
-                &kontor::customer_overview::ErpConfig::default(),
-            )
-            .unwrap(),
-        ),
-        metrics_access: kontor::config::MetricsAccess::Loopback,
-    });
-    (app, f)
-}
-
-/// A GET without a token; status and body text.
-async fn get_open(app: &Router, uri: &str) -> (StatusCode, String) {
-    let response = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = app
-        .clone()
-        .oneshot(
-            request
-                .body(
-                    body.map(|b| Body::from(b.to_string()))
-                        .unwrap_or_else(Body::empty),
-                )
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 async fn every_api_route_needs_a_valid_token() {
     let (app, _f) = app().await;
@@ -681,8 +602,10 @@ enum Asker {
     UnknownRole,
     /// No token, or one that was never issued.
     Nobody,
-    /// A token that expired or was revoked.
+    /// A token that expired or was revoked, or whose user was deactivated.
     Refused,
+    /// A token of a role its user no longer has.
+    LostRole,
 }
 
 /// The authorization matrix: every route of the table, asked by a token of every role,
@@ -692,15 +615,41 @@ enum Asker {
 async fn every_route_answers_every_principal_as_the_permission_table_says() {
     use kontor::access::{GRANTS, Permission, Role, allows};
     use kontor::api::{Access, route_table};
+    use kontor::store::Actor;
+    use kontor::store::audit::Change;
     use kontor::store::tokens::NewToken;
+    use kontor::store::users::UserFields;
     let (app, f) = app().await;
     let now = f.clock.now();
+    let store = f.engine.store().clone();
+    let cli = Actor::cli();
+    let mut people = Vec::new();
+    for (id, email, roles) in [
+        ("u-sales", "sandra.vogel@kaelte-nord.de", "sales"),
+        ("u-gone", "jörg.schön@kaelte-nord.de", "sales"),
+        ("u-moved", "ines.groß@kaelte-nord.de", "sales"),
+    ] {
+        let fields = UserFields {
+            name: Some(email.into()),
+            email: Some(email.into()),
+            roles: Some(vec![roles.into()]),
+            team: Some(Some("Nord".into())),
+            ..UserFields::default()
+        };
+        let change = Change::new(&cli, "user.create", id);
+        store
+            .users()
+            .create(id, &fields, &change, now)
+            .await
+            .unwrap()
+            .unwrap();
+        people.push(id);
+    }
     let mut askers: Vec<(String, Asker)> = Vec::new();
     let mut issue = async |name: String, token: NewToken<'_>, asker: Asker| {
-        f.engine
-            .store()
+        store
             .tokens()
-            .create(&name, &hash_token(&name), &token, now)
+            .create(&name, &hash_token(&name), &token, &cli, now)
             .await
             .unwrap();
         askers.push((name, asker));
@@ -741,14 +690,51 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
         ..NewToken::default()
     };
     issue("kt_matrix_revoked".into(), admin, Asker::Refused).await;
+    for (user, asker) in [
+        ("u-sales", Asker::Role(Role::Sales)),
+        ("u-gone", Asker::Refused),
+        ("u-moved", Asker::LostRole),
+    ] {
+        let token = NewToken {
+            role: "sales",
+            user_id: Some(user),
+            ..NewToken::default()
+        };
+        issue(format!("kt_matrix_{user}"), token, asker).await;
+    }
     assert!(
-        f.engine
-            .store()
+        store
             .tokens()
-            .revoke("kt_matrix_revoked", now)
+            .revoke("kt_matrix_revoked", &cli, now)
             .await
             .unwrap()
     );
+    let change = |fields: UserFields, id: &str| {
+        let store = store.clone();
+        let cli = cli.clone();
+        let id = id.to_string();
+        async move {
+            let change = Change::new(&cli, "user.change", &id);
+            store
+                .users()
+                .update(&id, &fields, &change, now)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let gone = UserFields {
+        active: Some(false),
+        ..UserFields::default()
+    };
+    assert!(!change(gone, "u-gone").await.active);
+    let moved = UserFields {
+        roles: Some(vec!["viewer".into()]),
+        ..UserFields::default()
+    };
+    change(moved, "u-moved").await;
+    assert_eq!(people.len(), 3);
     askers.push((String::new(), Asker::Nobody));
     askers.push(("kt_not_a_token".to_string(), Asker::Nobody));
 
@@ -760,6 +746,7 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
             .replace("{name}", "recall-campaign")
             .replace("{id}", "x")
             .replace("{collection}", "c")
+            .replace("{source}", "shop")
             .replace("{token}", "not-a-token");
         for (token, asker) in &askers {
             let mut request = Request::builder()
@@ -796,12 +783,24 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
                 );
             };
             let needed = match route.access {
-                Access::Public => {
+                Access::Probe | Access::Public => {
                     granted(status);
                     None
                 }
                 // No peer address in-process: not loopback, so any valid token is needed.
                 Access::Metrics => Some(None),
+                // A bearer token is no signature, whoever holds it.
+                Access::Signed => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+                    assert!(
+                        body["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("Kontor-Signature"),
+                        "{case}"
+                    );
+                    None
+                }
                 Access::Needs(permission) => Some(Some(permission)),
             };
             match (needed, asker) {
@@ -811,11 +810,14 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
                     let message = body["error"]["message"].as_str().unwrap();
                     assert!(
-                        message.contains("expired at") || message.contains("revoked at"),
+                        message.contains("expired at")
+                            || message.contains("revoked at")
+                            || message.contains("deactivated at"),
                         "{case}"
                     );
                 }
                 (Some(_), Asker::UnknownRole) => forbidden(status, "`auditor`"),
+                (Some(_), Asker::LostRole) => forbidden(status, "no longer has the sales role"),
                 (Some(None), _) => assert_eq!(status, StatusCode::OK, "{case}"),
                 (Some(Some(permission)), Asker::Role(role)) => {
                     exercised.insert(permission);
@@ -842,7 +844,7 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
         "every permission guards a route the matrix asks"
     );
     assert_eq!(cases, route_table(true).len() * askers.len());
-    assert!(cases >= 29 * 12, "{cases} cases");
+    assert!(cases >= 35 * 15, "{cases} cases");
 }
 
 async fn events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once() {

@@ -538,6 +538,7 @@ async fn granted_secrets_come_from_the_encrypted_store_and_never_reach_logs_or_e
         .put(
             "erp-token",
             &key.seal("erp-token", token.as_bytes()),
+            &kontor::store::Actor::cli(),
             chrono::Utc::now(),
         )
         .await

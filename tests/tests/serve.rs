@@ -721,3 +721,145 @@ async fn a_token_does_what_its_role_may_and_is_told_what_it_lacks() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn people_get_tokens_that_stop_working_when_they_are_deactivated() {
+    let server = Server::start(&shipped_workflows(), &[]).unwrap();
+    let cli = |args: &[&str]| server.cli(args, None).unwrap();
+    let add = [
+        "user",
+        "add",
+        "--name",
+        "Jürgen Groß",
+        "--email",
+        "Juergen@Kälte-Nord.de",
+        "--role",
+        "sales",
+        "--team",
+        "Nord",
+        "--rep",
+        "R-17",
+    ];
+    let (code, _, stderr) = cli(&add);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("added juergen@kälte-nord.de"), "{stderr}");
+    let (code, _, stderr) = cli(&add);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("`juergen@kälte-nord.de` exists already"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cli(&[
+        "user", "add", "--name", "A", "--email", "a.b", "--role", "sales",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--email: `a.b` is not an email address"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = cli(&[
+        "token",
+        "create",
+        "--user",
+        "juergen@kälte-nord.de",
+        "--role",
+        "marketing",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("does not have that role (they have sales)"),
+        "{stderr}"
+    );
+    let (code, token, stderr) = cli(&["token", "create", "--user", "JUERGEN@kälte-nord.de"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("created sales token") && stderr.contains("for juergen@kälte-nord.de"),
+        "{stderr}"
+    );
+    let token = token.trim().to_string();
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: &str| {
+        http.get(format!("{}{path}", server.api.url))
+            .bearer_auth(token)
+            .send()
+    };
+    let overview = "/api/v1/customers/K-10001/overview";
+    assert_eq!(
+        get(overview, &token).await.unwrap().status(),
+        404,
+        "allowed; no ERP here"
+    );
+    assert_eq!(get("/api/v1/runs", &token).await.unwrap().status(), 403);
+    let (_, list, _) = cli(&["token", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("\tjuergen@kälte-nord.de\tsales\t")),
+        "{list}"
+    );
+
+    let (code, _, stderr) = cli(&["user", "deactivate", "juergen@kälte-nord.de"]);
+    assert_eq!(code, 0, "{stderr}");
+    let refused = get(overview, &token).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("who was deactivated at"),
+        "{body}"
+    );
+    let (_, users, _) = cli(&["user", "list"]);
+    assert!(
+        users.contains("\tJürgen Groß\tsales\tNord\tR-17\tno"),
+        "{users}"
+    );
+    let (code, _, stderr) = cli(&[
+        "user",
+        "change",
+        "juergen@kälte-nord.de",
+        "--no-team",
+        "--role",
+        "sales",
+        "--role",
+        "viewer",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    cli(&["user", "activate", "juergen@kälte-nord.de"]);
+    assert_eq!(
+        get(overview, &token).await.unwrap().status(),
+        404,
+        "active again"
+    );
+
+    // What the command line changed is in the audit log, made by `cli`.
+    let audit: Value = get("/api/v1/audit?actor=cli", &server.api.token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.change",
+            "user.change",
+            "user.change",
+            "token.create",
+            "user.create",
+            "token.create", // the harness's admin token
+        ],
+        "{audit}"
+    );
+    assert_eq!(
+        audit["entries"][1]["detail"],
+        json!({"team": {"from": "Nord", "to": null}, "roles": {"from": ["sales"], "to": ["sales", "viewer"]}})
+    );
+}

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
 use crate::access::{Permission, Role, allows};
+use crate::store::Actor;
 
 /// A new token: what to show the user once, and the hash to store.
 pub fn new_token() -> (String, String) {
@@ -27,13 +28,18 @@ pub fn hash_token(token: &str) -> String {
 /// The one access check of every route that needs a token: a valid bearer token whose
 /// role has the route's permission ([`crate::access::allows`]) and, for a narrowed token,
 /// is one of its scopes; 401 without one (saying why for an expired or revoked token),
-/// 403 naming the permission otherwise.
+/// 403 naming the permission otherwise. The handler finds the [`Principal`] among the
+/// request's extensions (to say who made a change in the audit log).
 pub async fn authorize(
     State((state, permission)): State<(AppState, Permission)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let principal = principal(&state, request.headers()).await?;
+    state
+        .rate_limits
+        .check_token(&principal.token_id)
+        .map_err(|wait| super::rate_limit::too_many("token", wait))?;
     if !allows(principal.role, permission) {
         return Err(ApiError::Forbidden(format!(
             "the `{}` role may not do this: it needs the `{permission}` permission",
@@ -49,15 +55,31 @@ pub async fn authorize(
             names.join(", ")
         )));
     }
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-/// Who a request comes from: its token's role and narrowing.
+/// Who a request comes from: its token, the token's role and narrowing, and the person
+/// it belongs to.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    pub token_id: String,
     pub role: Role,
     /// The permissions the token is narrowed to; `None`: all of its role's.
     pub scopes: Option<Vec<Permission>>,
+    /// The user the token belongs to, if any (always an active one).
+    pub user: Option<crate::store::users::User>,
+}
+
+impl Principal {
+    /// How the audit log names this principal.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: format!("token:{}", self.token_id),
+            user_id: self.user.as_ref().map(|u| u.id.clone()),
+            role: Some(self.role.as_str().to_string()),
+        }
+    }
 }
 
 /// How stale a token's last-used time may get before it is written again: one write per
@@ -102,6 +124,28 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
         .scopes
         .as_ref()
         .map(|names| names.iter().filter_map(|n| Permission::parse(n)).collect());
+    let user = match &info.user_id {
+        None => None,
+        Some(id) => {
+            let user = state.store.users().get(id).await?.ok_or_else(|| {
+                ApiError::TokenRefused(format!("this token's user `{id}` does not exist"))
+            })?;
+            if let Some(at) = user.deactivated_at {
+                return Err(ApiError::TokenRefused(format!(
+                    "this token belongs to {}, who was deactivated at {}",
+                    user.email,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+            if !user.roles.iter().any(|r| r == role.as_str()) {
+                return Err(ApiError::Forbidden(format!(
+                    "this token is a {role} token, and {} no longer has the {role} role",
+                    user.email
+                )));
+            }
+            Some(user)
+        }
+    };
     if info
         .last_used_at
         .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
@@ -115,5 +159,10 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
             }
         });
     }
-    Ok(Principal { role, scopes })
+    Ok(Principal {
+        token_id: info.id,
+        role,
+        scopes,
+        user,
+    })
 }

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Principal;
 use super::body::parse_body;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
@@ -71,13 +72,7 @@ pub async fn list_messages(
             format!("unknown status `{s}`; use {}", STATUSES.join(", ")),
         ));
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = super::extract::page_limit(query.limit, 50)?;
     let store = &state.store;
     let messages = store
         .outbox()
@@ -168,6 +163,7 @@ const SOFT_BOUNCE_DAYS: i64 = 30;
               (status = 422, body = ErrorBody)))]
 pub async fn report_bounces(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let reports = match parse_body::<BounceBody>(&body)? {
@@ -233,7 +229,7 @@ pub async fn report_bounces(
                 let detail = r.diagnostic.as_deref().or(r.status.as_deref());
                 store
                     .suppressions()
-                    .add(&r.recipient, "*", reason, detail, now)
+                    .add(&r.recipient, "*", reason, detail, &principal.actor(), now)
                     .await?;
                 true
             }
@@ -261,13 +257,7 @@ pub async fn list_suppressions(
     State(state): State<AppState>,
     Query(query): Query<SuppressionsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = super::extract::page_limit(query.limit, 100)?;
     Ok(Json(
         state
             .engine
@@ -425,7 +415,14 @@ pub async fn unsubscribe(
         .engine
         .store()
         .suppressions()
-        .add(&what.address, &what.purpose, "unsubscribed", None, now)
+        .add(
+            &what.address,
+            &what.purpose,
+            "unsubscribed",
+            None,
+            &crate::store::Actor::named("recipient"),
+            now,
+        )
         .await?;
     metrics::counter!("kontor_email_unsubscribes_total", "purpose" => what.purpose.clone())
         .increment(1);

@@ -31,6 +31,11 @@ pub enum ApiError {
     },
     /// A system Kontor depends on answered, but not usefully (bad credentials, mapping).
     BadGateway(String),
+    /// The client is over its rate limit (`http.rate_limits`) and should wait this long.
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     Internal(String),
 }
 
@@ -71,6 +76,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::Unavailable { retry_after, .. } => *retry_after,
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         let (status, code, message, field) = match self {
@@ -89,6 +95,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None)
             }
             ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", m, None),
+            ApiError::TooManyRequests { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, None)
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error answering a request");
                 (
@@ -107,7 +116,8 @@ impl IntoResponse for ApiError {
         if let Some(wait) = retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(wait.as_secs().max(1)),
+                // Whole seconds, rounded up: a client that waits as told is let in.
+                axum::http::HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
             );
         }
         response
@@ -139,8 +149,8 @@ pub struct ErrorBody {
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// unauthorized, not_found, invalid, conflict, too_large, unavailable, bad_gateway
-    /// or internal
+    /// unauthorized, forbidden, not_found, invalid, conflict, too_large, rate_limited,
+    /// unavailable, bad_gateway or internal
     pub code: String,
     pub message: String,
     /// The request field the problem is about, when known.

@@ -41,7 +41,14 @@ pub async fn deliver_event(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: EventBody = parse_body(&body)?;
+    let (event, id) = checked(parse_body(&body)?)?;
+    let delivered = state.engine.deliver_event(event, id.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivered)))
+}
+
+/// The event a body describes and its delivery id, checked: a type that is not empty
+/// and not a timer's, an id of 1 to 200 characters.
+pub(super) fn checked(body: EventBody) -> Result<(NewEvent, Option<String>), ApiError> {
     if body.event_type.trim().is_empty() {
         return Err(ApiError::invalid("type", "the event type is empty"));
     }
@@ -59,16 +66,10 @@ pub async fn deliver_event(
             "an event id has 1 to 200 characters",
         ));
     }
-    let delivered = state
-        .engine
-        .deliver_event(
-            NewEvent {
-                event_type: body.event_type,
-                key: body.key.unwrap_or_default(),
-                payload: body.payload.unwrap_or_else(|| json!({})),
-            },
-            body.id.as_deref(),
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(delivered)))
+    let event = NewEvent {
+        event_type: body.event_type,
+        key: body.key.unwrap_or_default(),
+        payload: body.payload.unwrap_or_else(|| json!({})),
+    };
+    Ok((event, body.id))
 }

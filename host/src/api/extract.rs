@@ -63,3 +63,14 @@ where
             })
     }
 }
+
+/// A page size from the query string: `limit` if given (1 to 1000), else `default`.
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        n @ 1..=1000 => Ok(n),
+        _ => Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 1000",
+        )),
+    }
+}

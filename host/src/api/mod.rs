@@ -5,6 +5,7 @@
 //! Swagger UI served from the binary, no CDN). Handlers parse and validate, call the
 //! engine or the store, and answer JSON; errors go through [`ApiError`].
 
+mod audit;
 mod auth;
 mod body;
 mod customers;
@@ -12,14 +13,17 @@ mod email;
 mod error;
 mod events;
 mod extract;
+mod hooks;
 pub mod listener;
 pub mod openapi;
 mod operations;
 mod plugins;
+pub mod rate_limit;
 mod records;
 mod runs;
 mod secrets;
 mod testing;
+mod users;
 mod workflows;
 
 use std::sync::Arc;
@@ -28,11 +32,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use auth::{hash_token, new_token};
+pub use auth::{Principal, hash_token, new_token};
 pub use error::ApiError;
 
 use crate::access::Permission;
@@ -60,15 +64,25 @@ pub struct AppState {
     pub overviews: Arc<crate::customer_overview::Overviews>,
     /// Who may read `GET /metrics` (`http.metrics`).
     pub metrics_access: crate::config::MetricsAccess,
+    /// Requests per token and per client address (`[http.rate_limits]`).
+    pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// The signed webhook sources (`[webhooks.SOURCE]`).
+    pub webhooks: Arc<std::collections::BTreeMap<String, crate::webhooks::WebhookSource>>,
 }
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: liveness, readiness, the unsubscribe pages (their link is the credential).
+    /// Anyone, unlimited: liveness and readiness probes.
+    Probe,
+    /// Anyone, so often per client address (`http.rate_limits.public`): the unsubscribe
+    /// pages (their link is the credential).
     Public,
     /// `/metrics`: as `http.metrics` says (by default loopback without a token).
     Metrics,
+    /// A webhook: no token, a signature by one of the source's secrets
+    /// ([`crate::webhooks`]); so often per client address, as [`Access::Public`].
+    Signed,
     /// A valid token whose role has the permission ([`crate::access::allows`]).
     Needs(Permission),
 }
@@ -106,13 +120,13 @@ pub fn route_table(testing: bool) -> Vec<Route> {
         Route::new(
             Method::GET,
             "/healthz",
-            Access::Public,
+            Access::Probe,
             get(operations::healthz),
         ),
         Route::new(
             Method::GET,
             "/readyz",
-            Access::Public,
+            Access::Probe,
             get(operations::readyz),
         ),
         Route::new(
@@ -255,6 +269,42 @@ pub fn route_table(testing: bool) -> Vec<Route> {
         ),
         Route::new(
             Method::GET,
+            "/api/v1/users",
+            Access::Needs(P::UsersRead),
+            get(users::list_users),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/users",
+            Access::Needs(P::UsersWrite),
+            post(users::create_user),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/users/{id}",
+            Access::Needs(P::UsersRead),
+            get(users::get_user),
+        ),
+        Route::new(
+            Method::PATCH,
+            "/api/v1/users/{id}",
+            Access::Needs(P::UsersWrite),
+            patch(users::change_user),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/audit",
+            Access::Needs(P::AuditRead),
+            get(audit::list_audit),
+        ),
+        Route::new(
+            Method::POST,
+            "/hooks/{source}",
+            Access::Signed,
+            post(hooks::receive_webhook),
+        ),
+        Route::new(
+            Method::GET,
             "/u/{token}",
             Access::Public,
             get(email::unsubscribe_page),
@@ -290,7 +340,10 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new();
     for route in route_table(state.manual_clock.is_some()) {
         let handler = match route.access {
-            Access::Public | Access::Metrics => route.handler,
+            Access::Probe | Access::Metrics => route.handler,
+            Access::Public | Access::Signed => route.handler.route_layer(
+                middleware::from_fn_with_state(state.clone(), rate_limit::per_address),
+            ),
             Access::Needs(permission) => route.handler.route_layer(middleware::from_fn_with_state(
                 (state.clone(), permission),
                 auth::authorize,

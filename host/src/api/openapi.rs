@@ -6,7 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    customers, email, events, operations, plugins, records, runs, secrets, testing, workflows,
+    audit, customers, email, events, hooks, operations, plugins, records, runs, secrets, testing,
+    users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +25,7 @@ use super::{
         workflows::reload_workflows,
         runs::start_run,
         events::deliver_event,
+        hooks::receive_webhook,
         runs::list_runs,
         runs::get_run,
         runs::cancel_run,
@@ -44,6 +46,11 @@ use super::{
         email::test_send,
         email::unsubscribe_page,
         email::unsubscribe,
+        users::list_users,
+        users::create_user,
+        users::get_user,
+        users::change_user,
+        audit::list_audit,
         testing::get_clock,
         testing::move_clock,
     ),
@@ -74,6 +81,12 @@ use super::{
         email::TestSendBody,
         crate::store::MessageView,
         crate::store::Suppression,
+        users::NewUserBody,
+        users::UserChangeBody,
+        users::UserList,
+        crate::store::users::User,
+        audit::AuditPage,
+        crate::store::audit::AuditEntry,
     )),
     modifiers(&BearerToken, &Permissions),
     security(("bearer" = [])),
@@ -111,6 +124,7 @@ impl Modify for Permissions {
                 Method::POST => item.post.as_mut(),
                 Method::PUT => item.put.as_mut(),
                 Method::DELETE => item.delete.as_mut(),
+                Method::PATCH => item.patch.as_mut(),
                 _ => None,
             };
             let Some(operation) = operation else {

@@ -2,14 +2,15 @@
 //! configuration, which the API may replace (never its grants: those stay in
 //! kontor.toml, so an API token cannot open the network to a plugin).
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::extract::Path;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::Principal;
 use super::{ApiError, AppState};
 
 /// A plugin as the API shows it.
@@ -143,6 +144,7 @@ pub async fn get_plugin(
               (status = 422, description = "The configuration does not fit the plugin's schema (`field`: `config`); the old one stays", body = super::error::ErrorBody)))]
 pub async fn put_plugin_config(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     body: Result<Json<PluginConfigBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -150,7 +152,7 @@ pub async fn put_plugin_config(
     if !body.config.is_object() {
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
-    configure(&state, &name, Some(body.config)).await
+    configure(&state, &principal, &name, Some(body.config)).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/plugins/{name}/config", tag = "plugins",
@@ -159,13 +161,15 @@ pub async fn put_plugin_config(
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn delete_plugin_config(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    configure(&state, &name, None).await
+    configure(&state, &principal, &name, None).await
 }
 
 async fn configure(
     state: &AppState,
+    principal: &Principal,
     name: &str,
     config: Option<Value>,
 ) -> Result<Json<PluginView>, ApiError> {
@@ -183,10 +187,14 @@ async fn configure(
             }
         })?;
     state
-        .engine
-        .store()
+        .store
         .plugin_state()
-        .put_config(name, config.as_ref(), chrono::Utc::now())
+        .put_config(
+            name,
+            config.as_ref(),
+            &principal.actor(),
+            chrono::Utc::now(),
+        )
         .await?;
     Ok(Json(view(registry, name, &Ok(plugin))))
 }

@@ -138,7 +138,7 @@ pub struct ListRunsQuery {
     created_before: Option<String>,
 }
 
-fn time_param(
+pub(super) fn time_param(
     field: &str,
     value: &Option<String>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
@@ -172,13 +172,7 @@ pub async fn list_runs(
             )
         })?),
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = super::extract::page_limit(query.limit, 50)?;
     let runs = state
         .engine
         .store()

@@ -2,9 +2,9 @@
 //! The server's own keys (`kontor.…`) are outside this API: not listed, not writable,
 //! not deletable.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::extract::Path;
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Principal;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 
@@ -41,6 +42,7 @@ pub struct SecretBody {
     responses((status = 204, description = "Stored (encrypted)"), (status = 422, body = ErrorBody)))]
 pub async fn put_secret(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     raw: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -56,10 +58,9 @@ pub async fn put_secret(
     let sealed = state.master_key.seal(&name, body.value.as_bytes());
     drop(zeroize::Zeroizing::new(body.value));
     state
-        .engine
-        .store()
+        .store
         .secrets()
-        .put(&name, &sealed, chrono::Utc::now())
+        .put(&name, &sealed, &principal.actor(), chrono::Utc::now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -69,11 +70,17 @@ pub async fn put_secret(
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete_secret(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     crate::secrets::check_client_name(&name)
         .map_err(|e| ApiError::invalid("name", e.to_string()))?;
-    if state.store.secrets().delete(&name).await? {
+    if state
+        .store
+        .secrets()
+        .delete(&name, &principal.actor())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("there is no secret `{name}`")))

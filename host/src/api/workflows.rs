@@ -1,13 +1,15 @@
 //! The loaded workflows, and reloading them from the workflows folder.
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::auth::Principal;
 use super::error::ErrorBody;
 use super::extract::Query;
 use super::{ApiError, AppState};
+use crate::store::audit::Change;
 
 /// One page of workflow files, in name order, with the problems of shared files
 /// (calendars, templates) and how many files are valid and invalid in all.
@@ -51,27 +53,32 @@ pub async fn list_workflows(
 #[utoipa::path(post, path = "/api/v1/workflows/reload", tag = "workflows",
     responses((status = 200, description = "The first page of the reloaded workflows with their validation state", body = WorkflowList),
               (status = 401, body = ErrorBody)))]
-pub async fn reload_workflows(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn reload_workflows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<impl IntoResponse, ApiError> {
     if let Some(registry) = state.engine.plugins() {
         registry.refresh().await;
     }
     let catalog = state.engine.load_catalog(&state.workflows_dir);
     let answer = page(&catalog, None, DEFAULT_PAGE);
+    let actor = principal.actor();
+    let change = Change::new(&actor, "workflows.reload", "workflows").with(serde_json::json!({
+        "valid": answer.valid, "invalid": answer.invalid,
+    }));
     state.engine.set_catalog(catalog);
-    Json(answer)
+    state
+        .store
+        .audit()
+        .record(&change, state.engine.clock().now())
+        .await?;
+    Ok(Json(answer))
 }
 
 const DEFAULT_PAGE: usize = 100;
 
 fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n @ 1..=1000) => Ok(n as usize),
-        Some(_) => Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 1000",
-        )),
-    }
+    super::extract::page_limit(limit, DEFAULT_PAGE as u32).map(|n| n as usize)
 }
 
 /// Up to `limit` workflows named after `cursor`.

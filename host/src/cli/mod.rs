@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod secret;
 pub mod serve;
 pub mod token;
+pub mod user;
 
 use anyhow::Context;
 use kontor::config::Config;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use kontor::config::Config;
 use kontor::secrets::{MasterKey, check_name};
-use kontor::store::Store;
+use kontor::store::{Actor, Store};
 
 #[derive(Subcommand)]
 pub enum SecretCommand {
@@ -41,7 +41,7 @@ pub fn run(config: &Config, command: SecretCommand) -> anyhow::Result<ExitCode> 
             }
             SecretCommand::Delete { name } => {
                 anyhow::ensure!(
-                    store.secrets().delete(&name).await?,
+                    store.secrets().delete(&name, &Actor::cli()).await?,
                     "there is no secret `{name}`"
                 );
                 eprintln!("deleted secret `{name}`");
@@ -67,6 +67,7 @@ async fn set(store: &Store, key: &MasterKey, name: &str) -> anyhow::Result<()> {
         .put(
             name,
             &key.seal(name, trimmed.as_bytes()),
+            &Actor::cli(),
             chrono::Utc::now(),
         )
         .await?;

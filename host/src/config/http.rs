@@ -25,6 +25,82 @@ pub struct HttpConfig {
     /// Who may read `GET /metrics`: `loopback` (clients on this machine without a token,
     /// others with one), `token` (everyone with a token) or `open`.
     pub metrics: MetricsAccess,
+    /// Requests per token and per client address (`[http.rate_limits]`).
+    pub rate_limits: RateLimitConfig,
+}
+
+/// How often one token may call the API, and one client address the endpoints that need
+/// no token (unsubscribe pages, webhooks); over it, 429 with `Retry-After`. Each process
+/// counts on its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per token: `100/s`, `6000/min`, `off`.
+    pub api: String,
+    /// Requests a token may make at once above the sustained rate.
+    pub api_burst: u32,
+    /// Sustained requests per client address to the endpoints without a token.
+    pub public: String,
+    pub public_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            api: "100/s".into(),
+            api_burst: 200,
+            public: "20/s".into(),
+            public_burst: 50,
+        }
+    }
+}
+
+/// A sustained rate and a burst, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Time between two requests at the sustained rate.
+    pub every: Duration,
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// The per-token and per-address rates; `None` where limiting is off.
+    pub fn rates(&self) -> anyhow::Result<(Option<Rate>, Option<Rate>)> {
+        Ok((
+            rate("api", &self.api, self.api_burst)?,
+            rate("public", &self.public, self.public_burst)?,
+        ))
+    }
+}
+
+fn rate(key: &str, text: &str, burst: u32) -> anyhow::Result<Option<Rate>> {
+    let text = text.trim();
+    if text == "off" {
+        return Ok(None);
+    }
+    let bad = || {
+        anyhow::anyhow!(
+            "http.rate_limits.{key}: `{text}` is not a rate such as `100/s`, `600/min`, `1000/h` or `off`"
+        )
+    };
+    let (count, per) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let period = match per.trim() {
+        "s" => Duration::from_secs(1),
+        "min" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(bad());
+    }
+    if burst == 0 {
+        anyhow::bail!("http.rate_limits.{key}_burst must be at least 1");
+    }
+    Ok(Some(Rate {
+        every: period / count,
+        burst,
+    }))
 }
 
 /// Who may read `GET /metrics`.
@@ -45,6 +121,7 @@ impl Default for HttpConfig {
             request_timeout: "60s".into(),
             write_timeout: "30s".into(),
             metrics: MetricsAccess::Loopback,
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -61,6 +138,7 @@ pub struct HttpLimits {
 
 impl HttpConfig {
     pub fn limits(&self) -> anyhow::Result<HttpLimits> {
+        self.rate_limits.rates()?;
         let duration = |key: &str, text: &str| {
             kontor_time::parse_positive_duration(text)
                 .map_err(|e| anyhow::anyhow!("http.{key}: {e}"))
@@ -104,5 +182,31 @@ mod tests {
             zero.limits().unwrap_err().to_string(),
             "http.max_requests must be at least 1"
         );
+    }
+
+    #[test]
+    fn rates_are_read_per_second_minute_or_hour_or_off() {
+        let config = RateLimitConfig {
+            api: "600/min".into(),
+            public: "off".into(),
+            ..RateLimitConfig::default()
+        };
+        let (api, public) = config.rates().unwrap();
+        assert_eq!(
+            api,
+            Some(Rate {
+                every: Duration::from_millis(100),
+                burst: 200
+            })
+        );
+        assert_eq!(public, None);
+        for bad in ["fast", "0/s", "10/day", "/s"] {
+            let config = RateLimitConfig {
+                api: bad.into(),
+                ..RateLimitConfig::default()
+            };
+            let error = config.rates().unwrap_err().to_string();
+            assert!(error.starts_with("http.rate_limits.api:"), "{error}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 mod http;
 mod plugins;
 
-pub use http::{HttpConfig, HttpLimits, MetricsAccess};
+pub use http::{HttpConfig, HttpLimits, MetricsAccess, Rate, RateLimitConfig};
 pub use plugins::{GrantsConfig, PluginConfig, PluginsConfig, parse_size};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +50,8 @@ pub struct Config {
     pub channel: std::collections::BTreeMap<String, crate::email::channel::ChannelConfig>,
     /// The ERP behind the customer overview (`[erp]`).
     pub erp: crate::customer_overview::ErpConfig,
+    /// Signed inbound webhooks (`[webhooks.SOURCE]`, `POST /hooks/SOURCE`).
+    pub webhooks: std::collections::BTreeMap<String, crate::webhooks::WebhookSource>,
     /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
     /// environment, never from the file; never printed.
     #[serde(skip)]
@@ -204,6 +206,7 @@ impl Default for Config {
             email: Default::default(),
             channel: Default::default(),
             erp: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -256,6 +259,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("KONTOR_HTTP_REQUEST_TIMEOUT", "http.request_timeout"),
     ("KONTOR_HTTP_WRITE_TIMEOUT", "http.write_timeout"),
     ("KONTOR_HTTP_METRICS", "http.metrics"),
+    ("KONTOR_HTTP_RATE_LIMITS_API", "http.rate_limits.api"),
+    ("KONTOR_HTTP_RATE_LIMITS_PUBLIC", "http.rate_limits.public"),
     ("KONTOR_ENGINE_WORKERS", "engine.workers"),
     ("KONTOR_ENGINE_BATCH_SIZE", "engine.batch_size"),
     ("KONTOR_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
@@ -370,6 +375,9 @@ impl Config {
         }
         for (name, channel) in &self.channel {
             crate::email::channel::validate(name, channel).map_err(anyhow::Error::msg)?;
+        }
+        for (name, source) in &self.webhooks {
+            source.validate(name).map_err(anyhow::Error::msg)?;
         }
         if self.engine.lease_seconds < 5 {
             bail!("engine.lease_seconds must be at least 5");

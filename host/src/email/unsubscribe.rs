@@ -106,7 +106,12 @@ impl Keyring {
         keys.insert(0, new_key());
         store
             .secrets()
-            .put(KEYRING_SECRET, &seal(master, &keys), chrono::Utc::now())
+            .put(
+                KEYRING_SECRET,
+                &seal(master, &keys),
+                &crate::store::Actor::named("server"),
+                chrono::Utc::now(),
+            )
             .await?;
         Keyring::from_keys(keys)
     }
@@ -188,7 +193,10 @@ async fn move_legacy_keyring(store: &Store, master: &MasterKey) -> Result<(), Ke
             .secrets()
             .put_if_absent(KEYRING_SECRET, &sealed, chrono::Utc::now())
             .await?;
-        store.secrets().delete(LEGACY_KEYRING_SECRET).await?;
+        store
+            .secrets()
+            .delete(LEGACY_KEYRING_SECRET, &crate::store::Actor::named("server"))
+            .await?;
         tracing::info!(
             from = LEGACY_KEYRING_SECRET,
             to = KEYRING_SECRET,

@@ -32,6 +32,8 @@
 //! | [`suppressions`] | addresses mail must not go to; bounces |
 //! | [`secrets`] | sealed secret values (sealing them is not the store's job) |
 //! | [`tokens`] | API tokens (hashes only) |
+//! | [`users`] | people: roles, team, rep id, active |
+//! | [`audit`] | who changed what and when, written in the change's own transaction |
 //! | [`plugin_state`] | plugins' key-value stores and API-set configurations |
 //! | [`cron`] | schedule cursors and firings |
 //! | [`retention`] | pruning what is old |
@@ -74,6 +76,7 @@ macro_rules! on_writer {
     };
 }
 
+pub mod audit;
 pub mod commit;
 pub mod cron;
 pub mod events;
@@ -90,6 +93,7 @@ pub mod secrets;
 pub mod suppressions;
 pub mod testing;
 pub mod tokens;
+pub mod users;
 
 mod postgres;
 mod sqlite;
@@ -99,6 +103,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use audit::Actor;
 pub use events::Delivered;
 pub use leaders::{LeaderLease, Leadership, Role};
 pub use outbox::{MessageFilter, MessageView, OutboxMessage, OutboxUpdate};
@@ -209,6 +214,16 @@ impl Store {
     /// API tokens.
     pub fn tokens(&self) -> tokens::Tokens<'_> {
         tokens::Tokens { store: self }
+    }
+
+    /// People: their roles, team and rep id.
+    pub fn users(&self) -> users::Users<'_> {
+        users::Users { store: self }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> audit::Audit<'_> {
+        audit::Audit { store: self }
     }
 
     /// Plugins' key-value stores and configurations.

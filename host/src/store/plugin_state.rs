@@ -1,9 +1,12 @@
 //! What plugins keep between calls: their key-value stores (written only through the
-//! commits of the steps that made the writes) and configurations set through the API.
+//! commits of the steps that made the writes) and configurations set through the API
+//! (audited in the same transaction).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
+use super::audit::{Actor, Change, append};
+use super::transaction::Tx;
 use super::{Store, StoreError, millis};
 
 /// Plugins' stored state. Made by [`Store::plugin_state`].
@@ -43,14 +46,22 @@ impl PluginState<'_> {
         })
     }
 
-    /// Sets (or with `None` removes) the API configuration of `plugin`.
+    /// Sets (or with `None` removes) the API configuration of `plugin`, audited as done
+    /// by `actor` (the configuration is in the log: secrets are referred to by name).
     pub async fn put_config(
         self,
         plugin: &str,
         config: Option<&Json>,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let change = match config {
+            Some(config) => Change::new(actor, "plugin.configure", plugin)
+                .with(serde_json::json!({ "config": config })),
+            None => Change::new(actor, "plugin.unconfigure", plugin),
+        };
         on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
             match config {
                 Some(config) => {
                     sqlx::query(
@@ -60,16 +71,18 @@ impl PluginState<'_> {
                     .bind(plugin)
                     .bind(config.to_string())
                     .bind(millis(now))
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
                 }
                 None => {
                     sqlx::query("DELETE FROM plugin_config WHERE plugin = $1")
                         .bind(plugin)
-                        .execute(pool)
+                        .execute(&mut *tx)
                         .await?;
                 }
             }
+            append(Tx::from(&mut *tx), &change, now).await?;
+            tx.commit().await?;
             Ok(())
         })
     }

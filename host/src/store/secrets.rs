@@ -1,11 +1,13 @@
 //! Secrets as stored: sealed values under their names, with the fingerprint of the master
 //! key that sealed them. Sealing and opening is the `secrets` module's job; the store never
-//! sees a plaintext.
+//! sees a plaintext. Setting and deleting one is audited (by name) in the same transaction.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::audit::{Actor, Change, append};
+use super::transaction::Tx;
 use super::{Store, StoreError, from_millis, millis};
 
 /// Sealed secret values. Made by [`Store::secrets`].
@@ -34,14 +36,18 @@ pub struct SecretInfo {
 }
 
 impl Secrets<'_> {
-    /// Stores a sealed secret (insert or replace).
+    /// Stores a sealed secret (insert or replace), audited as set by `actor`.
     pub async fn put(
         self,
         name: &str,
         sealed: &Sealed,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let change = Change::new(actor, "secret.put", name)
+            .with(serde_json::json!({"key_id": sealed.key_id}));
         on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
@@ -52,8 +58,10 @@ impl Secrets<'_> {
             .bind(&sealed.nonce)
             .bind(&sealed.ciphertext)
             .bind(millis(now))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            append(Tx::from(&mut *tx), &change, now).await?;
+            tx.commit().await?;
             Ok(())
         })
     }
@@ -118,16 +126,24 @@ impl Secrets<'_> {
         })
     }
 
-    /// Deletes a secret; returns whether it existed.
-    pub async fn delete(self, name: &str) -> Result<bool, StoreError> {
-        on_writer!(self.store, |pool| Ok(sqlx::query(
-            "DELETE FROM secrets WHERE name = $1"
-        )
-        .bind(name)
-        .execute(pool)
-        .await?
-        .rows_affected()
-            == 1))
+    /// Deletes a secret, audited as done by `actor`; returns whether it existed.
+    pub async fn delete(self, name: &str, actor: &Actor) -> Result<bool, StoreError> {
+        let change = Change::new(actor, "secret.delete", name);
+        let now = Utc::now();
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM secrets WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if deleted {
+                append(Tx::from(&mut *tx), &change, now).await?;
+                tx.commit().await?;
+            }
+            Ok(deleted)
+        })
     }
 
     /// Re-seals every secret in one transaction: `reseal` gets each name and sealed value

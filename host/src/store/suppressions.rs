@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::audit::{Actor, Change, append};
 use super::rows::suppression;
 use super::transaction::{Tx, on_tx};
 use super::{Store, StoreError, millis};
@@ -50,28 +51,41 @@ impl Suppressions<'_> {
         })
     }
 
-    /// Blocks `purpose` (`*`: every purpose) for `address`. Keeps the first reason.
+    /// Blocks `purpose` (`*`: every purpose) for `address`, audited as done by `actor`.
+    /// Keeps the first reason; returns whether the suppression is new.
     pub async fn add(
         self,
         address: &str,
         purpose: &str,
         reason: &str,
         detail: Option<&str>,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        on_writer!(self.store, |pool| Ok(sqlx::query(
-            "INSERT INTO email_suppressions (address, purpose, reason, detail, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address, purpose) DO NOTHING",
-        )
-        .bind(address.trim().to_lowercase())
-        .bind(purpose)
-        .bind(reason)
-        .bind(detail)
-        .bind(millis(now))
-        .execute(pool)
-        .await?
-        .rows_affected()
-            == 1))
+        let address = address.trim().to_lowercase();
+        let change = Change::new(actor, "suppression.add", &address)
+            .with(serde_json::json!({"purpose": purpose, "reason": reason}));
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let added = sqlx::query(
+                "INSERT INTO email_suppressions (address, purpose, reason, detail, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address, purpose) DO NOTHING",
+            )
+            .bind(&address)
+            .bind(purpose)
+            .bind(reason)
+            .bind(detail)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if added {
+                append(Tx::from(&mut *tx), &change, now).await?;
+                tx.commit().await?;
+            }
+            Ok(added)
+        })
     }
 
     /// Suppressions of one address, or all (newest first).

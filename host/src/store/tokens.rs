@@ -1,8 +1,11 @@
 //! API tokens: only their SHA-256 hashes are stored, with a role, a description, an
-//! optional expiry and narrowing, and when they were revoked and last used.
+//! optional expiry and narrowing, the user they belong to, and when they were revoked and
+//! last used. Creating and revoking one is audited in the same transaction.
 
 use chrono::{DateTime, Utc};
 
+use super::audit::{Actor, Change, append};
+use super::transaction::Tx;
 use super::{Store, StoreError, from_millis, millis};
 
 /// API tokens. Made by [`Store::tokens`].
@@ -23,6 +26,8 @@ pub struct TokenInfo {
     pub last_used_at: Option<DateTime<Utc>>,
     /// The permissions it is narrowed to; `None`: all of its role's.
     pub scopes: Option<Vec<String>>,
+    /// The user it belongs to, if any.
+    pub user_id: Option<String>,
 }
 
 /// What a new token may do and for how long.
@@ -32,6 +37,8 @@ pub struct NewToken<'a> {
     pub description: Option<&'a str>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Option<&'a [String]>,
+    /// The user it belongs to (its role is one of theirs).
+    pub user_id: Option<&'a str>,
 }
 
 type Row = (
@@ -43,13 +50,15 @@ type Row = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
 const COLUMNS: &str =
-    "id, role, description, created_at, expires_at, revoked_at, last_used_at, scopes";
+    "id, role, description, created_at, expires_at, revoked_at, last_used_at, scopes, user_id";
 
 fn info(row: Row) -> TokenInfo {
-    let (id, role, description, created_at, expires_at, revoked_at, last_used_at, scopes) = row;
+    let (id, role, description, created_at, expires_at, revoked_at, last_used_at, scopes, user_id) =
+        row;
     TokenInfo {
         id,
         role,
@@ -59,11 +68,13 @@ fn info(row: Row) -> TokenInfo {
         revoked_at: revoked_at.map(from_millis),
         last_used_at: last_used_at.map(from_millis),
         scopes: scopes.map(|s| s.split_whitespace().map(str::to_string).collect()),
+        user_id,
     }
 }
 
 impl Tokens<'_> {
-    /// Stores a new token's hash.
+    /// Stores a new token's hash (the server's first admin token; tests), audited as made
+    /// by the server.
     pub async fn insert(
         self,
         id: &str,
@@ -80,24 +91,35 @@ impl Tokens<'_> {
                 description,
                 ..NewToken::default()
             },
+            &Actor::named("server"),
             now,
         )
         .await
     }
 
-    /// Stores a new token's hash with its expiry and narrowing.
+    /// Stores a new token's hash with its expiry, narrowing and user, and audits it as
+    /// made by `actor`.
     pub async fn create(
         self,
         id: &str,
         token_hash: &str,
         token: &NewToken<'_>,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let scopes = token.scopes.map(|s| s.join(" "));
+        let change = Change::new(actor, "token.create", id).with(serde_json::json!({
+            "role": token.role,
+            "user_id": token.user_id,
+            "scopes": token.scopes,
+            "expires_at": token.expires_at,
+            "description": token.description,
+        }));
         on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO api_tokens (id, token_hash, role, description, created_at, expires_at, scopes) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO api_tokens (id, token_hash, role, description, created_at, expires_at, scopes, user_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id)
             .bind(token_hash)
@@ -106,8 +128,11 @@ impl Tokens<'_> {
             .bind(millis(now))
             .bind(token.expires_at.map(millis))
             .bind(scopes.as_deref())
-            .execute(pool)
+            .bind(token.user_id)
+            .execute(&mut *tx)
             .await?;
+            append(Tx::from(&mut *tx), &change, now).await?;
+            tx.commit().await?;
             Ok(())
         })
     }
@@ -140,17 +165,30 @@ impl Tokens<'_> {
         Ok(rows.into_iter().map(info).collect())
     }
 
-    /// Revokes token `id`; false if there is no such token or it was revoked already.
-    pub async fn revoke(self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Revokes token `id` and audits it as done by `actor`; false if there is no such
+    /// token or it was revoked already.
+    pub async fn revoke(
+        self,
+        id: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let change = Change::new(actor, "token.revoke", id);
         on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
             )
             .bind(millis(now))
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            append(Tx::from(&mut *tx), &change, now).await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
