@@ -166,6 +166,60 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     (P::TestingClock, &[]),
 ];
 
+/// What a workflow is about (`domain:` in its file): its runs and their history are
+/// visible only to the roles that own the domain ([`DOMAINS`]), besides admins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    Leads,
+    Tickets,
+    Campaigns,
+}
+
+impl Domain {
+    pub const ALL: [Domain; 3] = [Domain::Leads, Domain::Tickets, Domain::Campaigns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Leads => "leads",
+            Domain::Tickets => "tickets",
+            Domain::Campaigns => "campaigns",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Domain> {
+        Domain::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+}
+
+/// Which roles own which domain. Integrators see every domain (they follow what their
+/// plugins did in a run); a workflow without a domain is everyone's who may read runs.
+pub const DOMAINS: &[(Domain, &[Role])] = &[
+    (Domain::Leads, &[R::Integrator, R::Marketing, R::Sales]),
+    (Domain::Tickets, &[R::Integrator, R::ServiceLead]),
+    (Domain::Campaigns, &[R::Integrator, R::Marketing]),
+];
+
+/// Whether `role` sees the workflows, runs and history of `domain` (`None`: a workflow
+/// without one).
+pub fn sees(role: Role, domain: Option<Domain>) -> bool {
+    let Some(domain) = domain else {
+        return true;
+    };
+    role == Role::Admin
+        || DOMAINS
+            .iter()
+            .any(|(d, roles)| *d == domain && roles.contains(&role))
+}
+
+/// The domains `role` sees, or `None` if it sees them all.
+pub fn visible_domains(role: Role) -> Option<Vec<Domain>> {
+    let seen: Vec<Domain> = Domain::ALL
+        .into_iter()
+        .filter(|d| sees(role, Some(*d)))
+        .collect();
+    (seen.len() < Domain::ALL.len()).then_some(seen)
+}
+
 /// The one decision: whether `role` has `permission`. Deny by default — a permission
 /// missing from [`GRANTS`] is an admin's only.
 pub fn allows(role: Role, permission: Permission) -> bool {
@@ -231,5 +285,22 @@ mod tests {
         assert!(!allows(Role::Viewer, Permission::SecretsRead));
         assert!(!allows(Role::Sales, Permission::RunsStart));
         assert!(allows(Role::Integrator, Permission::PluginsConfigure));
+    }
+
+    #[test]
+    fn domains_are_seen_by_their_owners() {
+        assert!(sees(Role::ServiceLead, Some(Domain::Tickets)));
+        assert!(!sees(Role::ServiceLead, Some(Domain::Campaigns)));
+        assert!(!sees(Role::Marketing, Some(Domain::Tickets)));
+        assert!(sees(Role::Viewer, None), "a workflow without a domain");
+        assert_eq!(visible_domains(Role::Admin), None);
+        assert_eq!(visible_domains(Role::Integrator), None);
+        assert_eq!(
+            visible_domains(Role::Marketing),
+            Some(vec![Domain::Leads, Domain::Campaigns])
+        );
+        for domain in Domain::ALL {
+            assert_eq!(Domain::parse(domain.as_str()), Some(domain));
+        }
     }
 }

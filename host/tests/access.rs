@@ -527,6 +527,169 @@ async fn rate_limits_answer_429_until_the_client_may_again() {
     );
 }
 
+async fn runs_and_workflows_are_seen_by_the_roles_owning_their_domain() {
+    let (app, f) = app().await;
+    let recall = r#"{"input": {"campaign": "R-1", "series": "S-9", "customers": [{"id": "K-1", "name": "Groß", "email": "a@b.de"}]}}"#;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/recall-campaign/runs",
+        Some(recall),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let campaign = body["id"].as_str().unwrap().to_string();
+    let ticket = r#"{"input": {"id": "T-1", "customer_id": "K-1", "priority": "hoch", "subject": "Kühlung fällt aus"}}"#;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/workflows/ticket-escalation/runs",
+        Some(ticket),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let escalation = body["id"].as_str().unwrap().to_string();
+    f.settle().await;
+
+    let store = f.engine.store();
+    for role in ["marketing", "service-lead", "integrator"] {
+        let token = format!("kt_domain_{role}");
+        store
+            .tokens()
+            .insert(&token, &hash_token(&token), role, None, f.clock.now())
+            .await
+            .unwrap();
+    }
+    let runs_of = async |token: &str| {
+        let (status, body) =
+            call_as(&app, token, "GET", "/api/v1/runs?limit=1000", None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut workflows: Vec<String> = body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["workflow"].as_str().unwrap(),
+                    r["domain"].as_str().unwrap()
+                )
+            })
+            .collect();
+        workflows.sort();
+        workflows.dedup();
+        workflows
+    };
+    assert_eq!(
+        runs_of("kt_domain_marketing").await,
+        ["recall-campaign campaigns", "recall-contact campaigns"]
+    );
+    assert_eq!(
+        runs_of("kt_domain_service-lead").await,
+        ["ticket-escalation tickets"]
+    );
+    assert_eq!(
+        runs_of("kt_domain_integrator").await.len(),
+        3,
+        "integrators see every domain"
+    );
+
+    // Another domain's run is not there: 404, exactly as for an id that never existed.
+    let (status, hidden) = call_as(
+        &app,
+        "kt_domain_marketing",
+        "GET",
+        &format!("/api/v1/runs/{escalation}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, never) = call_as(
+        &app,
+        "kt_domain_marketing",
+        "GET",
+        "/api/v1/runs/no-such-run",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(&escalation, "ID"),
+        never["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-run", "ID")
+    );
+    for action in ["cancel", "retry"] {
+        let uri = format!("/api/v1/runs/{escalation}/{action}");
+        let (status, _) = call_as(&app, "kt_domain_marketing", "POST", &uri, None, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+    }
+    let (status, run) = call_as(
+        &app,
+        "kt_domain_service-lead",
+        "GET",
+        &format!("/api/v1/runs/{escalation}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["status"], "waiting", "{run}");
+    let (status, _) = call_as(
+        &app,
+        "kt_domain_service-lead",
+        "GET",
+        &format!("/api/v1/runs/{campaign}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call_as(
+        &app,
+        "kt_domain_marketing",
+        "POST",
+        "/api/v1/workflows/ticket-escalation/runs",
+        Some(ticket),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "there is no workflow `ticket-escalation`"
+    );
+
+    // The workflow list shows a role its own domains.
+    let (_, list) = call_as(
+        &app,
+        "kt_domain_service-lead",
+        "GET",
+        "/api/v1/workflows",
+        None,
+        &[],
+    )
+    .await;
+    let names: Vec<&str> = list["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ticket-escalation"], "{list}");
+    assert_eq!(list["valid"], 1);
+    let (_, list) = call(&app, "GET", "/api/v1/workflows", None, &[]).await;
+    assert_eq!(list["valid"], 5, "an admin sees them all");
+    assert_eq!(list["workflows"][0]["domain"], "leads");
+}
+
 async fn get_open_with_token(app: &axum::Router) -> (StatusCode, String) {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -549,4 +712,5 @@ kontor::on_both_backends!(
     users_are_managed_by_admins_and_their_tokens_follow_them,
     webhooks_are_verified_with_an_independent_hmac,
     rate_limits_answer_429_until_the_client_may_again,
+    runs_and_workflows_are_seen_by_the_roles_owning_their_domain,
 );

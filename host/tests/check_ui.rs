@@ -179,7 +179,7 @@ fn oversized_and_non_utf8_files_are_invalid_unread_and_never_block_a_reload() {
         panic!("many.yaml is invalid");
     };
     assert!(diagnostics.len() >= 25, "{diagnostics:?}");
-    let listed = catalog.summaries_after(Some("latin1"), 1);
+    let listed = catalog.summaries_after(Some("latin1"), 1, |_| true);
     assert_eq!(listed[0].name, "many");
     assert_eq!(listed[0].diagnostics.len(), 20);
     assert_eq!(listed[0].more_diagnostics, diagnostics.len() - 20);

@@ -243,6 +243,7 @@ async fn a_poisoned_pinned_version_fails_its_run_and_never_crash_loops_the_serve
                 id: run_id.clone(),
                 workflow: "poisoned".into(),
                 version: "poisoned-v1".into(),
+                domain: None,
                 source,
                 input: json!({}),
                 parent_id: None,

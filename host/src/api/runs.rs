@@ -1,9 +1,9 @@
 //! Runs: starting one (idempotently with an `Idempotency-Key`), listing and reading them
 //! with their step history, cancelling and retrying.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::auth::Principal;
 use super::body::parse_body;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
@@ -49,10 +50,17 @@ pub struct StartedRun {
               (status = 422, description = "The input does not match the workflow's input schema, or the `Idempotency-Key` was used with another body", body = ErrorBody)))]
 pub async fn start_run(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
+    // A workflow of a domain the caller does not own is one they do not know of.
+    if let Some(workflow) = state.engine.catalog().get(&name)
+        && !principal.sees(workflow.domain.map(|d| d.as_str()))
+    {
+        return Err(crate::engine::EngineError::UnknownWorkflow(name).into());
+    }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -159,6 +167,7 @@ pub(super) fn time_param(
               (status = 422, body = ErrorBody)))]
 pub async fn list_runs(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<ListRunsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = match &query.status {
@@ -184,6 +193,8 @@ pub async fn list_runs(
             before: query.cursor,
             created_after: time_param("created_after", &query.created_after)?,
             created_before: time_param("created_before", &query.created_before)?,
+            domains: crate::access::visible_domains(principal.role)
+                .map(|seen| seen.iter().map(|d| d.as_str()).collect()),
             limit,
         })
         .await?;
@@ -199,14 +210,11 @@ pub async fn list_runs(
               (status = 404, body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let run = visible_run(&state, &principal, &id).await?;
     let store = state.store;
-    let run = store
-        .runs()
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no run `{id}`")))?;
     let steps = store.runs().steps(&id).await?;
     let children = store.runs().child_counts(&id).await?;
     let mut body = serde_json::to_value(run).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -224,8 +232,10 @@ pub async fn get_run(
               (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel_run(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    visible_run(&state, &principal, &id).await?;
     match state.engine.cancel_run(&id).await? {
         None => Err(ApiError::NotFound(format!("there is no run `{id}`"))),
         Some(cancelled) if cancelled.is_empty() => Err(ApiError::Conflict(format!(
@@ -243,8 +253,10 @@ pub async fn cancel_run(
               (status = 404, body = ErrorBody), (status = 409, description = "The run has not failed", body = ErrorBody)))]
 pub async fn retry_run(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    visible_run(&state, &principal, &id).await?;
     match state.engine.retry_run(&id).await? {
         Ok(step) => Ok(Json(
             json!({"id": id, "status": "running", "retrying_step": step}),
@@ -256,4 +268,19 @@ pub async fn retry_run(
             "run `{id}` is {status}; only failed runs can be retried"
         ))),
     }
+}
+
+/// Run `id` if it exists and `principal` sees its domain; 404 alike otherwise.
+async fn visible_run(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<RunView, ApiError> {
+    state
+        .store
+        .runs()
+        .get(id)
+        .await?
+        .filter(|run| principal.sees(run.domain.as_deref()))
+        .ok_or_else(|| ApiError::NotFound(format!("there is no run `{id}`")))
 }

@@ -39,6 +39,7 @@ pub struct ListWorkflowsQuery {
               (status = 422, body = ErrorBody)))]
 pub async fn list_workflows(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<ListWorkflowsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(query.limit)?;
@@ -46,6 +47,7 @@ pub async fn list_workflows(
         &state.engine.catalog(),
         query.cursor.as_deref(),
         limit,
+        principal.role,
     )))
 }
 
@@ -61,7 +63,7 @@ pub async fn reload_workflows(
         registry.refresh().await;
     }
     let catalog = state.engine.load_catalog(&state.workflows_dir);
-    let answer = page(&catalog, None, DEFAULT_PAGE);
+    let answer = page(&catalog, None, DEFAULT_PAGE, principal.role);
     let actor = principal.actor();
     let change = Change::new(&actor, "workflows.reload", "workflows").with(serde_json::json!({
         "valid": answer.valid, "invalid": answer.invalid,
@@ -81,10 +83,18 @@ fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
     super::extract::page_limit(limit, DEFAULT_PAGE as u32).map(|n| n as usize)
 }
 
-/// Up to `limit` workflows named after `cursor`.
-fn page(catalog: &crate::workflow::Catalog, cursor: Option<&str>, limit: usize) -> WorkflowList {
-    let valid = catalog.valid().count();
-    let mut workflows = catalog.summaries_after(cursor, limit + 1);
+/// Up to `limit` workflows named after `cursor`, of those `role` sees (every invalid file:
+/// its domain is unknown).
+fn page(
+    catalog: &crate::workflow::Catalog,
+    cursor: Option<&str>,
+    limit: usize,
+    role: crate::access::Role,
+) -> WorkflowList {
+    let shown = |domain| crate::access::sees(role, domain);
+    let valid = catalog.valid().filter(|w| shown(w.domain)).count();
+    let invalid = catalog.workflows.len() - catalog.valid().count();
+    let mut workflows = catalog.summaries_after(cursor, limit + 1, shown);
     let next_cursor = if workflows.len() > limit {
         workflows.truncate(limit);
         workflows.last().map(|w| w.name.clone())
@@ -99,7 +109,7 @@ fn page(catalog: &crate::workflow::Catalog, cursor: Option<&str>, limit: usize) 
             .map(ToString::to_string)
             .collect(),
         valid,
-        invalid: catalog.workflows.len() - valid,
+        invalid,
         next_cursor,
     }
 }

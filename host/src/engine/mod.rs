@@ -225,6 +225,7 @@ impl Engine {
             id: new_run_id(),
             workflow: workflow.name.clone(),
             version: workflow.version.clone(),
+            domain: workflow.domain.map(|d| d.as_str().to_string()),
             source: workflow.source.clone(),
             input,
             parent_id: None,

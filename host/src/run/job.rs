@@ -12,6 +12,8 @@ pub struct NewRun {
     pub id: String,
     pub workflow: String,
     pub version: String,
+    /// The workflow's domain (`leads`, …), kept with the run: who may see it.
+    pub domain: Option<String>,
     /// The workflow file's text, stored once per version.
     pub source: String,
     pub input: Json,

@@ -151,6 +151,7 @@ impl StepAction for Start {
                 id: new_run_id(),
                 workflow: child.name.clone(),
                 version: child.version.clone(),
+                domain: child.domain.map(|d| d.as_str().to_string()),
                 source: child.source.clone(),
                 input: child_input,
                 parent_id: Some(parent.clone()),

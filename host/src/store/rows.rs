@@ -60,6 +60,7 @@ pub(super) fn run_view(r: &impl Cols) -> Result<RunView, StoreError> {
         id: r.text("id"),
         workflow: r.text("workflow"),
         version: r.text("version"),
+        domain: r.opt_text("domain"),
         status: status_of(r)?,
         input: json_of(r, "input")?,
         output: opt_json_of(r, "output")?,

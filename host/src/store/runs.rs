@@ -25,6 +25,9 @@ pub struct RunView {
     pub workflow: String,
     /// SHA-256 of the workflow file the run started with.
     pub version: String,
+    /// The workflow's domain when the run started (`leads`, `tickets`, `campaigns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub status: RunStatus,
     #[schema(value_type = Object)]
     pub input: Json,
@@ -58,6 +61,8 @@ pub struct RunFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only runs created before this time.
     pub created_before: Option<DateTime<Utc>>,
+    /// Only runs of these domains, and runs without one; `None`: every run.
+    pub domains: Option<Vec<&'static str>>,
     pub limit: u32,
 }
 
@@ -161,6 +166,8 @@ impl Runs<'_> {
                    AND (CAST($4 AS TEXT) IS NULL OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $4))
                    AND (CAST($6 AS BIGINT) IS NULL OR created_at >= $6)
                    AND (CAST($7 AS BIGINT) IS NULL OR created_at < $7)
+                   AND (CAST($8 AS TEXT) IS NULL OR domain IS NULL
+                        OR (' ' || $8 || ' ') LIKE ('% ' || domain || ' %'))
                  ORDER BY created_at DESC, id DESC
                  LIMIT $5",
             )
@@ -171,6 +178,7 @@ impl Runs<'_> {
             .bind(i64::from(filter.limit.clamp(1, 1000)))
             .bind(filter.created_after.map(millis))
             .bind(filter.created_before.map(millis))
+            .bind(filter.domains.as_ref().map(|d| d.join(" ")))
             .fetch_all(pool)
             .await?;
             rows.iter().map(run_view).collect()
@@ -318,8 +326,8 @@ pub(super) async fn insert_run(
     on_tx!(tx, |conn| {
         sqlx::query(
         "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
-                           depth, trigger_key, events_after, created_at, updated_at)
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM events), $10, $10)",
+                           depth, trigger_key, events_after, created_at, updated_at, domain)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM events), $10, $10, $11)",
     )
     .bind(&run.id)
     .bind(&run.workflow)
@@ -331,6 +339,7 @@ pub(super) async fn insert_run(
     .bind(run.depth)
     .bind(&run.trigger_key)
     .bind(millis(now))
+    .bind(&run.domain)
     .execute(conn)
     .await
     .map(|done| done.rows_affected())

@@ -44,6 +44,9 @@ pub struct WorkflowSummary {
     #[schema(value_type = String)]
     pub file: PathBuf,
     pub valid: bool,
+    /// What the workflow is about (`leads`, `tickets`, `campaigns`): who sees its runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,7 +276,12 @@ impl Catalog {
 
     /// At most `limit` summaries of the workflows named after `cursor`, in name order;
     /// an invalid one lists its first [`LISTED_DIAGNOSTICS`] problems and counts the rest.
-    pub fn summaries_after(&self, cursor: Option<&str>, limit: usize) -> Vec<WorkflowSummary> {
+    pub fn summaries_after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        shown: impl Fn(Option<crate::access::Domain>) -> bool,
+    ) -> Vec<WorkflowSummary> {
         use std::ops::Bound;
         let from = match cursor {
             Some(name) => Bound::Excluded(name.to_string()),
@@ -281,12 +289,17 @@ impl Catalog {
         };
         self.workflows
             .range((from, Bound::Unbounded))
+            .filter(|(_, entry)| match entry {
+                WorkflowEntry::Valid(w) => shown(w.domain),
+                WorkflowEntry::Invalid { .. } => true,
+            })
             .take(limit)
             .map(|(name, entry)| match entry {
                 WorkflowEntry::Valid(w) => WorkflowSummary {
                     name: name.clone(),
                     file: w.file.clone(),
                     valid: true,
+                    domain: w.domain.map(|d| d.as_str().to_string()),
                     version: Some(w.version.clone()),
                     description: w.description.clone(),
                     trigger: Some(match &w.trigger {
@@ -308,6 +321,7 @@ impl Catalog {
                     name: name.clone(),
                     file: file.clone(),
                     valid: false,
+                    domain: None,
                     version: None,
                     description: None,
                     trigger: None,

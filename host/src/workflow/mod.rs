@@ -64,6 +64,9 @@ pub use interpolation::ComputedValue;
 pub struct Workflow {
     pub name: String,
     pub description: Option<String>,
+    /// What the workflow is about: the roles owning it see its runs
+    /// ([`crate::access::sees`]).
+    pub domain: Option<crate::access::Domain>,
     /// SHA-256 of the file's bytes; runs pin the version they started with.
     pub version: String,
     /// The file's text, stored with each new version so old runs can resume after the

@@ -24,6 +24,9 @@ pub struct WorkflowFile {
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// What the workflow is about (`leads`, `tickets`, `campaigns`): who sees its runs.
+    #[serde(default)]
+    pub domain: Option<Spanned<String>>,
     /// JSON Schema of the run input.
     #[serde(default)]
     pub input: Option<Spanned<serde_json::Value>>,

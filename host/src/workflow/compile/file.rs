@@ -81,6 +81,7 @@ impl Compiler<'_> {
         self.check_references(steps_source, &successors, &index, &input_properties);
 
         let trigger = self.trigger(&file);
+        let domain = self.domain(&file);
 
         if !self.diagnostics.is_empty() || steps.len() != steps_source.len() {
             return None;
@@ -89,6 +90,7 @@ impl Compiler<'_> {
         Some(Workflow {
             name: file.name.value.clone(),
             description: file.description.clone(),
+            domain,
             version: hex::encode(Sha256::digest(text.as_bytes())),
             source: text.to_string(),
             file: self.at.path.to_path_buf(),
@@ -185,6 +187,27 @@ impl Compiler<'_> {
                 (None, None, None)
             }
         }
+    }
+
+    /// The `domain:` of the file, if it names one of [`crate::access::Domain`].
+    fn domain(&mut self, file: &WorkflowFile) -> Option<crate::access::Domain> {
+        let domain = file.domain.as_ref()?;
+        let parsed = crate::access::Domain::parse(&domain.value);
+        if parsed.is_none() {
+            let names: Vec<&str> = crate::access::Domain::ALL
+                .iter()
+                .map(|d| d.as_str())
+                .collect();
+            let d = self
+                .at
+                .at(domain, format!("unknown domain `{}`", domain.value))
+                .with_hint(format!(
+                    "use one of {}, or leave `domain` out for a workflow every role that reads runs may see",
+                    names.join(", ")
+                ));
+            self.error(d);
+        }
+        parsed
     }
 
     fn trigger(&mut self, file: &WorkflowFile) -> Option<Trigger> {
