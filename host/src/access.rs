@@ -23,7 +23,8 @@ pub enum Role {
     ServiceLead,
     /// Their leads and the customer overview.
     Sales,
-    /// Reading what is configured, no personal data.
+    /// Reading everything but secrets, users and the audit log, with personal data
+    /// redacted ([`crate::redact`]).
     Viewer,
 }
 
@@ -147,10 +148,13 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     ),
     (P::WorkflowsReload, &[R::Integrator]),
     (P::RunsStart, &[R::Marketing, R::ServiceLead]),
-    (P::RunsRead, &[R::Integrator, R::Marketing, R::ServiceLead]),
+    (
+        P::RunsRead,
+        &[R::Integrator, R::Marketing, R::ServiceLead, R::Viewer],
+    ),
     (P::RunsOperate, &[R::Marketing, R::ServiceLead]),
     (P::EventsDeliver, &[R::Integrator, R::ServiceLead]),
-    (P::RecordsRead, &[R::Marketing, R::ServiceLead]),
+    (P::RecordsRead, &[R::Marketing, R::ServiceLead, R::Viewer]),
     (P::PluginsRead, &[R::Integrator, R::Viewer]),
     (P::PluginsConfigure, &[R::Integrator]),
     (P::SecretsRead, &[R::Integrator]),
@@ -159,7 +163,10 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     (P::EmailReportBounces, &[R::Marketing]),
     (P::SuppressionsRead, &[R::Marketing]),
     (P::EmailTestSend, &[R::Marketing]),
-    (P::CustomersRead, &[R::ServiceLead, R::Sales, R::Integrator]),
+    (
+        P::CustomersRead,
+        &[R::ServiceLead, R::Sales, R::Integrator, R::Viewer],
+    ),
     (P::UsersRead, &[]),
     (P::UsersWrite, &[]),
     (P::AuditRead, &[]),
@@ -192,11 +199,15 @@ impl Domain {
 }
 
 /// Which roles own which domain. Integrators see every domain (they follow what their
-/// plugins did in a run); a workflow without a domain is everyone's who may read runs.
+/// plugins did in a run), viewers too (with personal data redacted: [`crate::redact`]); a
+/// workflow without a domain is everyone's who may read runs.
 pub const DOMAINS: &[(Domain, &[Role])] = &[
-    (Domain::Leads, &[R::Integrator, R::Marketing, R::Sales]),
-    (Domain::Tickets, &[R::Integrator, R::ServiceLead]),
-    (Domain::Campaigns, &[R::Integrator, R::Marketing]),
+    (
+        Domain::Leads,
+        &[R::Integrator, R::Marketing, R::Sales, R::Viewer],
+    ),
+    (Domain::Tickets, &[R::Integrator, R::ServiceLead, R::Viewer]),
+    (Domain::Campaigns, &[R::Integrator, R::Marketing, R::Viewer]),
 ];
 
 /// Whether `role` sees the workflows, runs and history of `domain` (`None`: a workflow

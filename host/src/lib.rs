@@ -30,6 +30,7 @@
 //! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens |
 //! | [`access`] | roles, permissions and the one table between them; every route names its permission |
 //! | [`webhooks`] | signed inbound webhooks: the `Kontor-Signature` header, HMAC-SHA256 over time and body, the replay window, `[webhooks.SOURCE]` |
+//! | [`redact`] | personal data taken out of an answer for the `viewer` role, in one walk by key |
 //! | [`users`] | the people who use Kontor: what a user's name, email, roles, team and rep id may hold |
 //! | [`api`] | the only module that speaks HTTP: axum router, one file per resource, bearer tokens and the one `authorize` (`api/auth.rs`), rate limits (`api/rate_limit.rs`), signed webhooks (`api/hooks.rs`), JSON errors (malformed paths and query strings too: `api/extract.rs`); the listener with its connection and request limits and timeouts (`api/listener.rs`) |
 //! | [`customer_overview`] | the customer's 360° view from the configured ERP connector, with a short cache |
@@ -63,6 +64,7 @@ pub mod engine;
 pub mod expr;
 pub mod observability;
 pub mod plugin_services;
+pub mod redact;
 pub mod retention;
 pub mod run;
 pub mod secrets;

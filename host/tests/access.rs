@@ -554,7 +554,7 @@ async fn runs_and_workflows_are_seen_by_the_roles_owning_their_domain() {
     f.settle().await;
 
     let store = f.engine.store();
-    for role in ["marketing", "service-lead", "integrator"] {
+    for role in ["marketing", "service-lead", "integrator", "viewer"] {
         let token = format!("kt_domain_{role}");
         store
             .tokens()

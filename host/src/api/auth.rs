@@ -55,8 +55,38 @@ pub async fn authorize(
             names.join(", ")
         )));
     }
+    let redacted = principal.role == Role::Viewer;
     request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
+    let response = next.run(request).await;
+    if redacted {
+        return redact_response(response).await;
+    }
+    Ok(response)
+}
+
+/// The largest answer redacted; larger ones are refused rather than sent unredacted.
+const MAX_REDACTED: usize = 64 * 1024 * 1024;
+
+/// `response` with the personal data of its JSON body redacted ([`crate::redact`]).
+async fn redact_response(response: Response) -> Result<Response, ApiError> {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_REDACTED)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading an answer to redact: {e}")))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("an answer to redact is not JSON: {e}")))?;
+    crate::redact::redact(&mut value);
+    let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 /// Who a request comes from: its token, the token's role and narrowing, and the person
