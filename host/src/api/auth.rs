@@ -115,6 +115,22 @@ impl Principal {
         }
     }
 
+    /// Whether this principal reaches an object assigned to `team` and `owner` (a user id
+    /// or rep id): sales only what is assigned to them or their team — a sales token of
+    /// no user reaches nothing — everyone else every object. Routes answer 404 for one it
+    /// does not reach, as for an id that does not exist (the lead, ticket and campaign
+    /// routes check each object with this).
+    pub fn reaches(&self, team: Option<&str>, owner: Option<&str>) -> bool {
+        if self.role != Role::Sales {
+            return true;
+        }
+        let Some(user) = &self.user else {
+            return false;
+        };
+        let mine = |o: &str| o == user.id || user.rep.as_deref() == Some(o);
+        owner.is_some_and(mine) || (team.is_some() && team == user.team.as_deref())
+    }
+
     /// How the audit log names this principal.
     pub fn actor(&self) -> Actor {
         Actor {
@@ -208,4 +224,55 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
         scopes,
         user,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, team: Option<&str>) -> Principal {
+        let now = chrono::Utc::now();
+        Principal {
+            token_id: "t".into(),
+            role,
+            scopes: None,
+            user: Some(crate::store::users::User {
+                id: "u-1".into(),
+                name: "Sandra Vogel".into(),
+                email: "sandra@kaelte-nord.de".into(),
+                roles: vec![role.as_str().into()],
+                team: team.map(str::to_string),
+                rep: Some("R-17".into()),
+                active: true,
+                created_at: now,
+                updated_at: now,
+                deactivated_at: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn sales_reach_their_own_and_their_teams_objects_only() {
+        let sandra = principal(Role::Sales, Some("Nord"));
+        assert!(sandra.reaches(Some("Nord"), None));
+        assert!(
+            sandra.reaches(Some("Süd"), Some("R-17")),
+            "assigned to her rep id"
+        );
+        assert!(sandra.reaches(None, Some("u-1")), "assigned to her");
+        assert!(!sandra.reaches(Some("Süd"), Some("R-18")));
+        assert!(!sandra.reaches(None, None));
+        let no_team = principal(Role::Sales, None);
+        assert!(!no_team.reaches(None, Some("R-18")));
+        assert!(
+            !no_team.reaches(None, None),
+            "no team matches an unassigned object"
+        );
+        let anonymous = Principal {
+            user: None,
+            ..principal(Role::Sales, Some("Nord"))
+        };
+        assert!(!anonymous.reaches(Some("Nord"), Some("R-17")));
+        assert!(principal(Role::Marketing, None).reaches(Some("Süd"), Some("R-18")));
+    }
 }
