@@ -87,6 +87,28 @@ pub fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> Diagnostic {
     diagnostic
 }
 
+/// The lines of a file as YAML (and editors) count them: a line ends at LF, CR LF or a
+/// lone CR, so a position the YAML parser reports names the line shown here.
+pub fn source_lines(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut lines = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'\n' || bytes[i] == b'\r' {
+            lines.push(&text[start..i]);
+            if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if start < text.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
 /// Suggests the closest of `candidates` to `name`, for "did you mean ...?" hints.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -148,6 +170,13 @@ pub fn circles(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_end_at_lf_crlf_and_a_lone_cr() {
+        assert_eq!(source_lines("a\nb\r\nc\rd"), ["a", "b", "c", "d"]);
+        assert_eq!(source_lines("a\n\n"), ["a", ""]);
+        assert_eq!(source_lines(""), Vec::<&str>::new());
+    }
 
     #[test]
     fn suggests_close_names_only() {

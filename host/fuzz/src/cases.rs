@@ -28,7 +28,7 @@ pub fn workflow(data: &[u8]) {
     if let Err(diagnostics) =
         kontor::workflow::compile::compile_workflow(Path::new("fuzz.yaml"), text, &environment)
     {
-        let lines = text.lines().count().max(1) as u32 + 1;
+        let lines = kontor::diagnostics::source_lines(text).len().max(1) as u32 + 1;
         for d in diagnostics {
             assert!(d.line >= 1 && d.line <= lines, "{d} is outside the file");
         }

@@ -18,7 +18,7 @@ impl<'a> Locator<'a> {
     pub fn new(path: &'a Path, text: &'a str) -> Self {
         Locator {
             path,
-            lines: text.lines().collect(),
+            lines: crate::diagnostics::source_lines(text),
         }
     }
 
