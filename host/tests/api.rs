@@ -610,10 +610,12 @@ enum Asker {
 
 /// The authorization matrix: every route of the table, asked by a token of every role,
 /// by narrowed, expired and revoked tokens, by a role this server does not know, without
-/// a token and with an unknown one, answers as the permission table says — and every
-/// permission of the table guards at least one route, so a rule cannot go unexercised.
+/// a token and with an unknown one, by users' tokens (active, deactivated, of a role the
+/// user lost), answers as the permission table says — 404 for a run of a domain the role
+/// does not own — and every permission of the table guards at least one route, so a rule
+/// cannot go unexercised.
 async fn every_route_answers_every_principal_as_the_permission_table_says() {
-    use kontor::access::{GRANTS, Permission, Role, allows};
+    use kontor::access::{GRANTS, Permission, Role, allows, sees};
     use kontor::api::{Access, route_table};
     use kontor::store::Actor;
     use kontor::store::audit::Change;
@@ -738,13 +740,28 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
     askers.push((String::new(), Asker::Nobody));
     askers.push(("kt_not_a_token".to_string(), Asker::Nobody));
 
+    // Run routes ask about a real run of a tickets workflow: roles that do not own the
+    // domain get a 404, as for a run that does not exist.
+    let ticket = f
+        .engine
+        .start_run(
+            "ticket-escalation",
+            json!({"id": "T-1", "customer_id": "K-1", "priority": "hoch", "subject": "Kühlung"}),
+        )
+        .await
+        .unwrap()
+        .run_id;
+    let scoped = |path: &str| {
+        path.starts_with("/api/v1/runs/{id}") || path == "/api/v1/workflows/{name}/runs"
+    };
     let mut cases = 0;
+    let mut hidden = 0;
     let mut exercised = std::collections::BTreeSet::new();
     for route in route_table(true) {
         let uri = route
             .path
-            .replace("{name}", "recall-campaign")
-            .replace("{id}", "x")
+            .replace("{name}", "ticket-escalation")
+            .replace("{id}", if scoped(route.path) { &ticket } else { "x" })
             .replace("{collection}", "c")
             .replace("{source}", "shop")
             .replace("{token}", "not-a-token");
@@ -821,7 +838,18 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
                 (Some(None), _) => assert_eq!(status, StatusCode::OK, "{case}"),
                 (Some(Some(permission)), Asker::Role(role)) => {
                     exercised.insert(permission);
-                    if allows(*role, permission) {
+                    let domain = Some(kontor::access::Domain::Tickets);
+                    if allows(*role, permission) && scoped(route.path) && !sees(*role, domain) {
+                        hidden += 1;
+                        assert_eq!(status, StatusCode::NOT_FOUND, "{case}");
+                        assert!(
+                            body["error"]["message"]
+                                .as_str()
+                                .unwrap()
+                                .starts_with("there is no"),
+                            "{case}"
+                        );
+                    } else if allows(*role, permission) {
                         granted(status)
                     } else {
                         forbidden(status, permission.as_str())
@@ -845,6 +873,8 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
     );
     assert_eq!(cases, route_table(true).len() * askers.len());
     assert!(cases >= 35 * 15, "{cases} cases");
+    // Marketing asks for a tickets run, cancels and retries it, and starts its workflow.
+    assert_eq!(hidden, 4, "cases of another domain's run");
 }
 
 async fn events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once() {
