@@ -138,6 +138,9 @@ impl Server {
             ),
             ("KONTOR_ENGINE_POLL_INTERVAL_MS".into(), "100".into()),
             ("RUST_LOG".into(), "warn".into()),
+            // Load tests push thousands of requests through one token; the limits have
+            // their own tests (host/tests/access.rs).
+            ("KONTOR_HTTP_RATE_LIMITS_API".into(), "off".into()),
             // The shipped and test plugins, compiled by this crate's build script.
             (
                 "KONTOR_PLUGINS_DIR".into(),

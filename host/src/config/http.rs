@@ -47,10 +47,10 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
-            api: "100/s".into(),
-            api_burst: 200,
-            public: "20/s".into(),
-            public_burst: 50,
+            api: "1000/s".into(),
+            api_burst: 2000,
+            public: "50/s".into(),
+            public_burst: 100,
         }
     }
 }
@@ -196,7 +196,7 @@ mod tests {
             api,
             Some(Rate {
                 every: Duration::from_millis(100),
-                burst: 200
+                burst: 2000
             })
         );
         assert_eq!(public, None);
