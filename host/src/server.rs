@@ -217,6 +217,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         mailer: Some(mailer),
         overviews,
         metrics_access: config.http.metrics,
+        tokens: Arc::new(api::token_cache::TokenCache::new()),
         rate_limits,
         webhooks: Arc::new(config.webhooks.clone()),
     });

@@ -186,6 +186,7 @@ impl Api {
                     kontor::customer_overview::Overviews::new(&Default::default()).unwrap(),
                 ),
                 metrics_access: kontor::config::MetricsAccess::Token,
+                tokens: Arc::new(kontor::api::token_cache::TokenCache::new()),
                 rate_limits: Arc::new(kontor::api::rate_limit::RateLimits::off()),
                 webhooks: Arc::new([("fuzz".to_string(), source)].into_iter().collect()),
             })

@@ -206,7 +206,24 @@ impl Plugin {
         let peak_memory = state.peak_memory;
         let logs = state.take_logs();
         for line in &logs {
-            tracing::info!(plugin = %self.name, level = %line.level, fields = ?line.fields, "{}", line.message);
+            // At the plugin's own level: a debug line per call stays out of an info log.
+            match line.level.as_str() {
+                "trace" => {
+                    tracing::trace!(plugin = %self.name, fields = ?line.fields, "{}", line.message)
+                }
+                "debug" => {
+                    tracing::debug!(plugin = %self.name, fields = ?line.fields, "{}", line.message)
+                }
+                "warn" | "stderr" => {
+                    tracing::warn!(plugin = %self.name, level = %line.level, fields = ?line.fields, "{}", line.message)
+                }
+                "error" => {
+                    tracing::error!(plugin = %self.name, fields = ?line.fields, "{}", line.message)
+                }
+                _ => {
+                    tracing::info!(plugin = %self.name, level = %line.level, fields = ?line.fields, "{}", line.message)
+                }
+            }
         }
         let denials = std::mem::take(&mut state.denials);
         let retry_after = state.retry_after;

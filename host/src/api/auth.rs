@@ -153,13 +153,24 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
+    let hash = hash_token(token);
+    let now = state.engine.clock().now();
+    if let Some(cached) = state.tokens.get(&hash, now) {
+        note_use(
+            state,
+            &hash,
+            &cached.principal.token_id,
+            cached.last_used_at,
+            now,
+        );
+        return Ok(cached.principal);
+    }
     let info = state
         .store
         .tokens()
-        .find(&hash_token(token))
+        .find(&hash)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let now = state.engine.clock().now();
     if let Some(at) = info.revoked_at {
         return Err(ApiError::TokenRefused(format!(
             "this token was revoked at {}",
@@ -205,25 +216,42 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
             Some(user)
         }
     };
-    if info
-        .last_used_at
-        .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
-    {
-        // Off the request's path; a lost update only makes the time a minute older.
-        let store = state.store.clone();
-        let id = info.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.tokens().touch(&id, now).await {
-                tracing::debug!(error = %e, "could not record a token's use");
-            }
-        });
-    }
-    Ok(Principal {
-        token_id: info.id,
+    let principal = Principal {
+        token_id: info.id.clone(),
         role,
         scopes,
         user,
-    })
+    };
+    state.tokens.put(
+        hash.clone(),
+        principal.clone(),
+        info.expires_at,
+        info.last_used_at,
+    );
+    note_use(state, &hash, &info.id, info.last_used_at, now);
+    Ok(principal)
+}
+
+/// Records that token `id` was used at `now` if its last recorded use is a minute old —
+/// off the request's path; a lost update only makes the time a minute older.
+fn note_use(
+    state: &AppState,
+    hash: &str,
+    id: &str,
+    last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if last_used_at.is_some_and(|at| now - at < LAST_USED_RESOLUTION) {
+        return;
+    }
+    state.tokens.used(hash, now);
+    let store = state.store.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = store.tokens().touch(&id, now).await {
+            tracing::debug!(error = %e, "could not record a token's use");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod records;
 mod runs;
 mod secrets;
 mod testing;
+pub mod token_cache;
 mod users;
 mod workflows;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub overviews: Arc<crate::customer_overview::Overviews>,
     /// Who may read `GET /metrics` (`http.metrics`).
     pub metrics_access: crate::config::MetricsAccess,
+    /// Principals of tokens used in the last second (no store read per request).
+    pub tokens: Arc<token_cache::TokenCache>,
     /// Requests per token and per client address (`[http.rate_limits]`).
     pub rate_limits: Arc<rate_limit::RateLimits>,
     /// The signed webhook sources (`[webhooks.SOURCE]`).

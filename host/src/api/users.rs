@@ -181,5 +181,7 @@ pub async fn change_user(
         .update(&user.id, &fields, &change, now)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no user `{id}`")))??;
+    // Their tokens' cached principals are out of date (deactivated, roles changed).
+    state.tokens.clear();
     Ok(Json(changed))
 }

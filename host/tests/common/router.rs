@@ -82,6 +82,7 @@ async fn serve_with(
             .unwrap(),
         ),
         metrics_access: kontor::config::MetricsAccess::Loopback,
+        tokens: Arc::new(kontor::api::token_cache::TokenCache::new()),
         rate_limits: Arc::new(rate_limits),
         webhooks: Arc::new([("shop".to_string(), shop)].into_iter().collect()),
     });
