@@ -690,6 +690,80 @@ async fn runs_and_workflows_are_seen_by_the_roles_owning_their_domain() {
     assert_eq!(list["workflows"][0]["domain"], "leads");
 }
 
+async fn a_checked_token_is_trusted_for_a_second_and_its_expiry_is_always_checked() {
+    let (app, f) = app().await;
+    let store = f.engine.store();
+    let token = "kt_cached_integrator";
+    store
+        .tokens()
+        .insert(
+            "t-cached",
+            &hash_token(token),
+            "integrator",
+            None,
+            f.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        call_as(&app, token, "GET", "/api/v1/plugins", None, &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Revoked behind the server's back, as `kontor token revoke` in another process does.
+    let cli = kontor::store::Actor::cli();
+    assert!(
+        store
+            .tokens()
+            .revoke("t-cached", &cli, f.clock.now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        call_as(&app, token, "GET", "/api/v1/plugins", None, &[])
+            .await
+            .0,
+        StatusCode::OK,
+        "checked less than a second ago: no store read"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = call_as(&app, token, "GET", "/api/v1/plugins", None, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Expiry is checked on every request, cached or not.
+    let expiring = "kt_cached_expiring";
+    let soon = kontor::store::tokens::NewToken {
+        role: "integrator",
+        expires_at: Some(f.clock.now() + chrono::Duration::minutes(5)),
+        ..Default::default()
+    };
+    store
+        .tokens()
+        .create(
+            "t-expiring",
+            &hash_token(expiring),
+            &soon,
+            &cli,
+            f.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        call_as(&app, expiring, "GET", "/api/v1/plugins", None, &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    f.clock.advance(chrono::Duration::minutes(6));
+    assert_eq!(
+        call_as(&app, expiring, "GET", "/api/v1/plugins", None, &[])
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 async fn get_open_with_token(app: &axum::Router) -> (StatusCode, String) {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -713,4 +787,5 @@ kontor::on_both_backends!(
     webhooks_are_verified_with_an_independent_hmac,
     rate_limits_answer_429_until_the_client_may_again,
     runs_and_workflows_are_seen_by_the_roles_owning_their_domain,
+    a_checked_token_is_trusted_for_a_second_and_its_expiry_is_always_checked,
 );

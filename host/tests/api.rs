@@ -916,6 +916,48 @@ async fn events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once() {
     }
 }
 
+/// Deliveries arriving together share a group commit: each is answered as if alone — a
+/// repeated id once among them, however they were grouped, and a bad one refused alone.
+async fn concurrent_deliveries_are_answered_each_as_if_alone() {
+    let (app, _f) = app().await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = match i % 6 {
+                // Ten deliveries of one id, among fifty of distinct ids.
+                0 => json!({"type": "order.shipped", "key": "K-1", "id": "same-delivery"}),
+                5 if i == 5 => json!({"type": "", "key": "K-1"}),
+                _ => json!({"type": "order.shipped", "key": format!("K-{i}"), "id": format!("d-{i}")}),
+            };
+            call(&app, "POST", "/api/v1/events", Some(&body.to_string()), &[]).await
+        }));
+    }
+    let mut event_ids = std::collections::BTreeSet::new();
+    let mut firsts = 0;
+    let mut refused = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::ACCEPTED => {
+                event_ids.insert(body["event_id"].as_i64().unwrap());
+                if i % 6 == 0 && body["duplicate"] == false {
+                    firsts += 1;
+                }
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => refused += 1,
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(refused, 1, "the empty type, alone");
+    assert_eq!(firsts, 1, "one of the ten deliveries of one id counts");
+    assert_eq!(
+        event_ids.len(),
+        50,
+        "49 distinct ids and the repeated one once"
+    );
+}
+
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
     let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
@@ -1030,4 +1072,5 @@ kontor::on_both_backends!(
     every_route_answers_every_principal_as_the_permission_table_says,
     events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once,
     lists_runs_by_creation_time,
+    concurrent_deliveries_are_answered_each_as_if_alone,
 );

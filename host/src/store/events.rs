@@ -43,53 +43,77 @@ impl Events<'_> {
         starts: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Delivered, StoreError> {
-        on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
-            let tx = &mut Tx::from(&mut *transaction);
-            if let Some(delivery_id) = delivery_id {
-                tx.lock("event delivery", delivery_id, "").await?;
-                let seen: Option<i64> = on_tx!(tx, |conn| sqlx::query_scalar(
-                    "SELECT id FROM events WHERE delivery_id = $1"
+        match &self.store.backend {
+            // Through the group-commit writer: concurrent deliveries share one commit.
+            super::Backend::Sqlite(db) => {
+                super::sqlite::events::deliver(db, event, delivery_id, starts, now).await
+            }
+            super::Backend::Postgres(db) => {
+                let mut transaction = db.pool.begin().await?;
+                let delivered = deliver_in(
+                    &mut Tx::from(&mut *transaction),
+                    event,
+                    delivery_id,
+                    starts,
+                    now,
                 )
-                .bind(delivery_id)
-                .fetch_optional(conn)
-                .await)?;
-                if let Some(event_id) = seen {
-                    return Ok(Delivered {
-                        event_id,
-                        duplicate: true,
-                        resumed_runs: Vec::new(),
-                        started_runs: Vec::new(),
-                    });
-                }
+                .await?;
+                transaction.commit().await?;
+                Ok(delivered)
             }
-            let (event_id, resumed_runs) = insert_event(tx, event, now).await?;
-            if let Some(delivery_id) = delivery_id {
-                on_tx!(tx, |conn| sqlx::query(
-                    "UPDATE events SET delivery_id = $1 WHERE id = $2"
-                )
-                .bind(delivery_id)
-                .bind(event_id)
-                .execute(conn)
-                .await
-                .map(drop))?;
-            }
-            let mut started_runs = Vec::new();
-            for run in starts {
-                let mut run = run.clone();
-                run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
-                started_runs.push(insert_run(tx, &run, false, now).await?.run_id);
-            }
-            tx.notify(Notice::Work).await?;
-            transaction.commit().await?;
-            Ok(Delivered {
-                event_id,
-                duplicate: false,
-                resumed_runs,
-                started_runs,
-            })
-        })
+        }
     }
+}
+
+/// [`Events::deliver`] inside the transaction `tx`.
+pub(super) async fn deliver_in(
+    tx: &mut Tx<'_>,
+    event: &NewEvent,
+    delivery_id: Option<&str>,
+    starts: &[NewRun],
+    now: DateTime<Utc>,
+) -> Result<Delivered, StoreError> {
+    if let Some(delivery_id) = delivery_id {
+        tx.lock("event delivery", delivery_id, "").await?;
+        let seen: Option<i64> = on_tx!(tx, |conn| sqlx::query_scalar(
+            "SELECT id FROM events WHERE delivery_id = $1"
+        )
+        .bind(delivery_id)
+        .fetch_optional(conn)
+        .await)?;
+        if let Some(event_id) = seen {
+            return Ok(Delivered {
+                event_id,
+                duplicate: true,
+                resumed_runs: Vec::new(),
+                started_runs: Vec::new(),
+            });
+        }
+    }
+    let (event_id, resumed_runs) = insert_event(tx, event, now).await?;
+    if let Some(delivery_id) = delivery_id {
+        on_tx!(tx, |conn| sqlx::query(
+            "UPDATE events SET delivery_id = $1 WHERE id = $2"
+        )
+        .bind(delivery_id)
+        .bind(event_id)
+        .execute(conn)
+        .await
+        .map(drop))?;
+    }
+    let mut started_runs = Vec::new();
+    for run in starts {
+        let mut run = run.clone();
+        run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
+        started_runs.push(insert_run(tx, &run, false, now).await?.run_id);
+    }
+    tx.notify(Notice::Work).await?;
+    Ok(Delivered {
+        event_id,
+        duplicate: false,
+        resumed_runs,
+        started_runs,
+    })
 }
 
 // ----- inside a transaction: the same on both backends ----------------------------------

@@ -1,4 +1,4 @@
-//! Group commit: step outcomes and run starts go to one writer task, which commits
+//! Group commit: step outcomes, run starts and event deliveries go to one writer task, which commits
 //! whatever has queued up meanwhile in one transaction (one fsync for all), each write in
 //! a savepoint of its own so one failing write fails alone.
 
@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 
 use super::Tx;
-use crate::run::{JobOutcome, NewRun, Started};
-use crate::store::StoreError;
+use crate::run::{JobOutcome, NewEvent, NewRun, Started};
 use crate::store::transaction::Tx as AnyTx;
+use crate::store::{Delivered, StoreError};
 
 /// A write waiting for the next group commit.
 pub(super) enum GroupWrite {
@@ -23,6 +23,13 @@ pub(super) enum GroupWrite {
         runs: Vec<(NewRun, bool)>,
         now: DateTime<Utc>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<Started>, StoreError>>,
+    },
+    Deliver {
+        event: NewEvent,
+        delivery_id: Option<String>,
+        starts: Vec<NewRun>,
+        now: DateTime<Utc>,
+        reply: tokio::sync::oneshot::Sender<Result<Delivered, StoreError>>,
     },
 }
 
@@ -103,12 +110,29 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
             }
             GroupResult::Start(started)
         }
+        GroupWrite::Deliver {
+            event,
+            delivery_id,
+            starts,
+            now,
+            ..
+        } => GroupResult::Deliver(
+            crate::store::events::deliver_in(
+                &mut AnyTx::from(&mut **tx),
+                event,
+                delivery_id.as_deref(),
+                starts,
+                *now,
+            )
+            .await?,
+        ),
     })
 }
 
 enum GroupResult {
     Commit(Vec<bool>),
     Start(Vec<Started>),
+    Deliver(Delivered),
 }
 
 impl GroupWrite {
@@ -120,7 +144,13 @@ impl GroupWrite {
             (GroupWrite::Start { reply, .. }, Ok(GroupResult::Start(started))) => {
                 let _ = reply.send(Ok(started));
             }
+            (GroupWrite::Deliver { reply, .. }, Ok(GroupResult::Deliver(delivered))) => {
+                let _ = reply.send(Ok(delivered));
+            }
             (GroupWrite::Commit { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (GroupWrite::Deliver { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
             (GroupWrite::Start { reply, .. }, Err(e)) => {
@@ -137,6 +167,9 @@ impl GroupWrite {
                 let _ = reply.send(Err(error()));
             }
             GroupWrite::Start { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Deliver { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
         }

@@ -5,6 +5,7 @@ mod group_commit;
 
 pub(super) mod commit;
 pub(super) mod cron;
+pub(super) mod events;
 pub(super) mod jobs;
 pub(super) mod outbox;
 pub(super) mod retention;
