@@ -100,6 +100,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             crate::store::redact(&config.database_url)
         )
     })?;
+    info!(
+        backend = store.backend(),
+        durability = %store.durability().await?,
+        "store opened"
+    );
     // A message being sent stays leased to this process; a process that dies mid-send
     // leaves it to the others after the lease (PostgreSQL; SQLite requeues at start).
     store.outbox().set_lease(std::time::Duration::from_secs(
