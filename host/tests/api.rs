@@ -958,6 +958,35 @@ async fn concurrent_deliveries_are_answered_each_as_if_alone() {
     );
 }
 
+/// A delivery repeated after a reload starts nothing — and stores nothing, not even the new
+/// version of the workflow it would have started, so the next start of that version must
+/// store it (once this was taken as stored, and the start failed with a 500).
+async fn a_repeated_delivery_after_a_reload_leaves_the_next_start_working() {
+    let v1 = "name: w\ntrigger:\n  event: order.shipped\nsteps:\n  - id: done\n    end:\n      output: { v: 1 }\n";
+    let (app, f) = app_with(&[("w", v1)]).await;
+    let shipped = json!({"type": "order.shipped", "key": "4711", "id": "shop-1"}).to_string();
+    let (status, first) = call(&app, "POST", "/api/v1/events", Some(&shipped), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let v2 = v1.replace("v: 1", "v: 2");
+    std::fs::write(f.dir.path().join("workflows/w.yaml"), v2).unwrap();
+    let (status, _) = call(&app, "POST", "/api/v1/workflows/reload", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = call(&app, "POST", "/api/v1/events", Some(&shipped), &[]).await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    let (status, started) = call(&app, "POST", "/api/v1/workflows/w/runs", Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    f.settle().await;
+    let (_, run) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/runs/{}", started["id"].as_str().unwrap()),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(run["output"], json!({"v": 2}), "{run}");
+}
+
 async fn the_openapi_document_covers_exactly_the_routes() {
     let (app, _f) = app().await;
     let (status, text) = get_open(&app, "/api/v1/openapi.json").await;
@@ -1073,4 +1102,5 @@ kontor::on_both_backends!(
     events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once,
     lists_runs_by_creation_time,
     concurrent_deliveries_are_answered_each_as_if_alone,
+    a_repeated_delivery_after_a_reload_leaves_the_next_start_working,
 );

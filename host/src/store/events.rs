@@ -49,28 +49,37 @@ impl Events<'_> {
                 super::sqlite::events::deliver(db, event, delivery_id, starts, now).await
             }
             super::Backend::Postgres(db) => {
+                let starts: Vec<(NewRun, bool)> = starts
+                    .iter()
+                    .map(|r| (r.clone(), db.version_stored(&r.version)))
+                    .collect();
                 let mut transaction = db.pool.begin().await?;
                 let delivered = deliver_in(
                     &mut Tx::from(&mut *transaction),
                     event,
                     delivery_id,
-                    starts,
+                    &starts,
                     now,
                 )
                 .await?;
                 transaction.commit().await?;
+                // A repeated delivery stored nothing, its versions included.
+                if !delivered.duplicate {
+                    db.versions_stored(starts.iter().map(|(r, _)| &r.version));
+                }
                 Ok(delivered)
             }
         }
     }
 }
 
-/// [`Events::deliver`] inside the transaction `tx`.
+/// [`Events::deliver`] inside the transaction `tx`; each start says whether its
+/// workflow version is known to be stored already.
 pub(super) async fn deliver_in(
     tx: &mut Tx<'_>,
     event: &NewEvent,
     delivery_id: Option<&str>,
-    starts: &[NewRun],
+    starts: &[(NewRun, bool)],
     now: DateTime<Utc>,
 ) -> Result<Delivered, StoreError> {
     if let Some(delivery_id) = delivery_id {
@@ -90,22 +99,12 @@ pub(super) async fn deliver_in(
             });
         }
     }
-    let (event_id, resumed_runs) = insert_event(tx, event, now).await?;
-    if let Some(delivery_id) = delivery_id {
-        on_tx!(tx, |conn| sqlx::query(
-            "UPDATE events SET delivery_id = $1 WHERE id = $2"
-        )
-        .bind(delivery_id)
-        .bind(event_id)
-        .execute(conn)
-        .await
-        .map(drop))?;
-    }
+    let (event_id, resumed_runs) = insert_event(tx, event, delivery_id, now).await?;
     let mut started_runs = Vec::new();
-    for run in starts {
+    for (run, version_stored) in starts {
         let mut run = run.clone();
         run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
-        started_runs.push(insert_run(tx, &run, false, now).await?.run_id);
+        started_runs.push(insert_run(tx, &run, *version_stored, now).await?.run_id);
     }
     tx.notify(Notice::Work).await?;
     Ok(Delivered {
@@ -276,17 +275,19 @@ async fn find_arrived_event(
 pub(super) async fn insert_event(
     tx: &mut Tx<'_>,
     event: &NewEvent,
+    delivery_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(i64, Vec<String>), StoreError> {
     tx.lock("event", &event.event_type, &event.key).await?;
     let (event_id, output) = on_tx!(tx, |conn| {
         let row = sqlx::query(
-            "INSERT INTO events (type, key, payload, received_at) VALUES ($1, $2, $3, $4) RETURNING *",
+            "INSERT INTO events (type, key, payload, received_at, delivery_id) VALUES ($1, $2, $3, $4, $5) RETURNING *",
         )
         .bind(&event.event_type)
         .bind(&event.key)
         .bind(event.payload.to_string())
         .bind(millis(now))
+        .bind(delivery_id)
         .fetch_one(conn)
         .await?;
         (row.get::<i64, _>("id"), event_output(&row)?)

@@ -198,7 +198,8 @@ pub(super) async fn commit_outcomes(
     }
     for outcome in &live {
         for event in &outcome.events {
-            crate::store::events::insert_event(&mut AnyTx::from(&mut **tx), event, now).await?;
+            crate::store::events::insert_event(&mut AnyTx::from(&mut **tx), event, None, now)
+                .await?;
         }
     }
     for parent in parents {

@@ -16,12 +16,25 @@ pub(in crate::store) async fn deliver(
     starts: &[NewRun],
     now: DateTime<Utc>,
 ) -> Result<Delivered, StoreError> {
-    GroupWrite::submit(&db.group, |reply| GroupWrite::Deliver {
+    let versions: Vec<String> = starts.iter().map(|r| r.version.clone()).collect();
+    let starts = starts
+        .iter()
+        .map(|r| (r.clone(), db.version_stored(&r.version)))
+        .collect();
+    let delivered = GroupWrite::submit(&db.group, |reply| GroupWrite::Deliver {
         event: event.clone(),
         delivery_id: delivery_id.map(str::to_string),
-        starts: starts.to_vec(),
+        starts,
         now,
         reply,
     })
-    .await
+    .await?;
+    // A repeated delivery stored nothing, its versions included.
+    if !delivered.duplicate {
+        db.stored_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(versions);
+    }
+    Ok(delivered)
 }

@@ -27,7 +27,8 @@ pub(super) enum GroupWrite {
     Deliver {
         event: NewEvent,
         delivery_id: Option<String>,
-        starts: Vec<NewRun>,
+        /// Each with whether its workflow version is stored already.
+        starts: Vec<(NewRun, bool)>,
         now: DateTime<Utc>,
         reply: tokio::sync::oneshot::Sender<Result<Delivered, StoreError>>,
     },
