@@ -59,18 +59,22 @@ pub enum UserCommand {
 pub struct ChangeArgs {
     /// Their email or id.
     user: String,
+    /// Their new full name.
     #[arg(long)]
     name: Option<String>,
+    /// Their new email address (unique; stored in lower case).
     #[arg(long)]
     email: Option<String>,
     /// The new roles, replacing the old (repeat the flag for several).
     #[arg(long = "role", value_parser = ROLES)]
     roles: Vec<String>,
+    /// Their new sales team.
     #[arg(long, conflicts_with = "no_team")]
     team: Option<String>,
     /// Take them out of their team.
     #[arg(long)]
     no_team: bool,
+    /// Their new rep id (unique).
     #[arg(long, conflicts_with = "no_rep")]
     rep: Option<String>,
     /// Remove their rep id.
