@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::jobs::insert_jobs;
 use super::rows::{child_counts, event_output};
 use super::runs::ChildCounts;
-use super::runs::insert_run;
+use super::runs::insert_new_run;
 use super::transaction::{Notice, Tx, on_tx};
 use super::{Store, StoreError, millis};
 use crate::run::{NewEvent, NewJob, NewRun, RunStatus, TIMER_EVENT_PREFIX, WaitFor};
@@ -103,8 +103,9 @@ pub(super) async fn deliver_in(
     let mut started_runs = Vec::new();
     for (run, version_stored) in starts {
         let mut run = run.clone();
+        // The event was inserted just now: no run can have its key yet.
         run.trigger_key = Some(format!("event:{event_id}:{}", run.workflow));
-        started_runs.push(insert_run(tx, &run, *version_stored, now).await?.run_id);
+        started_runs.push(insert_new_run(tx, &run, *version_stored, now).await?.run_id);
     }
     tx.notify(Notice::Work).await?;
     Ok(Delivered {

@@ -308,6 +308,17 @@ pub(super) async fn insert_run(
             });
         }
     }
+    insert_new_run(tx, run, version_stored, now).await
+}
+
+/// [`insert_run`] for a run whose trigger key cannot have been used (one made from an
+/// event id this transaction inserted): no lookup first.
+pub(super) async fn insert_new_run(
+    tx: &mut Tx<'_>,
+    run: &NewRun,
+    version_stored: bool,
+    now: DateTime<Utc>,
+) -> Result<Started, StoreError> {
     if !version_stored {
         on_tx!(tx, |conn| {
             sqlx::query(
