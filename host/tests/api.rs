@@ -618,7 +618,6 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
     use kontor::access::{GRANTS, Permission, Role, allows, sees};
     use kontor::api::{Access, route_table};
     use kontor::store::Actor;
-    use kontor::store::audit::Change;
     use kontor::store::tokens::NewToken;
     use kontor::store::users::UserFields;
     let (app, f) = app().await;
@@ -638,10 +637,9 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
             team: Some(Some("Nord".into())),
             ..UserFields::default()
         };
-        let change = Change::new(&cli, "user.create", id);
         store
             .users()
-            .create(id, &fields, &change, now)
+            .create(id, &fields, &cli, now)
             .await
             .unwrap()
             .unwrap();
@@ -716,10 +714,9 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
         let cli = cli.clone();
         let id = id.to_string();
         async move {
-            let change = Change::new(&cli, "user.change", &id);
             store
                 .users()
-                .update(&id, &fields, &change, now)
+                .update(&id, &fields, &cli, now)
                 .await
                 .unwrap()
                 .unwrap()

@@ -78,7 +78,7 @@ pub async fn delete_secret(
     if state
         .store
         .secrets()
-        .delete(&name, &principal.actor())
+        .delete(&name, &principal.actor(), state.engine.clock().now())
         .await?
     {
         Ok(StatusCode::NO_CONTENT)

@@ -8,14 +8,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use serde::{Deserialize, Deserializer};
-use serde_json::json;
 
 use super::auth::Principal;
 use super::body::parse_body;
 use super::error::ErrorBody;
 use super::extract::Path;
 use super::{ApiError, AppState};
-use crate::store::audit::Change;
 use crate::store::users::{User, UserConflict, UserFields};
 use crate::users::FieldError;
 
@@ -130,16 +128,11 @@ pub async fn create_user(
         active: None,
     })?;
     let id = uuid::Uuid::now_v7().to_string();
-    let actor = principal.actor();
-    let change = Change::new(&actor, "user.create", &id).with(json!({
-        "name": fields.name, "email": fields.email, "roles": fields.roles,
-        "team": fields.team.clone().flatten(), "rep": fields.rep.clone().flatten(),
-    }));
     let now = state.engine.clock().now();
     let user = state
         .store
         .users()
-        .create(&id, &fields, &change, now)
+        .create(&id, &fields, &principal.actor(), now)
         .await??;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -172,13 +165,11 @@ pub async fn change_user(
             "you cannot deactivate yourself; ask another admin",
         ));
     }
-    let actor = principal.actor();
-    let change = Change::new(&actor, "user.change", &user.id);
     let now = state.engine.clock().now();
     let changed = state
         .store
         .users()
-        .update(&user.id, &fields, &change, now)
+        .update(&user.id, &fields, &principal.actor(), now)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no user `{id}`")))??;
     // Their tokens' cached principals are out of date (deactivated, roles changed).

@@ -41,7 +41,10 @@ pub fn run(config: &Config, command: SecretCommand) -> anyhow::Result<ExitCode> 
             }
             SecretCommand::Delete { name } => {
                 anyhow::ensure!(
-                    store.secrets().delete(&name, &Actor::cli()).await?,
+                    store
+                        .secrets()
+                        .delete(&name, &Actor::cli(), chrono::Utc::now())
+                        .await?,
                     "there is no secret `{name}`"
                 );
                 eprintln!("deleted secret `{name}`");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use kontor::config::Config;
 use kontor::store::Store;
-use kontor::store::audit::{Actor, Change};
+use kontor::store::audit::Actor;
 use kontor::store::users::{User, UserFields};
 
 const ROLES: [&str; 6] = [
@@ -105,11 +105,7 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<ExitCode> {
                 })
                 .map_err(flag_error)?;
                 let id = uuid::Uuid::now_v7().to_string();
-                let change = Change::new(&actor, "user.create", &id).with(serde_json::json!({
-                    "name": fields.name, "email": fields.email, "roles": fields.roles,
-                    "team": fields.team.clone().flatten(), "rep": fields.rep.clone().flatten(),
-                }));
-                let user = store.users().create(&id, &fields, &change, now).await??;
+                let user = store.users().create(&id, &fields, &actor, now).await??;
                 eprintln!(
                     "added {} ({}) as {}; give them a token with `kontor token create --user {}`",
                     user.email,
@@ -188,8 +184,7 @@ async fn change(
         .find(who)
         .await?
         .ok_or_else(|| anyhow::anyhow!("there is no user `{who}` (see `kontor user list`)"))?;
-    let change = Change::new(actor, "user.change", &user.id);
-    match store.users().update(&user.id, fields, &change, now).await? {
+    match store.users().update(&user.id, fields, actor, now).await? {
         Some(changed) => Ok(changed?),
         None => anyhow::bail!("there is no user `{who}`"),
     }

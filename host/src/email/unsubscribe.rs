@@ -195,7 +195,11 @@ async fn move_legacy_keyring(store: &Store, master: &MasterKey) -> Result<(), Ke
             .await?;
         store
             .secrets()
-            .delete(LEGACY_KEYRING_SECRET, &crate::store::Actor::named("server"))
+            .delete(
+                LEGACY_KEYRING_SECRET,
+                &crate::store::Actor::named("server"),
+                chrono::Utc::now(),
+            )
             .await?;
         tracing::info!(
             from = LEGACY_KEYRING_SECRET,

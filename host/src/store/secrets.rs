@@ -127,9 +127,13 @@ impl Secrets<'_> {
     }
 
     /// Deletes a secret, audited as done by `actor`; returns whether it existed.
-    pub async fn delete(self, name: &str, actor: &Actor) -> Result<bool, StoreError> {
+    pub async fn delete(
+        self,
+        name: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let change = Change::new(actor, "secret.delete", name);
-        let now = Utc::now();
         on_writer!(self.store, |pool| {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM secrets WHERE name = $1")

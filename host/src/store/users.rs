@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::audit::{Change, append};
+use super::audit::{Actor, Change, append};
 use super::rows::Cols;
 use super::transaction::Tx;
 use super::{Store, StoreError, from_millis, millis};
@@ -109,19 +109,24 @@ fn conflict(e: &sqlx::Error, email: &str, rep: Option<&str>) -> Option<UserConfl
 }
 
 impl Users<'_> {
-    /// Stores a new user (every field of `fields` but `active` given) and audits it.
+    /// Stores a new user (every field of `fields` but `active` given), audited as made by
+    /// `actor` with the fields it was made with.
     pub async fn create(
         self,
         id: &str,
         fields: &UserFields,
-        change: &Change<'_>,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Result<User, UserConflict>, StoreError> {
         let name = fields.name.clone().unwrap_or_default();
         let email = fields.email.clone().unwrap_or_default();
-        let roles = fields.roles.clone().unwrap_or_default().join(" ");
+        let roles = fields.roles.clone().unwrap_or_default();
         let team = fields.team.clone().flatten();
         let rep = fields.rep.clone().flatten();
+        let change = Change::new(actor, "user.create", id).with(json!({
+            "name": name, "email": email, "roles": roles, "team": team, "rep": rep,
+        }));
+        let roles = roles.join(" ");
         let deactivated = (fields.active == Some(false)).then_some(millis(now));
         on_writer!(self.store, |pool| {
             let mut tx = pool.begin().await?;
@@ -154,7 +159,7 @@ impl Users<'_> {
                 return Ok(Err(c));
             }
             inserted?;
-            append(Tx::from(&mut *tx), change, now).await?;
+            append(Tx::from(&mut *tx), &change, now).await?;
             let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -164,13 +169,13 @@ impl Users<'_> {
         })
     }
 
-    /// Changes the given fields of user `id` and audits it; `None` if there is no such
-    /// user. The change's detail gets the fields that changed, before and after.
+    /// Changes the given fields of user `id`, audited as done by `actor` with the fields
+    /// that changed, before and after; `None` if there is no such user.
     pub async fn update(
         self,
         id: &str,
         fields: &UserFields,
-        change: &Change<'_>,
+        actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Option<Result<User, UserConflict>>, StoreError> {
         let select = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
@@ -241,8 +246,8 @@ impl Users<'_> {
                 return Ok(Some(Err(c)));
             }
             updated?;
-            let mut change = change.clone();
-            change.detail = serde_json::Value::Object(changed);
+            let change =
+                Change::new(actor, "user.change", id).with(serde_json::Value::Object(changed));
             append(Tx::from(&mut *tx), &change, now).await?;
             tx.commit().await?;
             Ok(Some(Ok(after)))
