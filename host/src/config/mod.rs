@@ -298,29 +298,36 @@ impl Config {
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Config> {
-        let (text, origin) = match path {
+        let (text, origin, file) = match path {
             Some(p) => (
                 std::fs::read_to_string(p)
                     .with_context(|| format!("reading config file {}", p.display()))?,
                 p.display().to_string(),
+                Some(p),
             ),
             None if Path::new("kontor.toml").is_file() => (
                 std::fs::read_to_string("kontor.toml").context("reading kontor.toml")?,
                 "kontor.toml".to_string(),
+                Some(Path::new("kontor.toml")),
             ),
-            None => (String::new(), "defaults".to_string()),
+            None => (String::new(), "defaults".to_string(), None),
         };
         let mut table: toml::Table =
             toml::from_str(&text).with_context(|| format!("parsing {origin}"))?;
+        let mut from_env = Vec::new();
         for (var, key) in ENV_OVERRIDES {
             if let Some(value) = env(var) {
                 set_key(&mut table, key, &value);
+                from_env.push(*key);
             }
         }
         let public_url_set = table.contains_key("public_url");
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("invalid configuration ({origin} and KONTOR_* variables)"))?;
+        if let Some(folder) = file.and_then(Path::parent) {
+            config.resolve_paths_against(folder, &from_env);
+        }
         config.master_key = env("KONTOR_MASTER_KEY").map(Redacted);
         config.public_url_follows_listen = !public_url_set;
         if config.public_url_follows_listen {
@@ -328,6 +335,33 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes the relative paths of a configuration file — written in it, or defaults it
+    /// leaves — relative to the file's folder, so `kontor --config /srv/kontor/kontor.toml
+    /// <command>` works from any folder. A path from a `KONTOR_*` variable (`skip`) stays
+    /// relative to the working directory, as the shell that set it sees it.
+    fn resolve_paths_against(&mut self, folder: &Path, skip: &[&str]) {
+        if folder.as_os_str().is_empty() {
+            return;
+        }
+        let resolve = |key: &str, path: &mut PathBuf| {
+            if !skip.contains(&key) && path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        };
+        resolve("workflows_dir", &mut self.workflows_dir);
+        resolve("plugins_dir", &mut self.plugins_dir);
+        resolve("plugins.cache_dir", &mut self.plugins.cache_dir);
+        resolve("secrets.master_key_file", &mut self.secrets.master_key_file);
+        if !skip.contains(&"database_url")
+            && let Some(rest) = self.database_url.strip_prefix("sqlite://")
+        {
+            let file = rest.split('?').next().unwrap_or_default();
+            if !file.is_empty() && file != ":memory:" && Path::new(file).is_relative() {
+                self.database_url = format!("sqlite://{}", folder.join(rest).display());
+            }
+        }
     }
 
     /// Listens on `listen` instead (`kontor serve --listen`); `public_url` follows it
@@ -573,6 +607,40 @@ mod tests {
         assert!(config.testing.manual_clock);
         assert_eq!(config.erp.connector.as_deref(), Some("erp-fixture"));
         assert_eq!(config.erp.overview_cache, "60s");
-        assert_eq!(config.database_url, "sqlite://data/kontor.db");
+        // A path the file leaves at its default is the file's folder's.
+        assert_eq!(
+            config.database_url,
+            format!("sqlite://{}/data/kontor.db", dir.path().display())
+        );
+    }
+
+    #[test]
+    fn relative_paths_of_a_file_are_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kontor.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"sqlite://db/k.db?mode=rwc\"\nworkflows_dir = \"flows\"\n\
+             plugins_dir = \"/opt/kontor/plugins\"\n[secrets]\nmaster_key_file = \"keys/master.key\"\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [("KONTOR_PLUGINS_CACHE_DIR", "cache")].into();
+        let config = Config::load(Some(&path), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        let folder = dir.path();
+        assert_eq!(config.workflows_dir, folder.join("flows"));
+        assert_eq!(config.plugins_dir, PathBuf::from("/opt/kontor/plugins"));
+        assert_eq!(
+            config.secrets.master_key_file,
+            folder.join("keys/master.key")
+        );
+        assert_eq!(
+            config.database_url,
+            format!("sqlite://{}/db/k.db?mode=rwc", folder.display())
+        );
+        // From a variable: as the shell that set it sees it.
+        assert_eq!(config.plugins.cache_dir, PathBuf::from("cache"));
+        // Without a file, everything stays relative to the working directory.
+        let config = Config::load(None, |_| None).unwrap();
+        assert_eq!(config.workflows_dir, PathBuf::from("workflows"));
     }
 }
