@@ -281,6 +281,311 @@ steps:
     );
 }
 
+/// A fan-out larger than a chunk is made in several commits, each child once, with its
+/// own item and index, and the parent's step history holds one record for the step.
+async fn a_large_fan_out_is_committed_in_chunks_each_child_once() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[
+            (
+                "parent",
+                r#"
+name: parent
+steps:
+  - id: spawn
+    start:
+      workflow: child
+      for_each: input.customers
+      input:
+        customer: "${item.id}"
+        position: "${index}"
+        campaign: "${input.campaign}"
+  - id: join
+    wait_children: {}
+  - id: report
+    end:
+      output:
+        total: "${steps.join.total}"
+        completed: "${steps.join.completed}"
+"#,
+            ),
+            (
+                "child",
+                r#"
+name: child
+input:
+  type: object
+  required: [customer, position, campaign]
+steps:
+  - id: ok
+    end:
+      output:
+        customer: "${input.customer}"
+"#,
+            ),
+        ],
+    )
+    .await;
+    let size = 2 * kontor::steps::start::FAN_OUT_CHUNK + 500;
+    let customers: Vec<serde_json::Value> = (0..size)
+        .map(|n| json!({"id": format!("K-{n}"), "name": format!("Müller {n}")}))
+        .collect();
+    let parent = f
+        .start(
+            "parent",
+            json!({"campaign": "Rückruf", "customers": customers}),
+        )
+        .await;
+    f.settle().await;
+    let run = f.run(&parent).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.output, Some(json!({"total": size, "completed": size})));
+    let mut positions = std::collections::BTreeSet::new();
+    let mut before = None;
+    loop {
+        let page = f
+            .engine
+            .store()
+            .runs()
+            .list(&kontor::store::RunFilter {
+                parent_id: Some(parent.clone()),
+                before: before.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.id.clone());
+        for child in page {
+            let n = child.input["position"].as_u64().unwrap();
+            assert_eq!(child.input["customer"], format!("K-{n}"));
+            assert_eq!(child.input["campaign"], "Rückruf");
+            assert!(positions.insert(n), "position {n} twice");
+        }
+    }
+    assert_eq!(positions.len(), size);
+    let spawns: Vec<_> = f
+        .engine
+        .store()
+        .runs()
+        .steps(&parent)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.step == "spawn")
+        .collect();
+    assert_eq!(spawns.len(), 1, "one record for the step: {spawns:?}");
+    assert_eq!(
+        spawns[0].output,
+        Some(json!({"workflow": "child", "started": size}))
+    );
+}
+
+/// Deliveries that arrive together are committed together (on SQLite with statements
+/// shared between them) and still do what each would alone: every event starts its run,
+/// resumes the run waiting for it — the first of two events with the same key resumes
+/// it, the second finds it gone — and a run started by an event sees the events after
+/// its own.
+async fn concurrent_deliveries_each_start_and_resume_their_runs() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[
+            (
+                "waiter",
+                r#"
+name: waiter
+steps:
+  - id: wait
+    wait_for:
+      events: [go]
+      key: string(input.n)
+  - id: done
+    end:
+      output:
+        signal: "${steps.wait.payload.signal}"
+"#,
+            ),
+            (
+                "intake",
+                r#"
+name: intake
+trigger:
+  event: lead.created
+steps:
+  - id: wait
+    wait_for:
+      events: [lead.accepted]
+      key: input.id
+  - id: done
+    end:
+      output:
+        lead: "${input.id}"
+        by: "${steps.wait.payload.by}"
+"#,
+            ),
+        ],
+    )
+    .await;
+    let mut waiters = Vec::new();
+    for n in 0..20 {
+        waiters.push(f.start("waiter", json!({"n": n})).await);
+    }
+    f.settle().await;
+    let event = |event_type: &str, key: String, payload: serde_json::Value| {
+        f.engine.deliver_event(
+            kontor::run::NewEvent {
+                event_type: event_type.into(),
+                key,
+                payload,
+            },
+            None,
+        )
+    };
+    // For each n: a lead, and two `go`s for waiter n (which of the two comes first is
+    // the store's choice: they arrive together).
+    let mut deliveries = Vec::new();
+    for n in 0..20 {
+        deliveries.push(event(
+            "lead.created",
+            String::new(),
+            json!({"id": format!("L-{n}")}),
+        ));
+        deliveries.push(event(
+            "go",
+            n.to_string(),
+            json!({"signal": format!("first {n}")}),
+        ));
+        deliveries.push(event(
+            "go",
+            n.to_string(),
+            json!({"signal": format!("second {n}")}),
+        ));
+    }
+    let delivered: Vec<_> = futures_util::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Then each lead's acceptance, together, before its run has run a step.
+    let accepted: Vec<_> = futures_util::future::join_all((0..20).map(|n| {
+        event(
+            "lead.accepted",
+            format!("L-{n}"),
+            json!({"by": format!("rep {n}")}),
+        )
+    }))
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    let ids: std::collections::BTreeSet<i64> = delivered
+        .iter()
+        .chain(&accepted)
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(ids.len(), 80, "every event has its own id");
+    let mut resumed_by = Vec::new();
+    for (n, group) in delivered.chunks(3).enumerate() {
+        assert_eq!(group[0].started_runs.len(), 1, "lead {n} started its run");
+        let resumed: Vec<(usize, &String)> = group[1..]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.resumed_runs.iter().map(move |r| (i, r)))
+            .collect();
+        assert_eq!(
+            resumed.len(),
+            1,
+            "one go of {n} resumes the waiter: {resumed:?}"
+        );
+        assert_eq!(resumed[0].1, &waiters[n]);
+        resumed_by.push(if resumed[0].0 == 0 { "first" } else { "second" });
+    }
+    f.settle().await;
+    for (n, waiter) in waiters.iter().enumerate() {
+        let run = f.run(waiter).await;
+        let signal = format!("{} {n}", resumed_by[n]);
+        assert_eq!(run.output, Some(json!({"signal": signal})));
+    }
+    for (n, group) in delivered.chunks(3).enumerate() {
+        // The acceptance came after the lead's event: the run parks and finds it.
+        let run = f.run(&group[0].started_runs[0]).await;
+        assert_eq!(run.status, RunStatus::Completed, "lead {n}");
+        assert_eq!(
+            run.output,
+            Some(json!({"lead": format!("L-{n}"), "by": format!("rep {n}")}))
+        );
+    }
+}
+
+/// A delivery that fails while others are committed with it fails alone: the others
+/// are stored with their runs, it stores nothing.
+async fn a_failing_delivery_among_concurrent_ones_fails_alone() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "intake",
+            r#"
+name: intake
+steps:
+  - id: wait
+    wait_for:
+      events: [never]
+      key: input.id
+"#,
+        )],
+    )
+    .await;
+    let existing = f.start("intake", json!({"id": "x"})).await;
+    let workflow = f.engine.catalog().get("intake").cloned().unwrap();
+    let store = f.engine.store();
+    let now = chrono::Utc::now();
+    let events: Vec<(kontor::run::NewEvent, kontor::run::NewRun)> = (0..12)
+        .map(|n| {
+            let mut run = f
+                .engine
+                .new_run(&workflow, json!({"id": n.to_string()}), None)
+                .unwrap();
+            if n == 5 {
+                run.id = existing.clone(); // taken: this delivery's insert must fail
+            }
+            let event = kontor::run::NewEvent {
+                event_type: "lead.created".into(),
+                key: format!("K-{n}"),
+                payload: json!({"n": n}),
+            };
+            (event, run)
+        })
+        .collect();
+    let results = futures_util::future::join_all(events.iter().map(|(event, run)| {
+        store
+            .events()
+            .deliver(event, None, std::slice::from_ref(run), now)
+    }))
+    .await;
+    for (n, result) in results.iter().enumerate() {
+        match n {
+            5 => assert!(result.is_err(), "delivery 5 reuses a run id: {result:?}"),
+            _ => assert_eq!(
+                result.as_ref().unwrap().started_runs.len(),
+                1,
+                "delivery {n}"
+            ),
+        }
+    }
+    for (n, (_, run)) in events.iter().enumerate() {
+        let stored = store.runs().get(&run.id).await.unwrap();
+        match n {
+            5 => assert_eq!(
+                stored.unwrap().input,
+                json!({"id": "x"}),
+                "the old run is untouched"
+            ),
+            _ => assert!(stored.is_some(), "run of delivery {n}"),
+        }
+    }
+}
+
 async fn retryable_failures_back_off_exponentially_then_fail_the_run() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -692,6 +997,9 @@ kontor::on_both_backends!(
     an_event_that_arrives_before_wait_for_is_not_lost,
     wait_for_resumes_on_the_event_or_takes_the_timeout_path,
     fan_out_starts_children_and_waits_for_all,
+    a_large_fan_out_is_committed_in_chunks_each_child_once,
+    concurrent_deliveries_each_start_and_resume_their_runs,
+    a_failing_delivery_among_concurrent_ones_fails_alone,
     retryable_failures_back_off_exponentially_then_fail_the_run,
     failing_expressions_fail_the_run_readably,
     a_loop_without_waits_is_stopped_by_the_step_limit,

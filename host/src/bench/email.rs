@@ -166,7 +166,7 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
         bar.set_position(queued as u64);
     }
     bar.finish_and_clear();
-    let rss_before = peak_rss_kib();
+    let rss_before = super::peak_rss_kib();
 
     let bar = crate::bench::progress_bar(options.messages, "sending");
     let started = Instant::now();
@@ -205,24 +205,11 @@ pub async fn run(options: EmailBenchOptions) -> anyhow::Result<()> {
     );
     println!(
         "  peak RSS: {:.1} MiB (after queueing: {:.1} MiB)",
-        peak_rss_kib() as f64 / 1024.0,
+        super::peak_rss_kib() as f64 / 1024.0,
         rss_before as f64 / 1024.0
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// The process's peak resident set (`VmHWM`), in KiB; 0 where /proc is missing.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A minimal SMTP server that accepts every message (for the benchmark only): returns

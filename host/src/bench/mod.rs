@@ -6,12 +6,17 @@
 //!   then the workers execute them all. Steps/s = committed step records / elapsed.
 //! - **latency**: runs of a 3-step workflow (`set` → `record` → `end`) are started one at
 //!   a time through [`Engine::start_run`]; the time from the start call until the run's
-//!   completion is committed is recorded; p50/p99 are printed.
+//!   completion is committed is recorded; p50/p99 are printed. Its steps are pure, so a
+//!   run commits once.
+//! - **durable steps** (`--durable-steps N`): the same, for a workflow of N plugin steps
+//!   (`lead-scoring`), each call's result committed before the next call is made — what a
+//!   durable-execution engine that checkpoints every step does (the DBOS peer).
 //!
 //! On a terminal each phase shows a progress bar on stderr (see [`progress_bar`]); the
 //! figures go to stdout, so a script or CI log gets only them.
 
 pub mod email;
+pub mod fan_out;
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -44,7 +49,7 @@ steps:
         total: \"${vars.total}\"
 ";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineBenchOptions {
     pub runs: usize,
     pub latency_runs: usize,
@@ -53,32 +58,77 @@ pub struct EngineBenchOptions {
     pub postgres: Option<String>,
     /// Processes working on the database (PostgreSQL only).
     pub processes: usize,
+    /// Also measure a workflow of this many steps that each commit on their own: plugin
+    /// steps calling `lead-scoring` from these plugins (`--durable-steps`).
+    pub durable_steps: Option<(usize, Arc<kontor_plugins::PluginRegistry>)>,
 }
 
-/// The bench workflows in a temp folder, and an engine on `url` running them.
-async fn bench_engine(
+/// A workflow of `steps` plugin steps: each call's result is committed before the next
+/// call is made, as a durable-execution engine checkpoints every step.
+fn durable_workflow(steps: usize) -> String {
+    let mut yaml = String::from("name: durable\nsteps:\n");
+    for n in 0..steps {
+        yaml.push_str(&format!("  - id: step{n}\n    plugin: lead-scoring\n"));
+    }
+    yaml
+}
+
+/// The README's lead, as the durable-steps workflow's input.
+fn bench_lead(n: usize) -> serde_json::Value {
+    json!({
+        "id": format!("L-{n}"), "email": "m.mueller@example.de", "company": "Müller Maschinenbau GmbH",
+        "country": "DE", "employees": 400, "title": "Leitung Einkauf", "postal_code": "80331",
+        "industry": "maschinenbau", "product": "A", "quote_requested": true,
+    })
+}
+
+/// `workflows` (name, YAML) in a temp folder, and an engine on `url` running them with
+/// these plugins.
+pub(crate) async fn bench_engine(
     dir: &std::path::Path,
     url: &str,
     settings: EngineSettings,
+    workflows: &[(&str, String)],
+    plugins: Option<Arc<kontor_plugins::PluginRegistry>>,
 ) -> anyhow::Result<(Store, Arc<Engine>)> {
-    let workflows = dir.join("workflows");
-    std::fs::create_dir_all(&workflows)?;
-    std::fs::write(workflows.join("noop.yaml"), NOOP)?;
-    std::fs::write(workflows.join("three.yaml"), THREE_STEPS)?;
+    let folder = dir.join("workflows");
+    std::fs::create_dir_all(&folder)?;
+    for (name, yaml) in workflows {
+        std::fs::write(folder.join(format!("{name}.yaml")), yaml)?;
+    }
     let store = Store::open(url).await?;
-    let catalog = Catalog::load(&workflows, None);
+    let index = plugins
+        .as_ref()
+        .map(|p| crate::workflow::PluginIndex::from_registry(p));
+    let catalog = Catalog::load(&folder, index.as_ref());
     anyhow::ensure!(
         catalog.all_diagnostics().is_empty(),
-        "bench workflows are invalid"
+        "bench workflows are invalid: {:?}",
+        catalog.all_diagnostics()
     );
     let engine = Engine::new(
         store.clone(),
         Arc::new(SystemClock),
         catalog,
         settings,
-        Default::default(),
+        crate::engine::EngineServices {
+            plugins,
+            channels: None,
+        },
     );
     Ok((store, engine))
+}
+
+/// The workflows of `bench engine`.
+fn engine_workflows(durable_steps: Option<usize>) -> Vec<(&'static str, String)> {
+    let mut workflows = vec![
+        ("noop", NOOP.to_string()),
+        ("three", THREE_STEPS.to_string()),
+    ];
+    if let Some(steps) = durable_steps {
+        workflows.push(("durable", durable_workflow(steps)));
+    }
+    workflows
 }
 
 /// A helper process of a multi-process benchmark: opens the engine, says `ready`, waits
@@ -86,7 +136,7 @@ async fn bench_engine(
 pub async fn engine_helper(url: &str, settings: EngineSettings) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile_dir()?;
-    let (_store, engine) = bench_engine(&dir, url, settings).await?;
+    let (_store, engine) = bench_engine(&dir, url, settings, &engine_workflows(None), None).await?;
     println!("ready");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     lines.next_line().await?;
@@ -136,7 +186,17 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         Some(server) => crate::store::scratch_postgres_database(server, "kontor_bench").await?,
         None => format!("sqlite://{}/bench.db", dir.display()),
     };
-    let (store, engine) = bench_engine(&dir, &url, options.settings.clone()).await?;
+    let (store, engine) = bench_engine(
+        &dir,
+        &url,
+        options.settings.clone(),
+        &engine_workflows(options.durable_steps.as_ref().map(|(steps, _)| *steps)),
+        options
+            .durable_steps
+            .as_ref()
+            .map(|(_, plugins)| plugins.clone()),
+    )
+    .await?;
 
     println!("kontor bench engine");
     println!(
@@ -206,13 +266,51 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         steps as f64 / elapsed.as_secs_f64()
     );
 
-    // Latency of a 3-step durable workflow, one run at a time.
+    // Latency of a 3-step workflow, one run at a time.
+    let latencies =
+        sequential_runs(&engine, "three", options.latency_runs, |n| json!({"n": n})).await?;
+    print_latencies("3-step workflow end to end", &latencies);
+    if let Some((steps, _)) = &options.durable_steps {
+        let latencies =
+            sequential_runs(&engine, "durable", options.latency_runs, bench_lead).await?;
+        let total: StdDuration = latencies.iter().sum();
+        print_latencies(
+            &format!("{steps} durable steps (a plugin call each, each committed)"),
+            &latencies,
+        );
+        println!(
+            "    = {:.0} workflows/s one at a time",
+            latencies.len() as f64 / total.as_secs_f64()
+        );
+    }
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    drop(engine);
+    drop(store);
+    if let Some(server) = &options.postgres {
+        crate::store::drop_scratch_postgres_database(server, &url).await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts `count` runs of `workflow` one after another, each once the previous one has
+/// completed; returns each run's time from the start call until its completion was
+/// committed, sorted.
+async fn sequential_runs(
+    engine: &Engine,
+    workflow: &'static str,
+    count: usize,
+    input: impl Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<Vec<StdDuration>> {
     let mut finished = engine.subscribe_finished();
-    let mut latencies = Vec::with_capacity(options.latency_runs);
-    let bar = progress_bar(options.latency_runs, "latency");
-    for n in 0..options.latency_runs {
+    let mut latencies = Vec::with_capacity(count);
+    let bar = progress_bar(count, "latency");
+    for n in 0..count {
         let t0 = Instant::now();
-        let run = engine.start_run("three", json!({"n": n})).await?.run_id;
+        let run = engine.start_run(workflow, input(n)).await?.run_id;
         loop {
             match tokio::time::timeout(StdDuration::from_secs(10), finished.recv()).await {
                 Ok(Ok(id)) if id == run => break,
@@ -227,28 +325,20 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let _ = stop.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
     latencies.sort();
+    Ok(latencies)
+}
+
+fn print_latencies(what: &str, latencies: &[StdDuration]) {
+    let Some(max) = latencies.last() else { return };
     let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-    if !latencies.is_empty() {
-        println!(
-            "  3-step workflow end to end ({} runs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            latencies.len(),
-            pick(0.5).as_secs_f64() * 1e3,
-            pick(0.99).as_secs_f64() * 1e3,
-            latencies[latencies.len() - 1].as_secs_f64() * 1e3
-        );
-    }
-    drop(engine);
-    drop(store);
-    if let Some(server) = &options.postgres {
-        crate::store::drop_scratch_postgres_database(server, &url).await?;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    println!(
+        "  {what} ({} runs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
 }
 
 /// A bar over `len` items of one benchmark phase, on stderr. indicatif draws nothing
@@ -406,4 +496,17 @@ pub async fn plugin(options: PluginBenchOptions) -> anyhow::Result<()> {
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB; 0 where /proc is missing.
+pub(crate) fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -1,4 +1,4 @@
-//! `kontor bench engine|email|plugin`: performance figures measured on this machine.
+//! `kontor bench engine|fan-out|email|plugin`: performance figures measured on this machine.
 //! The measuring lives in the library (`kontor::bench`, `kontor::bench::email`), beside
 //! the code it measures; this file turns the command line into its options.
 
@@ -47,6 +47,25 @@ pub enum BenchCommand {
         /// N-1 helpers it starts).
         #[arg(long, default_value_t = 1, requires = "postgres")]
         processes: usize,
+        /// Also time a workflow of N steps that each commit on their own: plugin steps
+        /// calling `lead-scoring` from the plugins folder, each result committed before
+        /// the next call (as a durable-execution engine checkpoints every step).
+        #[arg(long, value_name = "N")]
+        durable_steps: Option<usize>,
+    },
+    /// How fast one `start` with `for_each` creates its children, at each size
+    /// (children/s must not fall as the size grows), and the peak RSS.
+    FanOut {
+        /// Children per fan-out, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+        sizes: Vec<usize>,
+        /// Engine workers (default: `engine.workers` from the config).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Run on PostgreSQL: a scratch database is created next to the one this URL
+        /// names (the user needs CREATEDB) and dropped afterwards. Default: a temp SQLite file.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// (Internal) a helper process of `bench engine --processes`: works on DATABASE once
     /// told to go on stdin, until stdin closes.
@@ -101,18 +120,53 @@ pub fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
             workers,
             postgres,
             processes,
+            durable_steps,
         } => {
             let mut settings = kontor::server::engine_settings(config);
             if let Some(w) = workers {
                 settings.workers = w.max(1);
             }
+            let durable_steps = match durable_steps {
+                Some(steps) => {
+                    let plugins = runtime.block_on(kontor::server::plugin_registry(
+                        config,
+                        None,
+                        Default::default(),
+                    ))?;
+                    anyhow::ensure!(
+                        plugins.get("lead-scoring").is_ok(),
+                        "--durable-steps calls the lead-scoring plugin, which is not in {}",
+                        config.plugins_dir.display()
+                    );
+                    Some((steps.max(1), plugins))
+                }
+                None => None,
+            };
             runtime.block_on(kontor::bench::engine(kontor::bench::EngineBenchOptions {
                 runs,
                 latency_runs,
                 settings,
                 postgres,
                 processes: processes.max(1),
+                durable_steps,
             }))?;
+        }
+        BenchCommand::FanOut {
+            sizes,
+            workers,
+            postgres,
+        } => {
+            let mut settings = kontor::server::engine_settings(config);
+            if let Some(w) = workers {
+                settings.workers = w.max(1);
+            }
+            runtime.block_on(kontor::bench::fan_out::run(
+                kontor::bench::fan_out::FanOutBenchOptions {
+                    sizes,
+                    settings,
+                    postgres,
+                },
+            ))?;
         }
         BenchCommand::EngineHelper {
             database,

@@ -1,6 +1,7 @@
 //! What an expression sees: the [`Scope`] of variables and calendar functions, and the
 //! conversions between JSON (what runs store) and CEL values.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -15,7 +16,9 @@ use super::{Calendars, Needs, environment};
 
 /// What an expression can see while it runs.
 pub struct Scope<'a> {
-    variables: Vec<(&'static str, Json)>,
+    /// Owned, or borrowed from the run where a scope is made many times over the same
+    /// values (a fan-out's children all see the parent's input).
+    variables: Vec<(&'static str, Cow<'a, Json>)>,
     now: DateTime<Utc>,
     calendars: &'a Calendars,
     /// Cost units one evaluation in this scope may spend.
@@ -63,7 +66,23 @@ impl<'a> Scope<'a> {
 
     pub fn set(&mut self, name: &'static str, value: Json) {
         self.variables.retain(|(n, _)| *n != name);
-        self.variables.push((name, value));
+        self.variables.push((name, Cow::Owned(value)));
+    }
+
+    /// Binds a top-level variable to a value the scope borrows instead of copying.
+    pub fn with_borrowed(mut self, name: &'static str, value: &'a Json) -> Self {
+        self.variables.retain(|(n, _)| *n != name);
+        self.variables.push((name, Cow::Borrowed(value)));
+        self
+    }
+
+    /// The value at `path` (`["input", "customers"]`), read straight from the bound JSON
+    /// without converting it; `None` when a part of the path is missing.
+    pub fn lookup(&self, path: &[String]) -> Option<&Json> {
+        let (root, rest) = path.split_first()?;
+        let (_, value) = self.variables.iter().find(|(n, _)| *n == root.as_str())?;
+        rest.iter()
+            .try_fold(value.as_ref(), |value, key| value.as_object()?.get(key))
     }
 
     /// A CEL context with what `needs` names: variables the expression does not read are
@@ -71,7 +90,7 @@ impl<'a> Scope<'a> {
     pub(super) fn context(&self, needs: &Needs) -> Context<'static, 'static> {
         let mut context = Context::with_env(environment().clone());
         for (name, value) in &self.variables {
-            match (needs.get(*name), value) {
+            match (needs.get(*name), value.as_ref()) {
                 (None, _) => {}
                 (Some(Some(keys)), Json::Object(map)) => {
                     let part: serde_json::Map<String, Json> = keys

@@ -36,6 +36,9 @@ pub struct StepRun<'a> {
     pub seq: i64,
     /// The run's context: `vars` and the outputs of earlier `steps`.
     pub context: &'a mut Json,
+    /// What this step's previous execution left for this one when it asked to be run
+    /// again ([`Flow::Again`]): how far a chunked fan-out got.
+    pub resumed: Option<Json>,
     /// What the job commits: effects, timers, child runs.
     pub outcome: &'a mut JobOutcome,
 }
@@ -49,15 +52,29 @@ impl<'a> StepRun<'a> {
             .with("input", self.run.input.clone())
             .with("vars", self.context["vars"].clone())
             .with("steps", self.context["steps"].clone())
-            .with(
-                "run",
-                json!({
-                    "id": self.run.id,
-                    "workflow": self.run.workflow,
-                    "started_at": self.run.created_at,
-                    "parent_id": self.run.parent_id,
-                }),
-            )
+            .with("run", self.run_variable())
+    }
+
+    /// What `run` shows an expression.
+    fn run_variable(&self) -> Json {
+        json!({
+            "id": self.run.id,
+            "workflow": self.run.workflow,
+            "started_at": self.run.created_at,
+            "parent_id": self.run.parent_id,
+        })
+    }
+
+    /// [`StepRun::scope`] borrowing the run's values instead of copying them, for a step
+    /// that evaluates many times over the same run (a fan-out's child inputs).
+    pub fn borrowed_scope(&self) -> Scope<'_> {
+        Scope::new(self.now, self.calendars)
+            .with_budget(self.expression_budget)
+            .with_cancel(self.cancel.cloned())
+            .with_borrowed("input", &self.run.input)
+            .with_borrowed("vars", &self.context["vars"])
+            .with_borrowed("steps", &self.context["steps"])
+            .with("run", self.run_variable())
     }
 
     /// The idempotency key of the step's effect: a step that runs again after a crash
@@ -91,6 +108,10 @@ pub enum Flow {
     Finish { output: Json },
     /// A plugin must be called before the run can go on.
     Call(PluginCall),
+    /// The step did part of its work (a chunk of a large fan-out): commit that, then run
+    /// the step again in a job of its own, which hands it `progress` as
+    /// [`StepRun::resumed`]. A crash in between repeats at most the uncommitted part.
+    Again { progress: Json },
 }
 
 /// What a parked run waits for.

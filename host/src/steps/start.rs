@@ -2,6 +2,12 @@
 //! `for_each` list (which each child's input sees as `item`, at `index`). The parent
 //! goes on; `wait_children` waits for them.
 //!
+//! A large fan-out is made in chunks ([`chunk_size`]: at least 1,000 children, at most
+//! 20 chunks), each committed by a job of its own ([`Flow::Again`]): a crash repeats at
+//! most one chunk (whose children's keys then match), memory holds one chunk's children,
+//! and each chunk reads the list straight from the run's JSON, so the work per child does
+//! not grow with the list.
+//!
 //! ```yaml
 //! - id: notify_buyers
 //!   start:
@@ -105,17 +111,6 @@ impl StepAction for Start {
         let child = catalog.get(workflow).ok_or_else(|| {
             StepError::fatal(format!("workflow `{workflow}` is not loaded or is invalid"))
         })?;
-        let items: Vec<Option<Json>> = match &self.for_each {
-            None => vec![None],
-            Some(list) => match list.evaluate(&run.scope())? {
-                Json::Array(items) => items.into_iter().map(Some).collect(),
-                other => {
-                    return Err(StepError::fatal(format!(
-                        "`for_each` must give a list, but gave {other}"
-                    )));
-                }
-            },
-        };
         let depth = run.run.depth + 1;
         if depth > run.max_depth {
             return Err(StepError::fatal(format!(
@@ -124,49 +119,116 @@ impl StepAction for Start {
                 run.max_depth
             )));
         }
-        if items.len() > run.max_children {
-            return Err(StepError::fatal(format!(
-                "`start` would create {} runs; the limit is {} (engine.max_children_per_step)",
-                items.len(),
-                run.max_children
-            )));
-        }
         let first = child
             .steps
             .first()
             .map(|s| s.id.clone())
             .ok_or_else(|| StepError::fatal("the child workflow has no steps"))?;
-        let parent = &run.run.id;
-        for (index, item) in items.iter().enumerate() {
-            let mut child_scope = run.scope();
-            if let Some(item) = item {
-                child_scope.set("item", item.clone());
-                child_scope.set("index", json!(index));
+        // Where an earlier chunk of this fan-out stopped, and the step number its
+        // children's keys were made with (so a chunk repeated after a crash makes the
+        // same keys).
+        let from = run
+            .resumed
+            .as_ref()
+            .and_then(|p| p["next"].as_u64())
+            .unwrap_or(0) as usize;
+        let seq = run
+            .resumed
+            .as_ref()
+            .and_then(|p| p["seq"].as_i64())
+            .unwrap_or(run.seq);
+        let parent = run.run.id.clone();
+        let new_child = |index: usize, input: Json| NewRun {
+            id: new_run_id(),
+            workflow: child.name.clone(),
+            version: child.version.clone(),
+            domain: child.domain.map(|d| d.as_str().to_string()),
+            source: child.source.clone(),
+            input,
+            parent_id: Some(parent.clone()),
+            depth,
+            trigger_key: Some(format!("child:{parent}:{seq}:{index}")),
+            first_step: first.clone(),
+            due_at: run.now,
+        };
+        let (children, total) = {
+            let mut scope = run.borrowed_scope();
+            let Some(list) = &self.for_each else {
+                let input = self.input.evaluate(&scope)?;
+                child
+                    .validate_input(&input)
+                    .map_err(|e| StepError::fatal(format!("child run: {e}")))?;
+                run.outcome.children.push(new_child(0, input));
+                return Ok(Flow::Continue {
+                    input: None,
+                    output: json!({"workflow": workflow, "started": 1}),
+                    next: run.step.next,
+                });
+            };
+            // The list is read through a scope of its own, as the children's inputs
+            // change `scope` (their `item`) while they borrow from the list.
+            let list_scope = run.borrowed_scope();
+            let items = match list.evaluate_borrowed(&list_scope)? {
+                std::borrow::Cow::Borrowed(Json::Array(items)) => {
+                    std::borrow::Cow::Borrowed(items.as_slice())
+                }
+                std::borrow::Cow::Owned(Json::Array(items)) => std::borrow::Cow::Owned(items),
+                other => {
+                    return Err(StepError::fatal(format!(
+                        "`for_each` must give a list, but gave {}",
+                        other.as_ref()
+                    )));
+                }
+            };
+            if items.len() > run.max_children {
+                return Err(StepError::fatal(format!(
+                    "`start` would create {} runs; the limit is {} (engine.max_children_per_step)",
+                    items.len(),
+                    run.max_children
+                )));
             }
-            let child_input = self.input.evaluate(&child_scope)?;
-            child
-                .validate_input(&child_input)
-                .map_err(|e| StepError::fatal(format!("child run {index}: {e}")))?;
-            run.outcome.children.push(NewRun {
-                id: new_run_id(),
-                workflow: child.name.clone(),
-                version: child.version.clone(),
-                domain: child.domain.map(|d| d.as_str().to_string()),
-                source: child.source.clone(),
-                input: child_input,
-                parent_id: Some(parent.clone()),
-                depth,
-                trigger_key: Some(format!("child:{parent}:{}:{index}", run.seq)),
-                first_step: first.clone(),
-                due_at: run.now,
+            let to = items.len().min(from + chunk_size(items.len()));
+            let mut children = Vec::with_capacity(to.saturating_sub(from));
+            for (index, item) in items.iter().enumerate().take(to).skip(from) {
+                scope.set("item", item.clone());
+                scope.set("index", json!(index));
+                let input = self.input.evaluate(&scope)?;
+                child
+                    .validate_input(&input)
+                    .map_err(|e| StepError::fatal(format!("child run {index}: {e}")))?;
+                children.push(new_child(index, input));
+            }
+            (children, items.len())
+        };
+        let next = from + children.len();
+        run.outcome.children.extend(children);
+        if next < total {
+            return Ok(Flow::Again {
+                progress: json!({"next": next, "seq": seq}),
             });
         }
         Ok(Flow::Continue {
             input: None,
-            output: json!({"workflow": workflow, "started": items.len()}),
+            output: json!({"workflow": workflow, "started": total}),
             next: run.step.next,
         })
     }
+}
+
+/// The fewest child runs one job of a fan-out creates: a larger `for_each` commits in
+/// chunks, each in its own job, so a crash resumes at the last committed chunk.
+pub const FAN_OUT_CHUNK: usize = 1_000;
+
+/// The most jobs a fan-out takes. Each job reads the parent's run again, whose input may
+/// hold the whole list (100,000 customers are ~20 MB of JSON to parse): a fixed number of
+/// chunks keeps a fan-out linear in its size, where chunks of a fixed size would make it
+/// quadratic.
+pub const FAN_OUT_MAX_CHUNKS: usize = 20;
+
+/// Children per job for a list of `len` items: at least [`FAN_OUT_CHUNK`], and so many
+/// that the list takes at most [`FAN_OUT_MAX_CHUNKS`] jobs.
+pub fn chunk_size(len: usize) -> usize {
+    len.div_ceil(FAN_OUT_MAX_CHUNKS).max(FAN_OUT_CHUNK)
 }
 
 /// A new, time-ordered run id.

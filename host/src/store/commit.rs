@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use super::events::forget_timer;
 use super::jobs::insert_jobs;
 use super::outbox::enqueue_row;
-use super::runs::insert_run;
 use super::transaction::{Tx, on_tx};
 use super::{Backend, Store, StoreError, millis};
 use crate::run::{Effect, JobOutcome, KvWrite};
@@ -44,14 +43,20 @@ impl Store {
 /// What an outcome writes besides its step records and run update: effects, plugin
 /// key-value writes, timers started and cancelled, child runs. Returns whether it queued
 /// mail.
+/// `records_applied`: its record effects were applied already (SQLite applies a batch's
+/// records with two statements for all).
 pub(super) async fn apply_outcome_writes(
     tx: &mut Tx<'_>,
     outcome: &JobOutcome,
+    records_applied: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let run_id = outcome.run_id.as_str();
     let mut mail = false;
     for (key, effect) in &outcome.effects {
+        if records_applied && matches!(effect, Effect::Record { .. }) {
+            continue;
+        }
         mail |= apply_effect(tx, run_id, key, effect, now).await?;
     }
     for write in &outcome.kv_writes {
@@ -66,9 +71,7 @@ pub(super) async fn apply_outcome_writes(
         }
         insert_jobs(tx, &[(run_id, timer)]).await?;
     }
-    for child in &outcome.children {
-        insert_run(tx, child, false, now).await?;
-    }
+    super::runs::insert_children(tx, &outcome.children, now).await?;
     Ok(mail)
 }
 

@@ -225,7 +225,11 @@ pub(super) async fn forget_timer(
 }
 
 /// Marks an event as taken by a run, so the run's next wait does not take it again.
-async fn consume(tx: &mut Tx<'_>, run_id: &str, event_id: i64) -> Result<(), StoreError> {
+pub(super) async fn consume(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    event_id: i64,
+) -> Result<(), StoreError> {
     on_tx!(tx, |conn| sqlx::query(
         "INSERT INTO consumed_events (run_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -310,7 +314,7 @@ pub(super) async fn insert_event(
 }
 
 /// Ends a run's wait: drops its wait rows and timeout, schedules the resume.
-async fn resume_waiting_run(
+pub(super) async fn resume_waiting_run(
     tx: &mut Tx<'_>,
     run_id: &str,
     step: &str,

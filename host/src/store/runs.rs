@@ -320,19 +320,7 @@ pub(super) async fn insert_new_run(
     now: DateTime<Utc>,
 ) -> Result<Started, StoreError> {
     if !version_stored {
-        on_tx!(tx, |conn| {
-            sqlx::query(
-            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.source)
-        .bind(millis(now))
-        .execute(conn)
-        .await
-    .map(|done| done.rows_affected())
-        })?;
+        store_version(tx, run, now).await?;
     }
     on_tx!(tx, |conn| {
         sqlx::query(
@@ -361,4 +349,103 @@ pub(super) async fn insert_new_run(
         run_id: run.id.clone(),
         created: true,
     })
+}
+
+/// The context of a run that has not run a step yet.
+pub(super) const FRESH_CONTEXT: &str = r#"{"vars":{},"steps":{}}"#;
+
+/// Stores the workflow version a run executes, unless it is stored already.
+pub(super) async fn store_version(
+    tx: &mut Tx<'_>,
+    run: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO workflow_versions (version, name, source, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(&run.version)
+        .bind(&run.workflow)
+        .bind(&run.source)
+        .bind(millis(now))
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Inserts the child runs of a `start` step (up to a fan-out chunk, 1,000) with a few
+/// statements for all of them: their workflow versions, the runs, their first jobs. A
+/// child whose trigger key exists already — a chunk repeated after a crash — is skipped,
+/// so each child exists once.
+pub(super) async fn insert_children(
+    tx: &mut Tx<'_>,
+    children: &[NewRun],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match children {
+        [] => return Ok(()),
+        [child] => return insert_run(tx, child, false, now).await.map(|_| ()),
+        _ => {}
+    }
+    let mut versions: Vec<&NewRun> = Vec::new();
+    for child in children {
+        if !versions.iter().any(|v| v.version == child.version) {
+            versions.push(child);
+        }
+    }
+    for run in versions {
+        store_version(tx, run, now).await?;
+    }
+    let inserted: Vec<String> = match tx {
+        Tx::Sqlite(conn) => {
+            let rows: Vec<super::sqlite::runs::RunRow> = children
+                .iter()
+                .map(|run| super::sqlite::runs::RunRow {
+                    run,
+                    events_after: None,
+                    created: now,
+                })
+                .collect();
+            super::sqlite::runs::insert_runs(conn, &rows, true).await?
+        }
+        Tx::Postgres(conn) => {
+            let column =
+                |f: fn(&NewRun) -> Option<String>| children.iter().map(f).collect::<Vec<_>>();
+            sqlx::query_scalar(
+                "INSERT INTO runs (id, workflow, version, status, input, context, current_step, parent_id,
+                                   depth, trigger_key, events_after, created_at, updated_at, domain)
+                 SELECT c.id, c.workflow, c.version, 'running', c.input, $10, c.first_step, c.parent_id,
+                        c.depth, c.trigger_key, (SELECT coalesce(max(id), 0) FROM events), $11, $11, c.domain
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                             $7::bigint[], $8::text[], $9::text[])
+                      AS c(id, workflow, version, input, first_step, parent_id, depth, trigger_key, domain)
+                 ON CONFLICT (trigger_key) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(column(|c| Some(c.id.clone())))
+            .bind(column(|c| Some(c.workflow.clone())))
+            .bind(column(|c| Some(c.version.clone())))
+            .bind(column(|c| Some(c.input.to_string())))
+            .bind(column(|c| Some(c.first_step.clone())))
+            .bind(column(|c| c.parent_id.clone()))
+            .bind(children.iter().map(|c| c.depth).collect::<Vec<i64>>())
+            .bind(column(|c| c.trigger_key.clone()))
+            .bind(column(|c| c.domain.clone()))
+            .bind(FRESH_CONTEXT)
+            .bind(millis(now))
+            .fetch_all(&mut **conn)
+            .await?
+        }
+    };
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let jobs: Vec<(&str, NewJob)> = children
+        .iter()
+        .filter(|c| inserted.contains(&c.id))
+        .map(|c| (c.id.as_str(), NewJob::step(&c.first_step, c.due_at)))
+        .collect();
+    let jobs: Vec<(&str, &NewJob)> = jobs.iter().map(|(id, job)| (*id, job)).collect();
+    insert_jobs(tx, &jobs).await
 }

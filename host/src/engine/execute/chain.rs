@@ -140,6 +140,7 @@ impl Executor<'_> {
             cancel: self.cancel,
             step,
             seq: state.step_count,
+            resumed: state.resumed.take(),
             context: &mut state.context,
             outcome: &mut state.outcome,
         };
@@ -205,6 +206,18 @@ impl Executor<'_> {
                     started,
                 );
                 Applied::Stop(state.finish(RunStatus::Completed, None, Some(output), None))
+            }
+            Ok(Flow::Again { progress }) => {
+                // No record yet: the step's one record comes when it has done all its work.
+                state.outcome.jobs.push(NewJob {
+                    kind: JobKind::Step,
+                    step: step.id.clone(),
+                    timer: None,
+                    payload: Some(progress),
+                    due_at: self.now,
+                    attempt,
+                });
+                Applied::Stop(state.finish(RunStatus::Running, Some(step.id.clone()), None, None))
             }
             // Only the engine makes plugin calls; `next_step` hands them to it.
             Ok(Flow::Call(_)) => {

@@ -16,6 +16,9 @@ pub(super) struct RunProgress {
     pub(super) pending_log: Option<Json>,
     /// Whether this chain already holds a plugin call's result.
     pub(super) called: bool,
+    /// What a step that asked to be run again left for its next execution (the job's
+    /// payload); handed to the first step of the chain.
+    pub(super) resumed: Option<Json>,
 }
 
 impl RunProgress {
@@ -33,6 +36,10 @@ impl RunProgress {
             },
             pending_log: None,
             called: false,
+            resumed: match job.kind {
+                JobKind::Step => job.payload.clone(),
+                _ => None,
+            },
         }
     }
 

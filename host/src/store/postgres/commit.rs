@@ -113,9 +113,13 @@ pub(super) async fn commit_outcomes(
 
     let mut mail = false;
     for outcome in &live {
-        mail |=
-            crate::store::commit::apply_outcome_writes(&mut AnyTx::from(&mut **tx), outcome, now)
-                .await?;
+        mail |= crate::store::commit::apply_outcome_writes(
+            &mut AnyTx::from(&mut **tx),
+            outcome,
+            false,
+            now,
+        )
+        .await?;
     }
 
     let jobs: Vec<(&str, &NewJob)> = live

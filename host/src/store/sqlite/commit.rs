@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::group_commit::GroupWrite;
 use super::{SqliteStore, Tx};
-use crate::run::{JobOutcome, NewJob};
+use crate::run::{Effect, JobOutcome, NewJob, WaitFor};
 use crate::store::transaction::Tx as AnyTx;
 use crate::store::{StoreError, millis};
 
@@ -92,8 +92,9 @@ pub(super) async fn commit_outcomes(
         .await?;
     }
 
+    apply_records(tx, &live, now).await?;
     for outcome in &live {
-        crate::store::commit::apply_outcome_writes(&mut AnyTx::from(&mut **tx), outcome, now)
+        crate::store::commit::apply_outcome_writes(&mut AnyTx::from(&mut **tx), outcome, true, now)
             .await?;
     }
 
@@ -121,12 +122,14 @@ pub(super) async fn commit_outcomes(
 
     // Run updates; new waits are registered, unless what they wait for is already there
     // (then the run resumes at once).
+    let parked = register_event_waits(tx, &live).await?;
     let mut rows = Vec::new();
     let mut finished = Vec::new();
     let mut parents = std::collections::BTreeSet::new();
     for outcome in &live {
         let Some(update) = &outcome.run else { continue };
         let status = match &outcome.wait {
+            Some(_) if parked.contains(outcome.run_id.as_str()) => update.status,
             Some(wait) => {
                 crate::store::events::register_wait(
                     &mut AnyTx::from(&mut **tx),
@@ -184,4 +187,132 @@ pub(super) async fn commit_outcomes(
         crate::store::events::wake_parent(&mut AnyTx::from(&mut **tx), parent, now).await?;
     }
     Ok(applied)
+}
+
+/// Applies the record effects of a batch with two statements: the effects whose keys are
+/// new, then their records in the batch's order (a later write of a key wins, as one by
+/// one). Email effects and the rest stay with [`apply_outcome_writes`].
+///
+/// [`apply_outcome_writes`]: crate::store::commit::apply_outcome_writes
+async fn apply_records(
+    tx: &mut Tx<'_>,
+    outcomes: &[&JobOutcome],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut effects = Vec::new();
+    for outcome in outcomes {
+        for (key, effect) in &outcome.effects {
+            if let Effect::Record {
+                collection,
+                key: record_key,
+                data,
+            } = effect
+            {
+                effects.push(serde_json::json!({
+                    "key": key, "run": outcome.run_id, "step": key.rsplit(':').nth(1).unwrap_or_default(),
+                    "payload": serde_json::to_string(effect)?, "collection": collection,
+                    "record": record_key, "data": data.to_string(),
+                }));
+            }
+        }
+    }
+    if effects.is_empty() {
+        return Ok(());
+    }
+    let effects = Json::Array(effects).to_string();
+    let new: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at)
+         SELECT value ->> '$.key', value ->> '$.run', value ->> '$.step', 'record', value ->> '$.payload', ?2
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING idempotency_key",
+    )
+    .bind(&effects)
+    .bind(millis(now))
+    .fetch_all(&mut **tx)
+    .await?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO records (collection, key, data, run_id, updated_at)
+         SELECT value ->> '$.collection', value ->> '$.record', value ->> '$.data', value ->> '$.run', ?3
+         FROM json_each(?1)
+         WHERE value ->> '$.key' IN (SELECT value FROM json_each(?2))
+         ORDER BY json_each.key
+         ON CONFLICT (collection, key) DO UPDATE SET data = excluded.data, run_id = excluded.run_id,
+                                                     updated_at = excluded.updated_at",
+    )
+    .bind(&effects)
+    .bind(serde_json::to_string(&new)?)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Registers the event waits of a batch with three statements for all of them: which
+/// runs have a matching event already (those go one by one and resume at once), then the
+/// wait rows and the timeout jobs of the rest. Returns the runs parked here.
+async fn register_event_waits<'o>(
+    tx: &mut Tx<'_>,
+    outcomes: &[&'o JobOutcome],
+) -> Result<std::collections::HashSet<&'o str>, StoreError> {
+    let mut keys = Vec::new();
+    for outcome in outcomes {
+        if let (
+            Some(_),
+            Some(WaitFor::Events {
+                step, keys: pairs, ..
+            }),
+        ) = (&outcome.run, &outcome.wait)
+        {
+            for (event_type, key) in pairs {
+                keys.push(serde_json::json!({
+                    "run": outcome.run_id, "type": event_type, "key": key, "step": step,
+                }));
+            }
+        }
+    }
+    let mut parked = std::collections::HashSet::new();
+    if keys.is_empty() {
+        return Ok(parked);
+    }
+    let keys = Json::Array(keys).to_string();
+    let arrived: std::collections::HashSet<String> = sqlx::query_scalar(
+        "SELECT DISTINCT j.value ->> '$.run' FROM json_each(?1) AS j
+         JOIN events e ON e.type = j.value ->> '$.type' AND e.key = j.value ->> '$.key'
+         WHERE e.id > (SELECT events_after FROM runs WHERE id = j.value ->> '$.run')
+           AND NOT EXISTS (SELECT 1 FROM consumed_events c
+                           WHERE c.run_id = j.value ->> '$.run' AND c.event_id = e.id)",
+    )
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut timeouts = Vec::new();
+    for outcome in outcomes {
+        if let (Some(_), Some(WaitFor::Events { timeout, .. })) = (&outcome.run, &outcome.wait)
+            && !arrived.contains(&outcome.run_id)
+        {
+            parked.insert(outcome.run_id.as_str());
+            if let Some(timeout) = timeout {
+                timeouts.push((outcome.run_id.as_str(), timeout));
+            }
+        }
+    }
+    sqlx::query(
+        "INSERT INTO waits (run_id, event_type, key, step)
+         SELECT value ->> '$.run', value ->> '$.type', value ->> '$.key', value ->> '$.step'
+         FROM json_each(?1)
+         WHERE value ->> '$.run' NOT IN (SELECT value FROM json_each(?2))
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&keys)
+    .bind(serde_json::to_string(&arrived)?)
+    .execute(&mut **tx)
+    .await?;
+    crate::store::jobs::insert_jobs(&mut AnyTx::from(&mut **tx), &timeouts).await?;
+    Ok(parked)
 }

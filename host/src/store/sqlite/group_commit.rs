@@ -1,6 +1,8 @@
 //! Group commit: step outcomes, run starts and event deliveries go to one writer task, which commits
 //! whatever has queued up meanwhile in one transaction (one fsync for all), each write in
-//! a savepoint of its own so one failing write fails alone.
+//! a savepoint of its own so one failing write fails alone. Deliveries without a delivery
+//! id — the intake — are applied together with shared statements first (a statement is a
+//! round trip to SQLite's thread); only if that fails are they applied one by one.
 
 use std::sync::Arc;
 
@@ -61,22 +63,72 @@ pub(super) async fn group_writer(
                 continue;
             }
         };
-        let mut results: Vec<Result<GroupResult, StoreError>> = Vec::with_capacity(batch.len());
-        if let [write] = batch.as_slice() {
-            // A lone write needs no savepoint: the transaction is its own.
-            results.push(apply_group_write(&mut tx, write).await);
-        } else {
-            for write in &batch {
-                let result = async {
-                    let mut savepoint = tx.begin().await?;
-                    let result = apply_group_write(&mut savepoint, write).await?;
-                    savepoint.commit().await?;
-                    Ok::<_, StoreError>(result)
+        let mut results: Vec<Option<Result<GroupResult, StoreError>>> =
+            batch.iter().map(|_| None).collect();
+        // Deliveries without a delivery id share their statements; should that fail,
+        // each is tried alone below, so the one at fault fails alone.
+        let together: Vec<usize> = (0..batch.len())
+            .filter(|&i| {
+                matches!(
+                    &batch[i],
+                    GroupWrite::Deliver {
+                        delivery_id: None,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        if together.len() > 1 {
+            let deliveries: Vec<super::events::Delivery> = together
+                .iter()
+                .filter_map(|&i| match &batch[i] {
+                    GroupWrite::Deliver {
+                        event, starts, now, ..
+                    } => Some(super::events::Delivery {
+                        event,
+                        starts,
+                        now: *now,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let applied = async {
+                let mut savepoint = tx.begin().await?;
+                let delivered =
+                    super::events::deliver_together(&mut savepoint, &deliveries).await?;
+                savepoint.commit().await?;
+                Ok::<_, StoreError>(delivered)
+            }
+            .await;
+            if let Ok(delivered) = applied {
+                for (&i, delivered) in together.iter().zip(delivered) {
+                    results[i] = Some(Ok(GroupResult::Deliver(delivered)));
                 }
-                .await;
-                results.push(result);
             }
         }
+        if let [write] = batch.as_slice() {
+            // A lone write needs no savepoint: the transaction is its own.
+            results[0] = Some(apply_group_write(&mut tx, write).await);
+        } else {
+            for (write, result) in batch.iter().zip(results.iter_mut()) {
+                if result.is_some() {
+                    continue;
+                }
+                *result = Some(
+                    async {
+                        let mut savepoint = tx.begin().await?;
+                        let result = apply_group_write(&mut savepoint, write).await?;
+                        savepoint.commit().await?;
+                        Ok::<_, StoreError>(result)
+                    }
+                    .await,
+                );
+            }
+        }
+        let results: Vec<Result<GroupResult, StoreError>> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::GroupCommit("not applied".into()))))
+            .collect();
         match tx.commit().await {
             Ok(()) => {
                 for (write, result) in batch.into_iter().zip(results) {

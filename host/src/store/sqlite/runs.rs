@@ -139,3 +139,57 @@ pub(in crate::store) async fn cancel(
     tx.commit().await?;
     Ok(Some(cancelled))
 }
+
+/// A run to insert with [`insert_runs`].
+pub(in crate::store) struct RunRow<'a> {
+    pub run: &'a NewRun,
+    /// The id of the event that started it; `None`: the newest event's.
+    pub events_after: Option<i64>,
+    pub created: DateTime<Utc>,
+}
+
+/// Inserts runs with one statement; `skip_existing` skips a run whose trigger key exists
+/// already instead of failing. Returns the ids inserted. The runs' versions must be
+/// stored already; their first jobs are the caller's.
+pub(in crate::store) async fn insert_runs(
+    conn: &mut sqlx::SqliteConnection,
+    runs: &[RunRow<'_>],
+    skip_existing: bool,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<serde_json::Value> = runs
+        .iter()
+        .map(
+            |RunRow {
+                 run: r,
+                 events_after,
+                 created,
+             }| {
+                serde_json::json!({
+                    "id": r.id, "workflow": r.workflow, "version": r.version,
+                    "input": r.input.to_string(), "first_step": r.first_step,
+                    "parent": r.parent_id, "depth": r.depth, "key": r.trigger_key,
+                    "domain": r.domain, "events_after": events_after, "created": millis(*created),
+                })
+            },
+        )
+        .collect();
+    // `WHERE true` tells SQLite's parser that the `ON CONFLICT` after it is the upsert's.
+    const INSERT: &str = "INSERT INTO runs (id, workflow, version, status, input, context, current_step,
+                           parent_id, depth, trigger_key, events_after, created_at, updated_at, domain)
+         SELECT value ->> '$.id', value ->> '$.workflow', value ->> '$.version', 'running',
+                value ->> '$.input', ?2, value ->> '$.first_step', value ->> '$.parent',
+                value ->> '$.depth', value ->> '$.key',
+                coalesce(value ->> '$.events_after', (SELECT coalesce(max(id), 0) FROM events)),
+                value ->> '$.created', value ->> '$.created', value ->> '$.domain'
+         FROM json_each(?1) WHERE true";
+    let sql = if skip_existing {
+        format!("{INSERT} ON CONFLICT (trigger_key) DO NOTHING RETURNING id")
+    } else {
+        format!("{INSERT} RETURNING id")
+    };
+    Ok(sqlx::query_scalar(&sql)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(crate::store::runs::FRESH_CONTEXT)
+        .fetch_all(conn)
+        .await?)
+}
