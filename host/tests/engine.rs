@@ -549,9 +549,14 @@ steps:
             if n == 5 {
                 run.id = existing.clone(); // taken: this delivery's insert must fail
             }
+            // Delivery 5 would also end the existing run's wait, were it applied.
+            let (event_type, key) = match n {
+                5 => ("never".to_string(), "x".to_string()),
+                _ => ("lead.created".to_string(), format!("K-{n}")),
+            };
             let event = kontor::run::NewEvent {
-                event_type: "lead.created".into(),
-                key: format!("K-{n}"),
+                event_type,
+                key,
                 payload: json!({"n": n}),
             };
             (event, run)
@@ -584,6 +589,17 @@ steps:
             _ => assert!(stored.is_some(), "run of delivery {n}"),
         }
     }
+    f.settle().await;
+    assert_eq!(f.run(&existing).await.status, RunStatus::Waiting);
+    // Alone, the same: nothing of it is stored, so the existing run still waits.
+    let (event, run) = &events[5];
+    let alone = store
+        .events()
+        .deliver(event, None, std::slice::from_ref(run), now)
+        .await;
+    assert!(alone.is_err(), "{alone:?}");
+    f.settle().await;
+    assert_eq!(f.run(&existing).await.status, RunStatus::Waiting);
 }
 
 async fn retryable_failures_back_off_exponentially_then_fail_the_run() {

@@ -21,6 +21,13 @@ enum Begun {
     Call(Box<Calling>),
 }
 
+/// What a plugin call gave: its result, what it logged, its key-value writes.
+type PluginResult = (
+    Result<Json, crate::steps::StepError>,
+    Option<Json>,
+    Vec<crate::run::KvWrite>,
+);
+
 /// A job waiting for a plugin call, with what it needs to resume.
 struct Calling {
     call: Box<execute::PendingCall>,
@@ -72,47 +79,76 @@ impl Engine {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        // Pure steps run job by job; jobs that stopped at a plugin call then make their
-        // calls concurrently, so one slow plugin does not hold up the others.
+        // The jobs' workflow versions first (loaded once per version); then the pure steps
+        // of every job in one stretch off the async threads (each hand-off costs thread
+        // switches); jobs that stopped at a plugin call then make their calls
+        // concurrently, so one slow plugin does not hold up the others.
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            prepared.push(self.prepare(job, runs.get(&job.run_id)).await);
+        }
+        let catalog = self.catalog();
+        let now = self.clock.now();
+        let begun: Vec<(Begun, tracing::Span)> = off_async_threads(|| {
+            jobs.iter()
+                .zip(prepared)
+                .map(|(job, prepared)| {
+                    let run = runs.get(&job.run_id);
+                    let span = info_span!(
+                        "job",
+                        run_id = %job.run_id,
+                        workflow = run.map(|r| r.workflow.as_str()).unwrap_or_default(),
+                        step = %job.step,
+                        kind = job.kind.as_str(),
+                        attempt = job.attempt
+                    );
+                    let started = std::time::Instant::now();
+                    let begun = span.in_scope(|| match (prepared, run) {
+                        (Ok(workflow), Some(run)) => {
+                            let cancel = in_flight.flag(&job.run_id).cloned();
+                            self.execute(job, run, workflow, &catalog, now, cancel)
+                        }
+                        (Err(outcome), _) => Begun::Done(outcome),
+                        (Ok(_), None) => Begun::Done(dropped(job)),
+                    });
+                    metrics::histogram!("kontor_job_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    (begun, span)
+                })
+                .collect()
+        });
         let mut outcomes: Vec<Option<crate::run::JobOutcome>> = Vec::with_capacity(jobs.len());
         let mut calls = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            let run = runs.get(&job.run_id);
-            let span = info_span!(
-                "job",
-                run_id = %job.run_id,
-                workflow = run.map(|r| r.workflow.as_str()).unwrap_or_default(),
-                step = %job.step,
-                kind = job.kind.as_str(),
-                attempt = job.attempt
-            );
-            let started = std::time::Instant::now();
-            let cancel = in_flight.flag(&job.run_id).cloned();
-            match self
-                .execute(job, run, cancel)
-                .instrument(span.clone())
-                .await
-            {
+        for (i, (begun, span)) in begun.into_iter().enumerate() {
+            match begun {
                 Begun::Done(outcome) => outcomes.push(Some(outcome)),
                 Begun::Call(calling) => {
                     outcomes.push(None);
-                    if let Some(run) = run {
+                    if let Some(run) = runs.get(&jobs[i].run_id) {
                         calls.push((i, calling, run, span));
                     }
                 }
             }
-            metrics::histogram!("kontor_job_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
         }
-        if !calls.is_empty() {
-            let done =
-                futures_util::future::join_all(calls.into_iter().map(|(i, calling, run, span)| {
-                    async move { (i, self.complete(calling, run).await) }.instrument(span)
+        // The calls of the batch at once; then the steps after them, all in one stretch
+        // off the async threads; a chain that reaches another call goes round again.
+        while !calls.is_empty() {
+            let results =
+                futures_util::future::join_all(calls.iter().map(|(_, calling, run, span)| {
+                    self.call_plugin(&calling.call, run)
+                        .instrument(span.clone())
                 }))
                 .await;
-            for (i, outcome) in done {
-                outcomes[i] = Some(outcome);
-            }
+            calls = off_async_threads(|| {
+                let mut again = Vec::new();
+                for ((i, calling, run, span), result) in calls.into_iter().zip(results) {
+                    match span.in_scope(|| self.resume(*calling, run, result)) {
+                        Ok(outcome) => outcomes[i] = Some(outcome),
+                        Err(next) => again.push((i, next, run, span)),
+                    }
+                }
+                again
+            });
         }
         let outcomes: Vec<crate::run::JobOutcome> = outcomes
             .into_iter()
@@ -163,60 +199,64 @@ impl Engine {
         Ok(jobs.len())
     }
 
-    async fn execute(
+    /// The workflow version a job runs on; or, for a job that will not run (its run is
+    /// gone or finished, or its version cannot be loaded), the outcome that ends it.
+    async fn prepare(
         &self,
         job: &Job,
         run: Option<&crate::run::RunState>,
-        cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
-    ) -> Begun {
-        let drop_job = crate::run::JobOutcome {
-            job_id: job.id,
-            run_id: job.run_id.clone(),
-            ..Default::default()
-        };
+    ) -> Result<Arc<Workflow>, crate::run::JobOutcome> {
         let Some(run) = run else {
             warn!("job of a missing run; dropping it");
-            return Begun::Done(drop_job);
+            return Err(dropped(job));
         };
         if run.status.is_finished() {
             debug!("run already finished; dropping a stale job");
-            return Begun::Done(drop_job);
+            return Err(dropped(job));
         }
-        let workflow = match self.version(&run.version).await {
-            Ok(w) => w,
-            Err(message) => {
-                warn!(%message, "cannot load the run's workflow version");
-                // Fail the run rather than retry forever.
-                return Begun::Done(crate::run::JobOutcome {
-                    job_id: job.id,
-                    run_id: job.run_id.clone(),
-                    parent_id: run.parent_id.clone(),
-                    run: Some(crate::run::RunUpdate {
-                        status: crate::run::RunStatus::Failed,
-                        context: run.context.clone(),
-                        current_step: Some(job.step.clone()),
-                        output: None,
-                        error: Some(message),
-                        step_count: run.step_count,
-                    }),
-                    ..Default::default()
-                });
+        self.version(&run.version).await.map_err(|message| {
+            warn!(%message, "cannot load the run's workflow version");
+            // Fail the run rather than retry forever.
+            crate::run::JobOutcome {
+                job_id: job.id,
+                run_id: job.run_id.clone(),
+                parent_id: run.parent_id.clone(),
+                run: Some(crate::run::RunUpdate {
+                    status: crate::run::RunStatus::Failed,
+                    context: run.context.clone(),
+                    current_step: Some(job.step.clone()),
+                    output: None,
+                    error: Some(message),
+                    step_count: run.step_count,
+                }),
+                ..Default::default()
             }
-        };
-        let catalog = self.catalog();
+        })
+    }
+
+    /// Executes a job's pure steps, up to the end of the chain or a plugin call.
+    fn execute(
+        &self,
+        job: &Job,
+        run: &crate::run::RunState,
+        workflow: Arc<Workflow>,
+        catalog: &Arc<Catalog>,
+        now: chrono::DateTime<chrono::Utc>,
+        cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Begun {
         let executor = execute::Executor {
             workflow: &workflow,
-            catalog: &catalog,
+            catalog,
             calendars: &catalog.calendars,
             limits: &self.settings.limits,
-            now: self.clock.now(),
+            now,
             cancel: cancel.as_ref(),
         };
-        match off_async_threads(|| executor.execute(job, run)) {
+        match executor.execute(job, run) {
             execute::Execution::Done(outcome) => Begun::Done(outcome),
             execute::Execution::Call(call) => Begun::Call(Box::new(Calling {
                 call,
-                now: executor.now,
+                now,
                 workflow: workflow.clone(),
                 catalog: catalog.clone(),
                 cancel: cancel.clone(),
@@ -224,19 +264,21 @@ impl Engine {
         }
     }
 
-    /// Makes the plugin calls a job stopped at and finishes executing it.
-    async fn complete(
+    /// Goes on with a job after its plugin call: its outcome, or the next call its chain
+    /// stopped at.
+    fn resume(
         &self,
-        calling: Box<Calling>,
+        calling: Calling,
         run: &crate::run::RunState,
-    ) -> crate::run::JobOutcome {
+        (result, log, kv_writes): PluginResult,
+    ) -> Result<crate::run::JobOutcome, Box<Calling>> {
         let Calling {
-            mut call,
+            call,
             workflow,
             catalog,
             now,
             cancel,
-        } = *calling;
+        } = calling;
         let executor = execute::Executor {
             workflow: &workflow,
             catalog: &catalog,
@@ -245,12 +287,15 @@ impl Engine {
             now,
             cancel: cancel.as_ref(),
         };
-        loop {
-            let (result, log, kv_writes) = self.call_plugin(&call, run).await;
-            match off_async_threads(|| executor.resume(run, call, result, log, kv_writes)) {
-                execute::Execution::Done(outcome) => return outcome,
-                execute::Execution::Call(next) => call = next,
-            }
+        match executor.resume(run, call, result, log, kv_writes) {
+            execute::Execution::Done(outcome) => Ok(outcome),
+            execute::Execution::Call(next) => Err(Box::new(Calling {
+                call: next,
+                workflow: workflow.clone(),
+                catalog: catalog.clone(),
+                now,
+                cancel: cancel.clone(),
+            })),
         }
     }
 
@@ -260,11 +305,7 @@ impl Engine {
         &self,
         call: &execute::PendingCall,
         run: &crate::run::RunState,
-    ) -> (
-        Result<Json, crate::steps::StepError>,
-        Option<Json>,
-        Vec<crate::run::KvWrite>,
-    ) {
+    ) -> PluginResult {
         let plugin = match self
             .plugins
             .as_ref()
@@ -436,5 +477,14 @@ impl Engine {
             }
             total += n;
         }
+    }
+}
+
+/// The outcome of a job that is dropped without running: only its deletion.
+fn dropped(job: &Job) -> crate::run::JobOutcome {
+    crate::run::JobOutcome {
+        job_id: job.id,
+        run_id: job.run_id.clone(),
+        ..Default::default()
     }
 }

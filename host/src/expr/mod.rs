@@ -108,6 +108,9 @@ pub struct Expression {
     /// What the expression reads, so an evaluation converts only that much of its scope
     /// to CEL values (a run's `steps` may hold a page of 1,000 ERP customers).
     needs: Arc<Needs>,
+    /// Whether the text names a calendar function (`business_add`, ...): only then are
+    /// they registered for an evaluation, which costs a copy of the calendar map.
+    calls_calendar: bool,
 }
 
 /// Top-level variables an expression reads, each wholly (`None`) or only some of its
@@ -184,6 +187,9 @@ impl Expression {
                     evaluated: Arc::new(budget::instrument(program.expression())),
                     program: Arc::new(program),
                     needs: Arc::new(needs),
+                    calls_calendar: scope::CALENDAR_FUNCTIONS
+                        .iter()
+                        .any(|name| source.contains(name)),
                 })
             }
             Ok(Err(errors)) => {
@@ -268,7 +274,7 @@ impl Expression {
     fn evaluate_value(&self, scope: &Scope<'_>) -> Result<Value, ExprError> {
         let meter = budget::Meter::new(scope.budget(), scope.cancel_flag());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut context = scope.context(&self.needs);
+            let mut context = scope.context(&self.needs, self.calls_calendar);
             meter.register(&mut context);
             Value::resolve(&self.evaluated, &context)
         }));

@@ -87,7 +87,11 @@ impl<'a> Scope<'a> {
 
     /// A CEL context with what `needs` names: variables the expression does not read are
     /// left out, and of an object only the keys it reads are converted.
-    pub(super) fn context(&self, needs: &Needs) -> Context<'static, 'static> {
+    pub(super) fn context(
+        &self,
+        needs: &Needs,
+        calendar_functions: bool,
+    ) -> Context<'static, 'static> {
         let mut context = Context::with_env(environment().clone());
         for (name, value) in &self.variables {
             match (needs.get(*name), value.as_ref()) {
@@ -103,10 +107,20 @@ impl<'a> Scope<'a> {
             }
         }
         context.add_variable_from_value("now", Value::Timestamp(self.now.fixed_offset()));
-        register_calendar_functions(&mut context, self.calendars);
+        if calendar_functions {
+            register_calendar_functions(&mut context, self.calendars);
+        }
         context
     }
 }
+
+/// The functions over named calendars an expression may call.
+pub(super) const CALENDAR_FUNCTIONS: [&str; 4] = [
+    "is_working_time",
+    "is_holiday",
+    "business_add",
+    "business_between",
+];
 
 fn register_calendar_functions(context: &mut Context<'static, 'static>, calendars: &Calendars) {
     let lookup = {

@@ -250,7 +250,7 @@ fn the_budget_changes_no_result() {
         let expression = Expression::compile(source).unwrap();
         let raw = expression
             .program
-            .execute(&scope.context(&expression.needs))
+            .execute(&scope.context(&expression.needs, expression.calls_calendar))
             .map(|v| to_json(&v).unwrap())
             .unwrap_or_else(|e| panic!("{source} fails without the budget too: {e:?}"));
         assert_eq!(expression.evaluate(&scope), Ok(raw), "{source}");

@@ -44,14 +44,16 @@ pub struct StepRun<'a> {
 }
 
 impl<'a> StepRun<'a> {
-    /// The variables expressions read: `input`, `vars`, `steps`, `run` and `now`.
-    pub fn scope(&self) -> Scope<'a> {
+    /// The variables expressions read: `input`, `vars`, `steps`, `run` and `now`,
+    /// borrowed from the run (an expression converts only what it names, so a step does
+    /// not copy the run's whole context to evaluate one field).
+    pub fn scope(&self) -> Scope<'_> {
         Scope::new(self.now, self.calendars)
             .with_budget(self.expression_budget)
             .with_cancel(self.cancel.cloned())
-            .with("input", self.run.input.clone())
-            .with("vars", self.context["vars"].clone())
-            .with("steps", self.context["steps"].clone())
+            .with_borrowed("input", &self.run.input)
+            .with_borrowed("vars", &self.context["vars"])
+            .with_borrowed("steps", &self.context["steps"])
             .with("run", self.run_variable())
     }
 
@@ -63,18 +65,6 @@ impl<'a> StepRun<'a> {
             "started_at": self.run.created_at,
             "parent_id": self.run.parent_id,
         })
-    }
-
-    /// [`StepRun::scope`] borrowing the run's values instead of copying them, for a step
-    /// that evaluates many times over the same run (a fan-out's child inputs).
-    pub fn borrowed_scope(&self) -> Scope<'_> {
-        Scope::new(self.now, self.calendars)
-            .with_budget(self.expression_budget)
-            .with_cancel(self.cancel.cloned())
-            .with_borrowed("input", &self.run.input)
-            .with_borrowed("vars", &self.context["vars"])
-            .with_borrowed("steps", &self.context["steps"])
-            .with("run", self.run_variable())
     }
 
     /// The idempotency key of the step's effect: a step that runs again after a crash

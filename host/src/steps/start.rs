@@ -152,7 +152,7 @@ impl StepAction for Start {
             due_at: run.now,
         };
         let (children, total) = {
-            let mut scope = run.borrowed_scope();
+            let mut scope = run.scope();
             let Some(list) = &self.for_each else {
                 let input = self.input.evaluate(&scope)?;
                 child
@@ -167,7 +167,7 @@ impl StepAction for Start {
             };
             // The list is read through a scope of its own, as the children's inputs
             // change `scope` (their `item`) while they borrow from the list.
-            let list_scope = run.borrowed_scope();
+            let list_scope = run.scope();
             let items = match list.evaluate_borrowed(&list_scope)? {
                 std::borrow::Cow::Borrowed(Json::Array(items)) => {
                     std::borrow::Cow::Borrowed(items.as_slice())

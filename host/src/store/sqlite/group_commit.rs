@@ -1,8 +1,8 @@
 //! Group commit: step outcomes, run starts and event deliveries go to one writer task, which commits
-//! whatever has queued up meanwhile in one transaction (one fsync for all), each write in
-//! a savepoint of its own so one failing write fails alone. Deliveries without a delivery
-//! id — the intake — are applied together with shared statements first (a statement is a
-//! round trip to SQLite's thread); only if that fails are they applied one by one.
+//! whatever has queued up meanwhile in one transaction (one fsync for all). Deliveries
+//! without a delivery id — the intake — share their statements (each statement is a round
+//! trip to SQLite's thread); should any write of a batch fail, the batch is applied again
+//! with each write in a savepoint of its own, so one failing write fails alone.
 
 use std::sync::Arc;
 
@@ -41,12 +41,14 @@ const GROUP_LIMIT: usize = 64;
 
 /// The writer task: takes the first queued write, adds whatever else is queued already
 /// (never waiting for more, so a lone write is not delayed), and commits them in one
-/// transaction, each inside its own savepoint so one failing write fails alone.
+/// transaction. The batch is first applied as a whole, without savepoints (each costs two
+/// round trips to SQLite's thread), the deliveries together; should any write fail, that
+/// attempt is rolled back and the batch applied again with each write in a savepoint of
+/// its own, so the one at fault fails alone and the others commit.
 pub(super) async fn group_writer(
     pool: SqlitePool,
     mut queue: tokio::sync::mpsc::Receiver<GroupWrite>,
 ) {
-    use sqlx::Acquire;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_LIMIT {
@@ -55,82 +57,14 @@ pub(super) async fn group_writer(
                 Err(_) => break,
             }
         }
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => {
-                let message = e.to_string();
-                batch.into_iter().for_each(|w| w.fail(&message));
-                continue;
-            }
+        let committed = match commit_whole(&pool, &batch).await {
+            Ok(results) => Ok(results),
+            // A lone write that failed is the one at fault.
+            Err(e) if batch.len() == 1 => Ok(vec![Err(e)]),
+            Err(_) => commit_isolated(&pool, &batch).await,
         };
-        let mut results: Vec<Option<Result<GroupResult, StoreError>>> =
-            batch.iter().map(|_| None).collect();
-        // Deliveries without a delivery id share their statements; should that fail,
-        // each is tried alone below, so the one at fault fails alone.
-        let together: Vec<usize> = (0..batch.len())
-            .filter(|&i| {
-                matches!(
-                    &batch[i],
-                    GroupWrite::Deliver {
-                        delivery_id: None,
-                        ..
-                    }
-                )
-            })
-            .collect();
-        if together.len() > 1 {
-            let deliveries: Vec<super::events::Delivery> = together
-                .iter()
-                .filter_map(|&i| match &batch[i] {
-                    GroupWrite::Deliver {
-                        event, starts, now, ..
-                    } => Some(super::events::Delivery {
-                        event,
-                        starts,
-                        now: *now,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            let applied = async {
-                let mut savepoint = tx.begin().await?;
-                let delivered =
-                    super::events::deliver_together(&mut savepoint, &deliveries).await?;
-                savepoint.commit().await?;
-                Ok::<_, StoreError>(delivered)
-            }
-            .await;
-            if let Ok(delivered) = applied {
-                for (&i, delivered) in together.iter().zip(delivered) {
-                    results[i] = Some(Ok(GroupResult::Deliver(delivered)));
-                }
-            }
-        }
-        if let [write] = batch.as_slice() {
-            // A lone write needs no savepoint: the transaction is its own.
-            results[0] = Some(apply_group_write(&mut tx, write).await);
-        } else {
-            for (write, result) in batch.iter().zip(results.iter_mut()) {
-                if result.is_some() {
-                    continue;
-                }
-                *result = Some(
-                    async {
-                        let mut savepoint = tx.begin().await?;
-                        let result = apply_group_write(&mut savepoint, write).await?;
-                        savepoint.commit().await?;
-                        Ok::<_, StoreError>(result)
-                    }
-                    .await,
-                );
-            }
-        }
-        let results: Vec<Result<GroupResult, StoreError>> = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::GroupCommit("not applied".into()))))
-            .collect();
-        match tx.commit().await {
-            Ok(()) => {
+        match committed {
+            Ok(results) => {
                 for (write, result) in batch.into_iter().zip(results) {
                     write.answer(result);
                 }
@@ -141,6 +75,80 @@ pub(super) async fn group_writer(
             }
         }
     }
+}
+
+/// Applies and commits the whole batch in one transaction without savepoints; any
+/// failure rolls all of it back.
+async fn commit_whole(
+    pool: &SqlitePool,
+    batch: &[GroupWrite],
+) -> Result<Vec<Result<GroupResult, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut results: Vec<Option<GroupResult>> = batch.iter().map(|_| None).collect();
+    let together: Vec<usize> = (0..batch.len())
+        .filter(|&i| {
+            matches!(
+                &batch[i],
+                GroupWrite::Deliver {
+                    delivery_id: None,
+                    ..
+                }
+            )
+        })
+        .collect();
+    if !together.is_empty() {
+        let deliveries: Vec<super::events::Delivery> = together
+            .iter()
+            .filter_map(|&i| match &batch[i] {
+                GroupWrite::Deliver {
+                    event, starts, now, ..
+                } => Some(super::events::Delivery {
+                    event,
+                    starts,
+                    now: *now,
+                }),
+                _ => None,
+            })
+            .collect();
+        let delivered = super::events::deliver_together(&mut tx, &deliveries).await?;
+        for (&i, delivered) in together.iter().zip(delivered) {
+            results[i] = Some(GroupResult::Deliver(delivered));
+        }
+    }
+    for (write, result) in batch.iter().zip(results.iter_mut()) {
+        if result.is_none() {
+            *result = Some(apply_group_write(&mut tx, write).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| StoreError::GroupCommit("a write was not applied".into())))
+        .collect())
+}
+
+/// Applies the batch with each write in a savepoint of its own, so a failing write fails
+/// alone, and commits the rest.
+async fn commit_isolated(
+    pool: &SqlitePool,
+    batch: &[GroupWrite],
+) -> Result<Vec<Result<GroupResult, StoreError>>, StoreError> {
+    use sqlx::Acquire;
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        results.push(
+            async {
+                let mut savepoint = tx.begin().await?;
+                let result = apply_group_write(&mut savepoint, write).await?;
+                savepoint.commit().await?;
+                Ok::<_, StoreError>(result)
+            }
+            .await,
+        );
+    }
+    tx.commit().await?;
+    Ok(results)
 }
 
 async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupResult, StoreError> {
