@@ -518,6 +518,77 @@ steps:
     }
 }
 
+/// Delivery ids keep concurrent deliveries idempotent: an id stored before, or sent twice
+/// at once, is delivered once; the repeat answers with the first delivery's event id and
+/// starts nothing.
+async fn concurrent_deliveries_with_repeated_ids_are_delivered_once() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "intake",
+            r#"
+name: intake
+trigger:
+  event: lead.created
+steps:
+  - id: wait
+    wait_for:
+      events: [never]
+      key: input.id
+"#,
+        )],
+    )
+    .await;
+    let deliver = |id: &'static str| {
+        f.engine.deliver_event(
+            kontor::run::NewEvent {
+                event_type: "lead.created".into(),
+                key: String::new(),
+                payload: json!({"id": id}),
+            },
+            Some(id),
+        )
+    };
+    let before = deliver("D-1").await.unwrap();
+    let ids = ["D-1", "D-2", "D-2", "D-3", "D-4", "D-5", "D-3"];
+    let delivered: Vec<_> = futures_util::future::join_all(ids.iter().map(|&id| deliver(id)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(delivered[0].duplicate && delivered[0].started_runs.is_empty());
+    assert_eq!(delivered[0].event_id, before.event_id);
+    let mut runs = std::collections::BTreeMap::new();
+    for (id, d) in ids.iter().zip(&delivered).skip(1) {
+        let entry = runs.entry(*id).or_insert_with(Vec::new);
+        entry.push((d.event_id, d.duplicate, d.started_runs.len()));
+    }
+    for (id, answers) in &runs {
+        let firsts: Vec<_> = answers.iter().filter(|(_, dup, _)| !dup).collect();
+        assert_eq!(firsts.len(), 1, "{id} is delivered once: {answers:?}");
+        assert_eq!(firsts[0].2, 1, "{id} starts one run");
+        for (event_id, duplicate, started) in answers {
+            assert_eq!(
+                *event_id, firsts[0].0,
+                "{id}: every answer names the first event"
+            );
+            assert!(*duplicate || *started == 1);
+        }
+    }
+    let listed = f
+        .engine
+        .store()
+        .runs()
+        .list(&kontor::store::RunFilter {
+            workflow: Some("intake".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 5, "D-1 … D-5, one run each");
+}
+
 /// A delivery that fails while others are committed with it fails alone: the others
 /// are stored with their runs, it stores nothing.
 async fn a_failing_delivery_among_concurrent_ones_fails_alone() {
@@ -1016,6 +1087,7 @@ kontor::on_both_backends!(
     a_large_fan_out_is_committed_in_chunks_each_child_once,
     concurrent_deliveries_each_start_and_resume_their_runs,
     a_failing_delivery_among_concurrent_ones_fails_alone,
+    concurrent_deliveries_with_repeated_ids_are_delivered_once,
     retryable_failures_back_off_exponentially_then_fail_the_run,
     failing_expressions_fail_the_run_readably,
     a_loop_without_waits_is_stopped_by_the_step_limit,

@@ -43,27 +43,87 @@ pub(in crate::store) async fn deliver(
 /// A delivery the group writer applies together with others: [`deliver_together`].
 pub(super) struct Delivery<'a> {
     pub event: &'a NewEvent,
+    pub delivery_id: Option<&'a str>,
     /// Each with whether its workflow version is stored already.
     pub starts: &'a [(NewRun, bool)],
     pub now: DateTime<Utc>,
 }
 
-/// Applies deliveries without a delivery id with a handful of statements for all of
-/// them — every statement is a round trip to SQLite's thread, and intake under load is
-/// many small deliveries — with the same effect as applying them one by one in this
-/// order: each event gets the next id, resumes the runs waiting for it (rare for an
-/// intake event: those go one by one), and starts its runs, which see events after
-/// their own.
+/// Applies deliveries with a handful of statements for all of them — every statement is
+/// a round trip to SQLite's thread, and intake under load is many small deliveries —
+/// with the same effect as applying them one by one in this order: a delivery id seen
+/// before (stored, or earlier in the batch) is a duplicate that stores nothing; each
+/// other event gets the next id, resumes the runs waiting for it (rare for an intake
+/// event: those go one by one), and starts its runs, which see events after their own.
 pub(super) async fn deliver_together(
     conn: &mut sqlx::SqliteConnection,
     deliveries: &[Delivery<'_>],
 ) -> Result<Vec<Delivered>, StoreError> {
+    enum Slot {
+        Fresh(usize),
+        Stored(i64),
+        Repeats(usize),
+    }
+    let ids: Vec<&str> = deliveries.iter().filter_map(|d| d.delivery_id).collect();
+    let stored: std::collections::HashMap<String, i64> = if ids.is_empty() {
+        Default::default()
+    } else {
+        sqlx::query_as(
+            "SELECT delivery_id, id FROM events WHERE delivery_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(&ids)?)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let mut fresh = Vec::new();
+    let mut first = std::collections::HashMap::new();
+    let slots: Vec<Slot> = deliveries
+        .iter()
+        .map(|d| match d.delivery_id {
+            Some(id) if stored.contains_key(id) => Slot::Stored(stored[id]),
+            Some(id) if first.contains_key(id) => Slot::Repeats(first[id]),
+            _ => {
+                if let Some(id) = d.delivery_id {
+                    first.insert(id, fresh.len());
+                }
+                fresh.push(d);
+                Slot::Fresh(fresh.len() - 1)
+            }
+        })
+        .collect();
+    let delivered = deliver_fresh(conn, &fresh).await?;
+    let duplicate = |event_id| Delivered {
+        event_id,
+        duplicate: true,
+        resumed_runs: Vec::new(),
+        started_runs: Vec::new(),
+    };
+    Ok(slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Fresh(k) => delivered[k].clone(),
+            Slot::Stored(event_id) => duplicate(event_id),
+            Slot::Repeats(k) => duplicate(delivered[k].event_id),
+        })
+        .collect())
+}
+
+/// [`deliver_together`] for deliveries whose ids, if any, are new.
+async fn deliver_fresh(
+    conn: &mut sqlx::SqliteConnection,
+    deliveries: &[&Delivery<'_>],
+) -> Result<Vec<Delivered>, StoreError> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
     use sqlx::Row;
     let events: Vec<serde_json::Value> = deliveries
         .iter()
         .map(|d| {
             serde_json::json!({
-                "type": d.event.event_type, "key": d.event.key,
+                "type": d.event.event_type, "key": d.event.key, "delivery": d.delivery_id,
                 "payload": d.event.payload.to_string(), "received": millis(d.now),
             })
         })
@@ -71,8 +131,9 @@ pub(super) async fn deliver_together(
     let events = serde_json::Value::Array(events).to_string();
     // Inserted in the array's order, so ascending ids match the deliveries' order.
     let mut rows = sqlx::query(
-        "INSERT INTO events (type, key, payload, received_at)
-         SELECT value ->> '$.type', value ->> '$.key', value ->> '$.payload', value ->> '$.received'
+        "INSERT INTO events (type, key, payload, received_at, delivery_id)
+         SELECT value ->> '$.type', value ->> '$.key', value ->> '$.payload', value ->> '$.received',
+                value ->> '$.delivery'
          FROM json_each(?1) ORDER BY json_each.key
          RETURNING *",
     )

@@ -1,6 +1,6 @@
 //! Group commit: step outcomes, run starts and event deliveries go to one writer task, which commits
 //! whatever has queued up meanwhile in one transaction (one fsync for all). Deliveries
-//! without a delivery id — the intake — share their statements (each statement is a round
+//! — the intake — share their statements (each statement is a round
 //! trip to SQLite's thread); should any write of a batch fail, the batch is applied again
 //! with each write in a savepoint of its own, so one failing write fails alone.
 
@@ -86,24 +86,21 @@ async fn commit_whole(
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<GroupResult>> = batch.iter().map(|_| None).collect();
     let together: Vec<usize> = (0..batch.len())
-        .filter(|&i| {
-            matches!(
-                &batch[i],
-                GroupWrite::Deliver {
-                    delivery_id: None,
-                    ..
-                }
-            )
-        })
+        .filter(|&i| matches!(&batch[i], GroupWrite::Deliver { .. }))
         .collect();
     if !together.is_empty() {
         let deliveries: Vec<super::events::Delivery> = together
             .iter()
             .filter_map(|&i| match &batch[i] {
                 GroupWrite::Deliver {
-                    event, starts, now, ..
+                    event,
+                    delivery_id,
+                    starts,
+                    now,
+                    ..
                 } => Some(super::events::Delivery {
                     event,
+                    delivery_id: delivery_id.as_deref(),
                     starts,
                     now: *now,
                 }),
