@@ -2,8 +2,9 @@
 # Lead intake over HTTP, durable, side by side with the in-memory Node-RED peer:
 # `wrk -t2 -c32` POSTs new `lead.created` events to a release `kontor serve` on a fresh
 # SQLite file (each accepted request is one durable lead-routing run, scored by the
-# lead-scoring plugin), then counts the committed runs through the API and checks them
-# against the accepted requests. Rounds alternate peer and Kontor; the last line is the
+# lead-scoring plugin), then measures how long the engine takes to finish the backlog
+# (every run scored, routed and parked), counts the committed runs through the API and
+# checks them against the accepted requests. Rounds alternate peer and Kontor; the last line is the
 # median ratio.
 #
 #   tests/benches/intake.sh [SECONDS] [ROUNDS] [PEERS_DIR]
@@ -52,6 +53,16 @@ TOML
     local line
     line="$(KONTOR_TOKEN="$token" wrk -t2 -c32 -d"${secs}s" -s "$here/intake.lua" \
         "http://127.0.0.1:$port/api/v1/events" | tail -1)"
+    # The backlog: how long after the load until every run has been scored and routed
+    # (parked, waiting for sales' feedback) — the engine keeps up, or says by how much not.
+    local t0 drained
+    t0=$(date +%s.%N)
+    while [ "$(curl -sf -H "Authorization: Bearer $token" \
+        "127.0.0.1:$port/api/v1/runs?workflow=lead-routing&status=running&limit=1" \
+        | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')" != 0 ]; do
+        sleep 0.1
+    done
+    drained=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
     # Every accepted request must be a committed run.
     local runs=0 cursor="" page
     while :; do
@@ -63,7 +74,7 @@ TOML
     done
     kill $pid; wait $pid 2>/dev/null || true
     rm -rf "$dir"
-    echo "kontor $line committed_runs=$runs $durability"
+    echo "kontor $line committed_runs=$runs backlog_drained_s=$drained $durability"
 }
 
 node_round() {

@@ -403,3 +403,28 @@ fn completions_name_every_subcommand_without_a_config() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("invalid value 'tcsh'"), "{stderr}");
 }
+
+/// `kontor --config FILE` reads the file's relative paths from the file's folder: the
+/// email benchmark finds the workflows' templates from any working directory.
+#[test]
+fn a_config_files_relative_paths_are_its_folders() {
+    let home = tempfile::tempdir().unwrap();
+    kontor_tests::copy_tree(&shipped_workflows(), &home.path().join("flows"));
+    std::fs::write(
+        home.path().join("kontor.toml"),
+        "workflows_dir = \"flows\"\ndatabase_url = \"sqlite://data/kontor.db\"\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = home.path().join("kontor.toml");
+    let out = Command::new(kontor_bin())
+        .args(["--config", config.to_str().unwrap()])
+        .args(["bench", "email", "--messages", "20", "--dkim", "off"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("20"), "{stdout}");
+}

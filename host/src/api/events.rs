@@ -34,8 +34,13 @@ pub struct EventBody {
     id: Option<String>,
 }
 
+/// Delivers an event. The answer comes once the event, the runs it resumed and the runs
+/// it started are durably committed (on SQLite fsynced, on PostgreSQL with
+/// `synchronous_commit`): concurrent deliveries share one transaction and one flush, but
+/// each answers only after its own commit, and one that fails fails alone, storing
+/// nothing.
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBody,
-    responses((status = 202, description = "Stored; waiting runs resumed, triggered workflows started (or, for an id delivered before, nothing again: `duplicate`)", body = Delivered),
+    responses((status = 202, description = "Stored and durable; waiting runs resumed, triggered workflows started (or, for an id delivered before, nothing again: `duplicate`)", body = Delivered),
               (status = 422, description = "A bad body, or a payload that does not fit the input schema of a workflow the event starts (`field`: `payload`; the message names the failing fields); nothing was stored", body = ErrorBody)))]
 pub async fn deliver_event(
     State(state): State<AppState>,

@@ -41,6 +41,8 @@ pub struct StartedRun {
 
 /// Starts a run. With an `Idempotency-Key` header, a repeated request (a client retrying
 /// after a timeout or a crash) returns the run the first one started instead of a second.
+/// The answer comes once the run is durably committed; concurrent starts share one
+/// transaction and one flush, each answering after its own commit.
 #[utoipa::path(post, path = "/api/v1/workflows/{name}/runs", tag = "runs",
     params(("name" = String, Path, description = "Workflow name"),
            ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run")),

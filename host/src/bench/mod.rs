@@ -245,11 +245,19 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     // Counting PostgreSQL's jobs costs more CPU than reading SQLite's: look less often.
     let poll = StdDuration::from_millis(if store.is_shared() { 10 } else { 2 });
     let bar = progress_bar(options.runs, "throughput");
+    let (mut last, mut progressed) = (i64::MAX, Instant::now());
     loop {
         let left = store.jobs().pending().await?;
         if left == 0 {
             break;
         }
+        if left < last {
+            (last, progressed) = (left, Instant::now());
+        }
+        anyhow::ensure!(
+            progressed.elapsed() < StdDuration::from_secs(30),
+            "no job was committed for 30 s ({left} left): the engine's log says why"
+        );
         bar.set_position(options.runs.saturating_sub(left as usize) as u64);
         tokio::time::sleep(poll).await;
     }
