@@ -105,12 +105,20 @@ pub struct Expression {
     program: Arc<Program>,
     /// The tree that is evaluated: the program's, with the budget's charges woven in.
     evaluated: Arc<IdedExpr>,
-    /// What the expression reads, so an evaluation converts only that much of its scope
-    /// to CEL values (a run's `steps` may hold a page of 1,000 ERP customers).
-    needs: Arc<Needs>,
+    /// What an evaluation needs to know about the expression beforehand.
+    reads: Arc<Reads>,
+}
+
+/// What an expression reads, found when it is compiled.
+struct Reads {
+    /// The variables it reads, so an evaluation converts only that much of its scope to
+    /// CEL values (a run's `steps` may hold a page of 1,000 ERP customers).
+    needs: Needs,
     /// Whether the text names a calendar function (`business_add`, ...): only then are
     /// they registered for an evaluation, which costs a copy of the calendar map.
     calls_calendar: bool,
+    /// The name the whole expression is, when it is nothing more (`input.customers`).
+    plain_path: Option<Vec<String>>,
 }
 
 /// Top-level variables an expression reads, each wholly (`None`) or only some of its
@@ -182,14 +190,25 @@ impl Expression {
                         (entry, _) => *entry = None,
                     }
                 }
+                let plain_path = match &program.expression().expr {
+                    Expr::Select(select) if select.test => None,
+                    Expr::Select(_) | Expr::Ident(_) => {
+                        qualified_path(program.expression()).map(|(path, _)| path)
+                    }
+                    _ => None,
+                };
+                let reads = Reads {
+                    needs,
+                    calls_calendar: scope::CALENDAR_FUNCTIONS
+                        .iter()
+                        .any(|name| source.contains(name)),
+                    plain_path,
+                };
                 Ok(Expression {
                     source: source.to_string(),
                     evaluated: Arc::new(budget::instrument(program.expression())),
                     program: Arc::new(program),
-                    needs: Arc::new(needs),
-                    calls_calendar: scope::CALENDAR_FUNCTIONS
-                        .iter()
-                        .any(|name| source.contains(name)),
+                    reads: Arc::new(reads),
                 })
             }
             Ok(Err(errors)) => {
@@ -225,7 +244,16 @@ impl Expression {
     }
 
     /// Evaluates to JSON. Timestamps become RFC 3339 strings, durations seconds.
+    /// A plain name (most `${…}` in workflow files) is read straight from the JSON: the
+    /// same value CEL would give, without converting the run's data there and back.
     pub fn evaluate(&self, scope: &Scope<'_>) -> Result<Json, ExprError> {
+        match self.plain_value(scope) {
+            Some(value) => Ok(value.clone()),
+            None => self.evaluate_in_cel(scope),
+        }
+    }
+
+    fn evaluate_in_cel(&self, scope: &Scope<'_>) -> Result<Json, ExprError> {
         let value = self.evaluate_value(scope)?;
         to_json(&value).map_err(|message| self.evaluation_error(message))
     }
@@ -236,14 +264,17 @@ impl Expression {
     /// per chunk at the cost of a lookup. A name that is missing is evaluated the usual
     /// way, so it fails with the usual message.
     pub fn evaluate_borrowed<'s>(&self, scope: &'s Scope<'_>) -> Result<Cow<'s, Json>, ExprError> {
-        let path = match &self.program.expression().expr {
-            Expr::Select(select) if !select.test => qualified_path(self.program.expression()),
-            _ => None,
-        };
-        match path.and_then(|(path, _)| scope.lookup(&path)) {
+        match self.plain_value(scope) {
             Some(value) => Ok(Cow::Borrowed(value)),
-            None => self.evaluate(scope).map(Cow::Owned),
+            None => self.evaluate_in_cel(scope).map(Cow::Owned),
         }
+    }
+
+    /// The value of an expression that is nothing more than a name (`vars.score`,
+    /// `steps.score.explanation`), read from the scope's JSON; `None` for any other
+    /// expression, or when the name is missing (CEL then says so in its own words).
+    fn plain_value<'s>(&self, scope: &'s Scope<'_>) -> Option<&'s Json> {
+        scope.lookup(self.reads.plain_path.as_deref()?)
     }
 
     /// Evaluates a condition, which must give a boolean.
@@ -274,7 +305,7 @@ impl Expression {
     fn evaluate_value(&self, scope: &Scope<'_>) -> Result<Value, ExprError> {
         let meter = budget::Meter::new(scope.budget(), scope.cancel_flag());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut context = scope.context(&self.needs, self.calls_calendar);
+            let mut context = scope.context(&self.reads.needs, self.reads.calls_calendar);
             meter.register(&mut context);
             Value::resolve(&self.evaluated, &context)
         }));

@@ -33,7 +33,7 @@ fn an_evaluation_converts_only_what_the_expression_reads() {
             json!({"page": {"buyers": [1, 2, 3], "next": "K-9"}, "other": {"x": 1}}),
         )
         .with("vars", json!({"cursor": "K-3", "pages": 2}));
-    let needs = |source: &str| Expression::compile(source).unwrap().needs.as_ref().clone();
+    let needs = |source: &str| Expression::compile(source).unwrap().reads.needs.clone();
     let reads = needs("size(steps.page.buyers) + vars.pages");
     assert_eq!(reads.len(), 2);
     assert_eq!(reads["steps"], Some(["page".to_string()].into()));
@@ -250,9 +250,51 @@ fn the_budget_changes_no_result() {
         let expression = Expression::compile(source).unwrap();
         let raw = expression
             .program
-            .execute(&scope.context(&expression.needs, expression.calls_calendar))
+            .execute(&scope.context(&expression.reads.needs, expression.reads.calls_calendar))
             .map(|v| to_json(&v).unwrap())
             .unwrap_or_else(|e| panic!("{source} fails without the budget too: {e:?}"));
         assert_eq!(expression.evaluate(&scope), Ok(raw), "{source}");
     }
+}
+
+#[test]
+fn a_plain_name_is_read_from_the_json_as_cel_would_give_it() {
+    let cals = Calendars::new();
+    let scope = Scope::new(Utc::now(), &cals)
+        .with(
+            "steps",
+            json!({"score": {"total": 80, "ratio": 0.75, "big": 18446744073709551615u64,
+                             "explanation": [{"rule": "Größe", "points": 30}], "none": null}}),
+        )
+        .with("vars", json!({"owner": "anna.schröder"}));
+    for source in [
+        "steps.score",
+        "steps.score.total",
+        "steps.score.ratio",
+        "steps.score.big",
+        "steps.score.explanation",
+        "steps.score.none",
+        "vars.owner",
+        "vars",
+    ] {
+        let e = Expression::compile(source).unwrap();
+        assert!(e.reads.plain_path.is_some(), "{source} is a plain name");
+        assert_eq!(e.evaluate(&scope), e.evaluate_in_cel(&scope), "{source}");
+    }
+    // Not plain, or missing: CEL answers, with its own message.
+    for source in ["has(steps.score.total)", "steps.score.total + 1"] {
+        assert!(
+            Expression::compile(source)
+                .unwrap()
+                .reads
+                .plain_path
+                .is_none(),
+            "{source}"
+        );
+    }
+    let missing = Expression::compile("steps.score.nothing").unwrap();
+    assert!(
+        format!("{}", missing.evaluate(&scope).unwrap_err()).contains("nothing"),
+        "the usual error names the key"
+    );
 }
