@@ -1,5 +1,6 @@
 //! Claiming on PostgreSQL: due jobs are leased in batches with `FOR UPDATE SKIP LOCKED`,
-//! so several processes share the queue; an expired lease is claimed again.
+//! so several processes share the queue; an expired lease is claimed again. Leases are
+//! written on connections that do not wait for the WAL flush (see `PgStore::claims`).
 
 use chrono::{DateTime, Utc};
 
@@ -44,7 +45,7 @@ pub(in crate::store) async fn claim(
     .bind(owner)
     .bind(millis(wall_now + lease))
     .bind(i64::from(limit))
-    .fetch_all(&db.pool)
+    .fetch_all(&db.claims)
     .await?;
     let mut jobs: Vec<Job> = rows.iter().map(job).collect::<Result<_, StoreError>>()?;
     jobs.sort_by_key(|j| (j.due_at, j.id));
@@ -59,7 +60,7 @@ pub(super) async fn release(db: &PgStore, owner: &str, ids: &[i64]) -> Result<()
     )
     .bind(ids)
     .bind(owner)
-    .execute(&db.pool)
+    .execute(&db.claims)
     .await?;
     Ok(())
 }

@@ -47,6 +47,11 @@ type Tx<'a> = Transaction<'a, Postgres>;
 #[derive(Clone, Debug)]
 pub(super) struct PgStore {
     pub(in crate::store) pool: PgPool,
+    /// Connections for taking and giving back job leases, whose commits do not wait for
+    /// their WAL flush (`synchronous_commit=off`): a lease lost in a database crash only
+    /// makes its job claimable again, and the commit of the job's outcome checks that the
+    /// lease is still this process's, so nothing runs to a commit twice.
+    pub(in crate::store) claims: PgPool,
     pub(in crate::store) options: Arc<PgConnectOptions>,
     /// Names this process in outbox leases.
     pub(in crate::store) owner: String,
@@ -79,8 +84,13 @@ impl PgStore {
         // sqlx takes an advisory lock around migrations, so processes starting together
         // apply them once.
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let claims = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(StdDuration::from_secs(30))
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
         let store = PgStore {
             pool,
+            claims,
             options: Arc::new(options),
             owner: format!(
                 "kontor-{}-{}",
