@@ -205,37 +205,20 @@ pub async fn report_bounces(
     let now = state.engine.clock().now();
     let mut results = Vec::new();
     for (r, kind) in checked {
-        let message_id = r.message_id.as_deref().map(message_key);
-        let soft = store
+        let bounce = crate::store::suppressions::Bounce {
+            address: r.recipient.clone(),
+            kind: kind.to_string(),
+            status: r.status.clone(),
+            detail: r.diagnostic.clone(),
+            message_id: r.message_id.as_deref().map(message_key),
+            soft_since: now - chrono::Duration::days(SOFT_BOUNCE_DAYS),
+            soft_limit: SOFT_BOUNCE_LIMIT,
+        };
+        let bounced = store
             .suppressions()
-            .record_bounce(
-                &r.recipient,
-                kind,
-                r.status.as_deref(),
-                r.diagnostic.as_deref(),
-                message_id.as_deref(),
-                now - chrono::Duration::days(SOFT_BOUNCE_DAYS),
-                now,
-            )
+            .bounce(&bounce, &principal.actor(), now)
             .await?;
-        let reason = match kind {
-            "hard" => Some("hard_bounce"),
-            "complaint" => Some("complaint"),
-            _ if soft >= SOFT_BOUNCE_LIMIT => Some("soft_bounces"),
-            _ => None,
-        };
-        let suppressed = match reason {
-            Some(reason) => {
-                let detail = r.diagnostic.as_deref().or(r.status.as_deref());
-                store
-                    .suppressions()
-                    .add(&r.recipient, "*", reason, detail, &principal.actor(), now)
-                    .await?;
-                true
-            }
-            None => false,
-        };
-        results.push(json!({"recipient": r.recipient, "kind": kind, "suppressed": suppressed}));
+        results.push(json!({"recipient": r.recipient, "kind": kind, "suppressed": bounced.suppressed.is_some()}));
     }
     Ok(Json(json!({ "results": results })))
 }

@@ -55,6 +55,14 @@ pub(super) enum Notice {
 }
 
 impl Tx<'_> {
+    /// The same transaction, lent for a call that takes a `Tx` by value.
+    pub(super) fn reborrow(&mut self) -> Tx<'_> {
+        match self {
+            Tx::Sqlite(c) => Tx::Sqlite(c),
+            Tx::Postgres(c) => Tx::Postgres(c),
+        }
+    }
+
     /// `NOTIFY`s every listening process when the transaction commits (several of one
     /// kind in a transaction are delivered once). Nothing on SQLite, whose only writer is
     /// this process.

@@ -26,6 +26,13 @@ pub(super) enum GroupWrite {
         now: DateTime<Utc>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<Started>, StoreError>>,
     },
+    Bounce {
+        bounce: crate::store::suppressions::Bounce,
+        actor: crate::store::audit::Actor,
+        now: DateTime<Utc>,
+        reply:
+            tokio::sync::oneshot::Sender<Result<crate::store::suppressions::Bounced, StoreError>>,
+    },
     Deliver {
         event: NewEvent,
         delivery_id: Option<String>,
@@ -168,6 +175,12 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
             }
             GroupResult::Start(started)
         }
+        GroupWrite::Bounce {
+            bounce, actor, now, ..
+        } => GroupResult::Bounce(
+            crate::store::suppressions::bounce_in(&mut AnyTx::from(&mut **tx), bounce, actor, *now)
+                .await?,
+        ),
         GroupWrite::Deliver {
             event,
             delivery_id,
@@ -188,6 +201,7 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
 }
 
 enum GroupResult {
+    Bounce(crate::store::suppressions::Bounced),
     Commit(Vec<bool>),
     Start(Vec<Started>),
     Deliver(Delivered),
@@ -204,6 +218,12 @@ impl GroupWrite {
             }
             (GroupWrite::Deliver { reply, .. }, Ok(GroupResult::Deliver(delivered))) => {
                 let _ = reply.send(Ok(delivered));
+            }
+            (GroupWrite::Bounce { reply, .. }, Ok(GroupResult::Bounce(bounced))) => {
+                let _ = reply.send(Ok(bounced));
+            }
+            (GroupWrite::Bounce { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
             }
             (GroupWrite::Commit { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
@@ -228,6 +248,9 @@ impl GroupWrite {
                 let _ = reply.send(Err(error()));
             }
             GroupWrite::Deliver { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Bounce { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
         }

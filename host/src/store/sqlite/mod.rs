@@ -3,6 +3,7 @@
 
 mod group_commit;
 
+pub(super) mod bounces;
 pub(super) mod commit;
 pub(super) mod cron;
 pub(super) mod events;
