@@ -75,6 +75,11 @@ pub(super) async fn apply_outcome_writes(
     Ok(mail)
 }
 
+/// The step an effect's idempotency key (`RUN:SEQ:STEP:N`) names.
+pub(super) fn effect_step(key: &str) -> Option<&str> {
+    key.rsplit(':').nth(1)
+}
+
 /// Applies one effect unless its key was applied before; returns whether it queued mail.
 async fn apply_effect(
     tx: &mut Tx<'_>,
@@ -83,7 +88,7 @@ async fn apply_effect(
     effect: &Effect,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let step = key.rsplit(':').nth(1);
+    let step = effect_step(key);
     let inserted = on_tx!(tx, |conn| {
         sqlx::query(
         "INSERT INTO effects (idempotency_key, run_id, step, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)

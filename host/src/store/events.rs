@@ -73,8 +73,9 @@ impl Events<'_> {
     }
 }
 
-/// [`Events::deliver`] inside the transaction `tx`; each start says whether its
-/// workflow version is known to be stored already.
+/// [`Events::deliver`] inside the transaction `tx` (PostgreSQL; SQLite's group writer
+/// applies deliveries in batches, `sqlite::events::deliver_together`); each start says
+/// whether its workflow version is known to be stored already.
 pub(super) async fn deliver_in(
     tx: &mut Tx<'_>,
     event: &NewEvent,

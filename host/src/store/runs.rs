@@ -355,7 +355,7 @@ pub(super) async fn insert_new_run(
 pub(super) const FRESH_CONTEXT: &str = r#"{"vars":{},"steps":{}}"#;
 
 /// Stores the workflow version a run executes, unless it is stored already.
-pub(super) async fn store_version(
+async fn store_version(
     tx: &mut Tx<'_>,
     run: &NewRun,
     now: DateTime<Utc>,
@@ -376,6 +376,22 @@ pub(super) async fn store_version(
     Ok(())
 }
 
+/// Stores the workflow versions these runs execute, each once.
+pub(super) async fn store_versions<'r>(
+    tx: &mut Tx<'_>,
+    runs: impl IntoIterator<Item = &'r NewRun>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut stored: Vec<&str> = Vec::new();
+    for run in runs {
+        if !stored.contains(&run.version.as_str()) {
+            store_version(tx, run, now).await?;
+            stored.push(&run.version);
+        }
+    }
+    Ok(())
+}
+
 /// Inserts the child runs of a `start` step (up to a fan-out chunk, 1,000) with a few
 /// statements for all of them: their workflow versions, the runs, their first jobs. A
 /// child whose trigger key exists already — a chunk repeated after a crash — is skipped,
@@ -390,15 +406,7 @@ pub(super) async fn insert_children(
         [child] => return insert_run(tx, child, false, now).await.map(|_| ()),
         _ => {}
     }
-    let mut versions: Vec<&NewRun> = Vec::new();
-    for child in children {
-        if !versions.iter().any(|v| v.version == child.version) {
-            versions.push(child);
-        }
-    }
-    for run in versions {
-        store_version(tx, run, now).await?;
-    }
+    store_versions(tx, children, now).await?;
     let inserted: Vec<String> = match tx {
         Tx::Sqlite(conn) => {
             let rows: Vec<super::sqlite::runs::RunRow> = children

@@ -209,7 +209,7 @@ async fn apply_records(
             } = effect
             {
                 effects.push(serde_json::json!({
-                    "key": key, "run": outcome.run_id, "step": key.rsplit(':').nth(1).unwrap_or_default(),
+                    "key": key, "run": outcome.run_id, "step": crate::store::commit::effect_step(key).unwrap_or_default(),
                     "payload": serde_json::to_string(effect)?, "collection": collection,
                     "record": record_key, "data": data.to_string(),
                 }));

@@ -185,12 +185,6 @@ async fn deliver_fresh(
     }
 
     // The runs the events start, each seeing the events after its own.
-    let mut versions: Vec<&NewRun> = Vec::new();
-    for (run, version_stored) in deliveries.iter().flat_map(|d| d.starts) {
-        if !version_stored && !versions.iter().any(|v| v.version == run.version) {
-            versions.push(run);
-        }
-    }
     let mut starts = Vec::new();
     for (i, d) in deliveries.iter().enumerate() {
         for (run, _) in d.starts {
@@ -200,10 +194,14 @@ async fn deliver_fresh(
             starts.push((i, run));
         }
     }
-    for run in versions {
-        crate::store::runs::store_version(&mut AnyTx::from(&mut *conn), run, deliveries[0].now)
-            .await?;
-    }
+    let unstored: Vec<&NewRun> = deliveries
+        .iter()
+        .flat_map(|d| d.starts)
+        .filter(|(_, stored)| !stored)
+        .map(|(run, _)| run)
+        .collect();
+    crate::store::runs::store_versions(&mut AnyTx::from(&mut *conn), unstored, deliveries[0].now)
+        .await?;
     let mut started: Vec<Vec<String>> = vec![Vec::new(); deliveries.len()];
     if !starts.is_empty() {
         let rows: Vec<super::runs::RunRow> = starts

@@ -92,28 +92,12 @@ async fn commit_whole(
 ) -> Result<Vec<Result<GroupResult, StoreError>>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<GroupResult>> = batch.iter().map(|_| None).collect();
-    let together: Vec<usize> = (0..batch.len())
-        .filter(|&i| matches!(&batch[i], GroupWrite::Deliver { .. }))
-        .collect();
-    if !together.is_empty() {
-        let deliveries: Vec<super::events::Delivery> = together
-            .iter()
-            .filter_map(|&i| match &batch[i] {
-                GroupWrite::Deliver {
-                    event,
-                    delivery_id,
-                    starts,
-                    now,
-                    ..
-                } => Some(super::events::Delivery {
-                    event,
-                    delivery_id: delivery_id.as_deref(),
-                    starts,
-                    now: *now,
-                }),
-                _ => None,
-            })
-            .collect();
+    let (together, deliveries): (Vec<usize>, Vec<super::events::Delivery>) = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, write)| Some((i, write.delivery()?)))
+        .unzip();
+    if !deliveries.is_empty() {
         let delivered = super::events::deliver_together(&mut tx, &deliveries).await?;
         for (&i, delivered) in together.iter().zip(delivered) {
             results[i] = Some(GroupResult::Deliver(delivered));
@@ -181,22 +165,15 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
             crate::store::suppressions::bounce_in(&mut AnyTx::from(&mut **tx), bounce, actor, *now)
                 .await?,
         ),
-        GroupWrite::Deliver {
-            event,
-            delivery_id,
-            starts,
-            now,
-            ..
-        } => GroupResult::Deliver(
-            crate::store::events::deliver_in(
-                &mut AnyTx::from(&mut **tx),
-                event,
-                delivery_id.as_deref(),
-                starts,
-                *now,
+        GroupWrite::Deliver { .. } => {
+            let delivery = write.delivery().into_iter().collect::<Vec<_>>();
+            let mut delivered = super::events::deliver_together(tx, &delivery).await?;
+            GroupResult::Deliver(
+                delivered
+                    .pop()
+                    .ok_or_else(|| StoreError::GroupCommit("a delivery was not applied".into()))?,
             )
-            .await?,
-        ),
+        }
     })
 }
 
@@ -258,6 +235,25 @@ impl GroupWrite {
 }
 
 impl GroupWrite {
+    /// The delivery this write is, if it is one.
+    fn delivery(&self) -> Option<super::events::Delivery<'_>> {
+        match self {
+            GroupWrite::Deliver {
+                event,
+                delivery_id,
+                starts,
+                now,
+                ..
+            } => Some(super::events::Delivery {
+                event,
+                delivery_id: delivery_id.as_deref(),
+                starts,
+                now: *now,
+            }),
+            _ => None,
+        }
+    }
+
     /// Hands the write to the writer task and waits for its group's commit.
     pub(super) async fn submit<T>(
         queue: &tokio::sync::mpsc::Sender<GroupWrite>,
