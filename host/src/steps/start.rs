@@ -16,6 +16,8 @@
 //!     input: {customer_id: "${item.id}"}
 //! ```
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use serde_saphyr::Spanned;
@@ -151,55 +153,14 @@ impl StepAction for Start {
             first_step: first.clone(),
             due_at: run.now,
         };
-        let (children, total) = {
-            let mut scope = run.scope();
-            let Some(list) = &self.for_each else {
-                let input = self.input.evaluate(&scope)?;
-                child
-                    .validate_input(&input)
-                    .map_err(|e| StepError::fatal(format!("child run: {e}")))?;
-                run.outcome.children.push(new_child(0, input));
-                return Ok(Flow::Continue {
-                    input: None,
-                    output: json!({"workflow": workflow, "started": 1}),
-                    next: run.step.next,
-                });
-            };
-            // The list is read through a scope of its own, as the children's inputs
-            // change `scope` (their `item`) while they borrow from the list.
-            let list_scope = run.scope();
-            let items = match list.evaluate_borrowed(&list_scope)? {
-                std::borrow::Cow::Borrowed(Json::Array(items)) => {
-                    std::borrow::Cow::Borrowed(items.as_slice())
-                }
-                std::borrow::Cow::Owned(Json::Array(items)) => std::borrow::Cow::Owned(items),
-                other => {
-                    return Err(StepError::fatal(format!(
-                        "`for_each` must give a list, but gave {}",
-                        other.as_ref()
-                    )));
-                }
-            };
-            if items.len() > run.max_children {
-                return Err(StepError::fatal(format!(
-                    "`start` would create {} runs; the limit is {} (engine.max_children_per_step)",
-                    items.len(),
-                    run.max_children
-                )));
-            }
-            let to = items.len().min(from + chunk_size(items.len()));
-            let mut children = Vec::with_capacity(to.saturating_sub(from));
-            for (index, item) in items.iter().enumerate().take(to).skip(from) {
-                scope.set("item", item.clone());
-                scope.set("index", json!(index));
-                let input = self.input.evaluate(&scope)?;
-                child
-                    .validate_input(&input)
-                    .map_err(|e| StepError::fatal(format!("child run {index}: {e}")))?;
-                children.push(new_child(index, input));
-            }
-            (children, items.len())
-        };
+        let (inputs, total) = self.child_inputs(run, from)?;
+        let mut children = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs {
+            child
+                .validate_input(&input)
+                .map_err(|e| StepError::fatal(format!("child run {index}: {e}")))?;
+            children.push(new_child(index, input));
+        }
         let next = from + children.len();
         run.outcome.children.extend(children);
         if next < total {
@@ -212,6 +173,49 @@ impl StepAction for Start {
             output: json!({"workflow": workflow, "started": total}),
             next: run.step.next,
         })
+    }
+}
+
+impl Start {
+    /// The inputs of the children this job creates, by index, and how many the step
+    /// creates in all: one without `for_each`; else the chunk of the list from `from` on.
+    fn child_inputs(
+        &self,
+        run: &StepRun<'_>,
+        from: usize,
+    ) -> Result<(Vec<(usize, Json)>, usize), StepError> {
+        let mut scope = run.scope();
+        let Some(list) = &self.for_each else {
+            return Ok((vec![(0, self.input.evaluate(&scope)?)], 1));
+        };
+        // The list is read through a scope of its own, as the children's inputs change
+        // `scope` (their `item`) while they borrow from the list.
+        let list_scope = run.scope();
+        let items: Cow<'_, [Json]> = match list.evaluate_borrowed(&list_scope)? {
+            Cow::Borrowed(Json::Array(items)) => Cow::Borrowed(items),
+            Cow::Owned(Json::Array(items)) => Cow::Owned(items),
+            other => {
+                return Err(StepError::fatal(format!(
+                    "`for_each` must give a list, but gave {}",
+                    other.as_ref()
+                )));
+            }
+        };
+        if items.len() > run.max_children {
+            return Err(StepError::fatal(format!(
+                "`start` would create {} runs; the limit is {} (engine.max_children_per_step)",
+                items.len(),
+                run.max_children
+            )));
+        }
+        let to = items.len().min(from + chunk_size(items.len()));
+        let mut inputs = Vec::with_capacity(to.saturating_sub(from));
+        for (index, item) in items.iter().enumerate().take(to).skip(from) {
+            scope.set("item", item.clone());
+            scope.set("index", json!(index));
+            inputs.push((index, self.input.evaluate(&scope)?));
+        }
+        Ok((inputs, items.len()))
     }
 }
 

@@ -210,12 +210,9 @@ impl Executor<'_> {
             Ok(Flow::Again { progress }) => {
                 // No record yet: the step's one record comes when it has done all its work.
                 state.outcome.jobs.push(NewJob {
-                    kind: JobKind::Step,
-                    step: step.id.clone(),
-                    timer: None,
                     payload: Some(progress),
-                    due_at: self.now,
                     attempt,
+                    ..NewJob::step(&step.id, self.now)
                 });
                 Applied::Stop(state.finish(RunStatus::Running, Some(step.id.clone()), None, None))
             }
