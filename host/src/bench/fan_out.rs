@@ -10,7 +10,6 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use anyhow::Context;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -49,10 +48,7 @@ pub struct FanOutBenchOptions {
 
 pub async fn run(options: FanOutBenchOptions) -> anyhow::Result<()> {
     let dir = super::tempfile_dir()?;
-    let url = match &options.postgres {
-        Some(server) => crate::store::scratch_postgres_database(server, "kontor_bench").await?,
-        None => format!("sqlite://{}/bench.db", dir.display()),
-    };
+    let url = super::bench_database(&dir, options.postgres.as_deref()).await?;
     let mut settings = options.settings.clone();
     settings.limits.max_children_per_step = settings
         .limits
@@ -63,13 +59,7 @@ pub async fn run(options: FanOutBenchOptions) -> anyhow::Result<()> {
         ("contact", CHILD.to_string()),
     ];
     let (store, engine) = super::bench_engine(&dir, &url, settings, &workflows, None).await?;
-    println!("kontor bench fan-out");
-    println!(
-        "  store: {} {}",
-        store.backend(),
-        crate::store::redact(&url)
-    );
-    println!("  durability: {}", store.durability().await?);
+    super::print_store("fan-out", &store, &url).await?;
     println!(
         "  one `start` with `for_each`, committed in chunks of at least {} children, at most {} chunks",
         crate::steps::start::FAN_OUT_CHUNK,
@@ -133,12 +123,5 @@ pub async fn run(options: FanOutBenchOptions) -> anyhow::Result<()> {
         let _ = w.await;
     }
     drop(engine);
-    drop(store);
-    if let Some(server) = &options.postgres {
-        crate::store::drop_scratch_postgres_database(server, &url)
-            .await
-            .context("dropping the scratch database")?;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    super::clean_up(store, &dir, options.postgres.as_deref(), &url).await
 }

@@ -82,6 +82,43 @@ fn bench_lead(n: usize) -> serde_json::Value {
     })
 }
 
+/// The database a benchmark measures on: a scratch database next to the PostgreSQL one
+/// `postgres` names (dropped by [`clean_up`]), or a SQLite file in `dir`.
+pub(crate) async fn bench_database(
+    dir: &std::path::Path,
+    postgres: Option<&str>,
+) -> anyhow::Result<String> {
+    Ok(match postgres {
+        Some(server) => crate::store::scratch_postgres_database(server, "kontor_bench").await?,
+        None => format!("sqlite://{}/bench.db", dir.display()),
+    })
+}
+
+/// The lines every benchmark starts with: which store, and how durable its commits are.
+pub(crate) async fn print_store(bench: &str, store: &Store, url: &str) -> anyhow::Result<()> {
+    println!("kontor bench {bench}");
+    println!("  store: {} {}", store.backend(), crate::store::redact(url));
+    println!("  durability: {}", store.durability().await?);
+    Ok(())
+}
+
+/// Closes the store, drops the scratch database (if on PostgreSQL) and the temp folder.
+pub(crate) async fn clean_up(
+    store: Store,
+    dir: &std::path::Path,
+    postgres: Option<&str>,
+    url: &str,
+) -> anyhow::Result<()> {
+    drop(store);
+    if let Some(server) = postgres {
+        crate::store::drop_scratch_postgres_database(server, url)
+            .await
+            .context("dropping the scratch database")?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 /// `workflows` (name, YAML) in a temp folder, and an engine on `url` running them with
 /// these plugins.
 pub(crate) async fn bench_engine(
@@ -182,10 +219,7 @@ async fn start_helpers(
 
 pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let url = match &options.postgres {
-        Some(server) => crate::store::scratch_postgres_database(server, "kontor_bench").await?,
-        None => format!("sqlite://{}/bench.db", dir.display()),
-    };
+    let url = bench_database(&dir, options.postgres.as_deref()).await?;
     let (store, engine) = bench_engine(
         &dir,
         &url,
@@ -198,13 +232,7 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
     )
     .await?;
 
-    println!("kontor bench engine");
-    println!(
-        "  store: {} {}",
-        store.backend(),
-        crate::store::redact(&url)
-    );
-    println!("  durability: {}", store.durability().await?);
+    print_store("engine", &store, &url).await?;
     println!(
         "  engine: {} process(es) x {} workers, batches of {} jobs",
         options.processes, options.settings.workers, options.settings.batch_size
@@ -296,12 +324,7 @@ pub async fn engine(options: EngineBenchOptions) -> anyhow::Result<()> {
         let _ = w.await;
     }
     drop(engine);
-    drop(store);
-    if let Some(server) = &options.postgres {
-        crate::store::drop_scratch_postgres_database(server, &url).await?;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    clean_up(store, &dir, options.postgres.as_deref(), &url).await
 }
 
 /// Starts `count` runs of `workflow` one after another, each once the previous one has

@@ -122,10 +122,7 @@ pub fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
             processes,
             durable_steps,
         } => {
-            let mut settings = kontor::server::engine_settings(config);
-            if let Some(w) = workers {
-                settings.workers = w.max(1);
-            }
+            let settings = engine_settings(config, workers);
             let durable_steps = match durable_steps {
                 Some(steps) => {
                     let plugins = runtime.block_on(kontor::server::plugin_registry(
@@ -156,10 +153,7 @@ pub fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
             workers,
             postgres,
         } => {
-            let mut settings = kontor::server::engine_settings(config);
-            if let Some(w) = workers {
-                settings.workers = w.max(1);
-            }
+            let settings = engine_settings(config, workers);
             runtime.block_on(kontor::bench::fan_out::run(
                 kontor::bench::fan_out::FanOutBenchOptions {
                     sizes,
@@ -195,4 +189,13 @@ pub fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration's engine settings, with `--workers` if given.
+fn engine_settings(config: &Config, workers: Option<usize>) -> kontor::engine::EngineSettings {
+    let mut settings = kontor::server::engine_settings(config);
+    if let Some(w) = workers {
+        settings.workers = w.max(1);
+    }
+    settings
 }
