@@ -9,7 +9,7 @@
 //!
 //! Data flows one way: trigger → engine → step → effects → store → dispatchers. Each module
 //! imports only those below it: [`run`] at the bottom; [`store`] on `run`; [`templates`],
-//! [`expr`] and [`workflow`] beside it; [`steps`] and [`engine`] on those; [`email`] on the
+//! [`expr`], [`crm`] and [`workflow`] beside it; [`steps`] and [`engine`] on those; [`email`] on the
 //! store, the clock and the templates (never the engine); [`api`], [`bench`] on top;
 //! [`server`] wires, passing everything a part needs when it is made (no setters after).
 //! One pair knowingly imports both ways: [`workflow`]'s compiler hands each step to its
@@ -24,7 +24,8 @@
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
 //! | [`expr`] | CEL expressions: compile, evaluate safely (length, depth and cost limits in `expr/budget.rs`), find referenced variables |
 //! | [`templates`] | handlebars message templates (subject, text, HTML per locale) from `workflows/templates/`, checked (size, nesting, partial circles: `templates/limits.rs`) and rendered; the set in force |
-//! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder |
+//! | [`crm`] | what Kontor owns, as pure types and rules: territories and teams (`crm/territory/`: the files, postal-code ranges, who wins and why, what `kontor check` refuses) |
+//! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder (workflows, calendars, templates, territories) |
 //! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
 //! | [`engine`] | starts runs and delivers events (`engine/mod.rs`), claims jobs and commits their outcomes (`engine/worker.rs`), drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
 //! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens |
@@ -57,6 +58,7 @@ pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod crm;
 pub mod customer_overview;
 pub mod diagnostics;
 pub mod email;

@@ -79,7 +79,7 @@ pub fn check_change(mut fields: UserFields) -> Result<UserFields, FieldError> {
 
 /// A team name or rep id: 1 to 100 characters, no spaces at either end, no control
 /// characters.
-fn check_label(field: &'static str, text: &str) -> Result<String, FieldError> {
+pub fn check_label(field: &'static str, text: &str) -> Result<String, FieldError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > 100 || text.chars().any(char::is_control) {
         return Err(bad(

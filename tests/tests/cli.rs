@@ -428,3 +428,36 @@ fn a_config_files_relative_paths_are_its_folders() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("20"), "{stdout}");
 }
+
+#[test]
+fn check_reports_territory_problems_at_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("territories")).unwrap();
+    let file = dir.path().join("territories/north.yaml");
+    std::fs::write(
+        &file,
+        "fallback: rest\nteams:\n  rest: { members: [a] }\n  north: { members: [b] }\nrules:\n  - { name: north, team: north, priority: 20, postal_codes: { DE: [\"2\"] } }\n  - { name: hamburg, team: nrth, priority: 10, postal_codes: { DE: [\"20-22\"] } }\n",
+    )
+    .unwrap();
+    // The territory file alone, and its folder: the same two problems.
+    for target in [file.clone(), dir.path().to_path_buf()] {
+        let (code, stdout, stderr) = kontor(&["check", target.to_str().unwrap()]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        let path = file.display().to_string();
+        assert!(
+            stdout.contains(&format!(
+                "{path}:7:28: error: rule `hamburg` names unknown team `nrth`"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("= hint: declared teams: north, rest"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("{path}:7:5: error: rule `hamburg` can never win")),
+            "{stdout}"
+        );
+        assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+    }
+}

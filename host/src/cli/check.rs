@@ -96,7 +96,7 @@ pub fn run(config: &Config, args: CheckArgs) -> ExitCode {
 }
 
 /// The catalog folder a single file belongs to: its own folder, or for a calendar's or
-/// template's file the folder above `calendars/` or `templates/`. A bare file name is in
+/// template's or territory's file the folder above `calendars/`, `templates/` or `territories/`. A bare file name is in
 /// the current folder (`Path::parent` gives an empty path for it, which is no folder).
 fn catalog_root(file: &Path) -> PathBuf {
     let parent = file.parent().map(PathBuf::from).unwrap_or_default();
@@ -104,7 +104,7 @@ fn catalog_root(file: &Path) -> PathBuf {
         .ancestors()
         .find(|a| {
             a.file_name()
-                .is_some_and(|n| n == "calendars" || n == "templates")
+                .is_some_and(|n| n == "calendars" || n == "templates" || n == "territories")
         })
         .and_then(|a| a.parent())
         .map(PathBuf::from)

@@ -1,4 +1,5 @@
-//! The catalog: every workflow and calendar under one `workflows/` folder, loaded together.
+//! The catalog: every workflow, calendar, template and territory file under one
+//! `workflows/` folder, loaded together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Catalog {
     pub calendars: Arc<Calendars>,
     /// Email templates from `templates/`.
     pub templates: Arc<crate::templates::TemplateSet>,
+    /// Teams and routing rules from `territories/`.
+    pub territories: Arc<crate::crm::territory::Territories>,
     /// Problems with calendars and other shared files (workflow problems live in their
     /// entries).
     pub diagnostics: Vec<Diagnostic>,
@@ -108,34 +111,34 @@ impl Catalog {
         }
 
         let mut calendars = Calendars::new();
-        for path in yaml_files(&root.join("calendars"), &mut catalog.unreadable) {
+        for (path, text) in catalog.read_shared(&root.join("calendars"), max_file_size) {
             let name = stem(&path);
-            match read_within(&path, max_file_size) {
-                Err(ReadError::Refused(d)) => catalog.diagnostics.push(d),
-                Err(ReadError::Io(e)) => {
-                    catalog.unreadable.push(format!("{}: {e}", path.display()));
-                    catalog.diagnostics.push(Diagnostic::new(
-                        &path,
-                        0,
-                        0,
-                        format!("cannot read: {e}"),
-                    ))
+            match kontor_time::Calendar::from_yaml(&name, &text) {
+                Ok(calendar) => {
+                    calendars.insert(name, Arc::new(calendar));
                 }
-                Ok(text) => match kontor_time::Calendar::from_yaml(&name, &text) {
-                    Ok(calendar) => {
-                        calendars.insert(name, Arc::new(calendar));
+                Err(e) => {
+                    let mut d = Diagnostic::new(&path, e.line, e.column, e.message.clone());
+                    if let Some(h) = &e.hint {
+                        d = d.with_hint(h.clone());
                     }
-                    Err(e) => {
-                        let mut d = Diagnostic::new(&path, e.line, e.column, e.message.clone());
-                        if let Some(h) = &e.hint {
-                            d = d.with_hint(h.clone());
-                        }
-                        catalog.diagnostics.push(d);
-                    }
-                },
+                    catalog.diagnostics.push(d);
+                }
             }
         }
         catalog.calendars = Arc::new(calendars);
+
+        let calendar_names = catalog.calendars.keys().cloned().collect();
+        let territory_files = catalog
+            .read_shared(&root.join("territories"), max_file_size)
+            .into_iter()
+            .map(|(path, text)| crate::crm::territory::parse_file(&path, &text, &calendar_names))
+            .collect();
+        let territories = crate::crm::territory::Territories::assemble(territory_files);
+        catalog
+            .diagnostics
+            .extend(territories.diagnostics.iter().cloned());
+        catalog.territories = Arc::new(territories);
 
         let templates = crate::templates::TemplateSet::load(&root.join("templates"));
         catalog
@@ -186,6 +189,24 @@ impl Catalog {
         }
         catalog.refuse_start_cycles();
         catalog
+    }
+
+    /// The YAML files of a shared folder (`calendars/`, `territories/`) with their text;
+    /// files too large or unreadable become diagnostics.
+    fn read_shared(&mut self, dir: &Path, max_file_size: u64) -> Vec<(PathBuf, String)> {
+        let mut read = Vec::new();
+        for path in yaml_files(dir, &mut self.unreadable) {
+            match read_within(&path, max_file_size) {
+                Err(ReadError::Refused(d)) => self.diagnostics.push(d),
+                Err(ReadError::Io(e)) => {
+                    self.unreadable.push(format!("{}: {e}", path.display()));
+                    self.diagnostics
+                        .push(Diagnostic::new(&path, 0, 0, format!("cannot read: {e}")))
+                }
+                Ok(text) => read.push((path, text)),
+            }
+        }
+        read
     }
 
     /// Workflows that start themselves, directly or through others, would grow without
