@@ -24,7 +24,7 @@
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
 //! | [`expr`] | CEL expressions: compile, evaluate safely (length, depth and cost limits in `expr/budget.rs`), find referenced variables |
 //! | [`templates`] | handlebars message templates (subject, text, HTML per locale) from `workflows/templates/`, checked (size, nesting, partial circles: `templates/limits.rs`) and rendered; the set in force |
-//! | [`crm`] | what Kontor owns, as pure types and rules: territories and teams (`crm/territory/`: the files, postal-code ranges, who wins and why, what `kontor check` refuses) |
+//! | [`crm`] | what Kontor owns, as pure types and rules: leads, their stages and what a new one must hold (`crm/lead.rs`), territories and teams (`crm/territory/`: the files, postal-code ranges, who wins and why, what `kontor check` refuses), who in a team gets a lead (`crm/assignment.rs`) |
 //! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder (workflows, calendars, templates, territories) |
 //! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
 //! | [`engine`] | starts runs and delivers events (`engine/mod.rs`), claims jobs and commits their outcomes (`engine/worker.rs`), drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
