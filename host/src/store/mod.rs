@@ -32,6 +32,7 @@
 //! | [`suppressions`] | addresses mail must not go to; bounces |
 //! | [`secrets`] | sealed secret values (sealing them is not the store's job) |
 //! | [`tokens`] | API tokens (hashes only) |
+//! | [`leads`] | leads, their history, assignment counters and absence; routing a lead in one transaction |
 //! | [`users`] | people: roles, team, rep id, active |
 //! | [`audit`] | who changed what and when, written in the change's own transaction |
 //! | [`plugin_state`] | plugins' key-value stores and API-set configurations |
@@ -82,6 +83,7 @@ pub mod cron;
 pub mod events;
 pub mod jobs;
 pub mod leaders;
+pub mod leads;
 pub mod outbox;
 pub mod plugin_state;
 pub mod records;
@@ -123,6 +125,9 @@ pub enum StoreError {
     GroupCommit(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// What was asked for cannot be done with this data (a `route` step's run has no lead).
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot open the database at {url}: {reason}")]
     Open { url: String, reason: String },
 }
@@ -214,6 +219,11 @@ impl Store {
     /// API tokens.
     pub fn tokens(&self) -> tokens::Tokens<'_> {
         tokens::Tokens { store: self }
+    }
+
+    /// Leads, their history and the counters assignment reads.
+    pub fn leads(&self) -> leads::Leads<'_> {
+        leads::Leads { store: self }
     }
 
     /// People: their roles, team and rep id.

@@ -1,0 +1,767 @@
+//! Leads, their history, and the counters assignment reads: one lead row per external id,
+//! an append-only history, per-member counters and absence (`lead_reps`), and the
+//! assignments `route` steps made, by effect key.
+//!
+//! Assignment happens in one transaction that reads the team's counters, picks
+//! ([`crate::crm::assignment::pick`]), moves the counters and updates the lead; on
+//! PostgreSQL an advisory lock on the team serializes it across processes (SQLite's one
+//! writer does that anyway), so concurrent leads see each other's assignments.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use super::audit::Actor;
+use super::rows::{Cols, opt_json_of};
+use super::transaction::{Tx, on_tx};
+use super::{Store, StoreError, from_millis, millis};
+use crate::crm::assignment::{Assignment, RepState};
+use crate::crm::lead::{NewLead, Stage};
+use crate::crm::territory::{Routing, Team};
+use crate::run::NewRun;
+
+pub struct Leads<'a> {
+    pub(super) store: &'a Store,
+}
+
+/// A lead as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LeadView {
+    pub id: String,
+    pub external_id: String,
+    pub stage: Stage,
+    /// The lead's fields as delivered (checked and normalized).
+    #[schema(value_type = Object)]
+    pub data: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<String>,
+    /// Every point of the score, from the scoring plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub explanation: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Why nobody in the team could take it (it waits in the team's overflow queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<String>,
+    /// The routing decision: rules matched, the winner and why, every candidate and why
+    /// they were skipped, the strategy's pick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub routing: Option<Json>,
+    pub reassignments: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opportunity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of a lead's history.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `created`, `scored`, `stage`, `assigned`, `reassigned`, `overflow`, `accepted`,
+    /// `rejected`, …
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub detail: Json,
+}
+
+/// What storing a delivered lead did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake {
+    /// A new lead, stored with its run(s) started.
+    Created(LeadView),
+    /// The external id was delivered before with the same fields: that lead.
+    Again(LeadView),
+    /// The external id was delivered before with other fields: that lead, unchanged.
+    Conflict(LeadView),
+}
+
+/// Which leads a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub stage: Option<Stage>,
+    pub team: Option<String>,
+    pub owner: Option<String>,
+    pub source: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only leads created before this lead (the previous page's last id).
+    pub before: Option<String>,
+    /// Only leads owned by one of these ids or routed to this team (a sales principal).
+    pub reach: Option<(Vec<String>, Option<String>)>,
+    pub limit: u32,
+}
+
+/// A `route` step's assignment.
+pub struct RouteRequest<'a> {
+    /// The step's effect key: the same key gets the same answer.
+    pub key: &'a str,
+    /// The run's input: the lead (`id`, and its fields when it came as a raw event).
+    pub lead: &'a Json,
+    pub team: &'a Team,
+    /// The territory decision; `None` keeps the lead's team (reassignment).
+    pub routing: Option<&'a Routing>,
+    /// `{score, grade, explanation}` from scoring, when the step passes it.
+    pub score: Option<&'a Json>,
+    pub account_owner: Option<&'a str>,
+    /// Pass the lead on: its earlier owners are skipped and their open count drops.
+    pub reassign: bool,
+    pub run_id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// What accepting or rejecting did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decided {
+    Done(LeadView),
+    /// The same decision was made before: the lead as it is (nothing changed).
+    Again(LeadView),
+    /// The lead is closed already with another decision, or has no owner yet.
+    Refused {
+        lead: Box<LeadView>,
+        why: String,
+    },
+}
+
+/// Sales' answer to a lead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Accept {
+        opportunity_id: String,
+    },
+    Reject {
+        reason: String,
+        note: Option<String>,
+    },
+}
+
+const COLUMNS: &str = "id, external_id, data, stage, score, grade, explanation, team, owner, overflow, routing, \
+     reassignments, opportunity_id, rejection_reason, rejection_note, run_id, created_at, updated_at";
+
+fn lead_view(r: &impl Cols) -> Result<LeadView, StoreError> {
+    let stage = r.text("stage");
+    Ok(LeadView {
+        id: r.text("id"),
+        external_id: r.text("external_id"),
+        stage: Stage::parse(&stage)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown lead stage {stage}")))?,
+        data: serde_json::from_str(&r.text("data"))?,
+        score: r.opt_int("score"),
+        grade: r.opt_text("grade"),
+        explanation: opt_json_of(r, "explanation")?,
+        team: r.opt_text("team"),
+        owner: r.opt_text("owner"),
+        overflow: r.opt_text("overflow"),
+        routing: opt_json_of(r, "routing")?,
+        reassignments: r.int("reassignments"),
+        opportunity_id: r.opt_text("opportunity_id"),
+        rejection_reason: r.opt_text("rejection_reason"),
+        rejection_note: r.opt_text("rejection_note"),
+        run_id: r.opt_text("run_id"),
+        created_at: from_millis(r.int("created_at")),
+        updated_at: from_millis(r.int("updated_at")),
+    })
+}
+
+async fn history(
+    tx: &mut Tx<'_>,
+    lead: &str,
+    actor: &str,
+    kind: &str,
+    detail: Json,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let detail = detail.to_string();
+    on_tx!(tx, |conn| sqlx::query(
+        "INSERT INTO lead_history (lead_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)"
+    )
+    .bind(lead)
+    .bind(millis(now))
+    .bind(actor)
+    .bind(kind)
+    .bind(&detail)
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+async fn select_lead(
+    tx: &mut Tx<'_>,
+    column: &str,
+    value: &str,
+) -> Result<Option<LeadView>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM leads WHERE {column} = $1");
+    on_tx!(tx, |conn| {
+        let row = sqlx::query(&sql).bind(value).fetch_optional(conn).await?;
+        row.as_ref().map(lead_view).transpose()
+    })
+}
+
+/// A lead row as first stored.
+struct NewRow<'a> {
+    id: &'a str,
+    external_id: &'a str,
+    hash: &'a str,
+    data: &'a str,
+    company: &'a str,
+    source: Option<&'a str>,
+    run_id: Option<&'a str>,
+}
+
+async fn insert_lead(
+    tx: &mut Tx<'_>,
+    row: &NewRow<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+        "INSERT INTO leads (id, external_id, request_hash, data, company, source, stage, run_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $8)"
+    )
+    .bind(row.id)
+    .bind(row.external_id)
+    .bind(row.hash)
+    .bind(row.data)
+    .bind(row.company)
+    .bind(row.source)
+    .bind(row.run_id)
+    .bind(millis(now))
+    .execute(conn)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Moves a member's counters by `open` and `assigned`, making their row when they have none.
+async fn count(
+    tx: &mut Tx<'_>,
+    team: &str,
+    rep: &str,
+    open: i64,
+    assigned: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let max = if matches!(tx, Tx::Postgres(_)) {
+        "GREATEST"
+    } else {
+        "MAX"
+    };
+    let sql = format!(
+        "INSERT INTO lead_reps (team, rep, open, assigned, active, updated_at) VALUES ($1, $2, {max}($3, 0), $4, 1, $5)
+         ON CONFLICT (team, rep) DO UPDATE SET open = {max}(lead_reps.open + $3, 0), assigned = lead_reps.assigned + $4, updated_at = $5"
+    );
+    on_tx!(tx, |conn| sqlx::query(&sql)
+        .bind(team)
+        .bind(rep)
+        .bind(open)
+        .bind(assigned)
+        .bind(millis(now))
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+impl Leads<'_> {
+    /// Stores a delivered lead (`data` its fields as JSON, `hash` their SHA-256) and starts
+    /// `runs` for it, in one transaction; a known external id stores nothing.
+    pub async fn intake(
+        self,
+        id: &str,
+        lead: &NewLead,
+        hash: &str,
+        runs: &[NewRun],
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Intake, StoreError> {
+        let data = serde_json::to_string(lead)?;
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut any = Tx::from(&mut *tx);
+            any.lock("lead", &lead.external_id, "").await?;
+            let known: Option<(String,)> = on_tx!(&mut any, |conn| sqlx::query_as(
+                "SELECT request_hash FROM leads WHERE external_id = $1"
+            )
+            .bind(&lead.external_id)
+            .fetch_optional(conn)
+            .await)?;
+            if let Some((known_hash,)) = known {
+                let view = select_lead(&mut any, "external_id", &lead.external_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
+                return Ok(if known_hash == hash {
+                    Intake::Again(view)
+                } else {
+                    Intake::Conflict(view)
+                });
+            }
+            let new = NewRow {
+                id,
+                external_id: &lead.external_id,
+                hash,
+                data: &data,
+                company: &lead.company,
+                source: lead.source.as_deref(),
+                run_id: runs.first().map(|r| r.id.as_str()),
+            };
+            insert_lead(&mut any, &new, now).await?;
+            history(
+                &mut any,
+                id,
+                &actor.name,
+                "created",
+                json!({"external_id": lead.external_id, "source": lead.source}),
+                now,
+            )
+            .await?;
+            for run in runs {
+                super::runs::insert_run(&mut any, run, false, now).await?;
+            }
+            if !runs.is_empty() {
+                any.notify(super::transaction::Notice::Work).await?;
+            }
+            let view = select_lead(&mut any, "id", id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
+            tx.commit().await?;
+            Ok(Intake::Created(view))
+        })
+    }
+
+    pub async fn get(self, id: &str) -> Result<Option<LeadView>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM leads WHERE id = $1");
+        on_reader!(self.store, |pool| {
+            let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+            row.as_ref().map(lead_view).transpose()
+        })
+    }
+
+    /// Newest first.
+    pub async fn list(self, filter: &LeadFilter) -> Result<Vec<LeadView>, StoreError> {
+        let (owners, team) = match &filter.reach {
+            Some((owners, team)) => (Some(format!(" {} ", owners.join(" "))), team.clone()),
+            None => (None, None),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leads
+             WHERE (CAST($1 AS TEXT) IS NULL OR stage = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR team = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR owner = $3)
+               AND (CAST($4 AS TEXT) IS NULL OR source = $4)
+               AND (CAST($5 AS BIGINT) IS NULL OR created_at >= $5)
+               AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6)
+               AND (CAST($7 AS TEXT) IS NULL OR (created_at, id) < (SELECT created_at, id FROM leads WHERE id = $7))
+               AND (CAST($9 AS INTEGER) IS NULL
+                    OR (owner IS NOT NULL AND CAST($10 AS TEXT) LIKE ('% ' || owner || ' %'))
+                    OR (CAST($11 AS TEXT) IS NOT NULL AND team = $11))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $8"
+        );
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(filter.stage.map(Stage::as_str))
+                .bind(&filter.team)
+                .bind(&filter.owner)
+                .bind(&filter.source)
+                .bind(filter.created_after.map(millis))
+                .bind(filter.created_before.map(millis))
+                .bind(&filter.before)
+                .bind(i64::from(filter.limit.clamp(1, 1000)))
+                .bind(filter.reach.as_ref().map(|_| 1i32))
+                .bind(owners.as_deref().unwrap_or(""))
+                .bind(team.as_deref())
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(lead_view).collect()
+        })
+    }
+
+    /// Everything that happened to lead `id`, oldest first.
+    pub async fn history(self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query(
+                "SELECT at, actor, kind, detail FROM lead_history WHERE lead_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(HistoryEntry {
+                        at: from_millis(r.int("at")),
+                        actor: r.text("actor"),
+                        kind: r.text("kind"),
+                        detail: serde_json::from_str(&r.text("detail"))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The stored state of `team`'s members.
+    pub async fn reps(self, team: &str) -> Result<Vec<RepState>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query("SELECT rep, open, assigned, active, absent_from, absent_until FROM lead_reps WHERE team = $1 ORDER BY rep")
+                .bind(team)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(rep_state).collect())
+        })
+    }
+
+    /// Routes and assigns a lead for a `route` step (see [`RouteRequest`]); the answer is
+    /// what the step outputs. A lead that came as a raw event (no row yet) is stored.
+    pub async fn route(self, request: &RouteRequest<'_>) -> Result<Json, StoreError> {
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut any = Tx::from(&mut *tx);
+            let done: Option<(String,)> = on_tx!(&mut any, |conn| sqlx::query_as(
+                "SELECT result FROM lead_assignments WHERE key = $1"
+            )
+            .bind(request.key)
+            .fetch_optional(conn)
+            .await)?;
+            if let Some((result,)) = done {
+                return Ok(serde_json::from_str(&result)?);
+            }
+            let result = route_in(&mut any, request).await?;
+            tx.commit().await?;
+            Ok(result)
+        })
+    }
+
+    /// Accepts or rejects lead `id`; `None` when there is no such lead.
+    pub async fn decide(
+        self,
+        id: &str,
+        decision: &Decision,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Decided>, StoreError> {
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut any = Tx::from(&mut *tx);
+            any.lock("lead-id", id, "").await?;
+            let Some(lead) = select_lead(&mut any, "id", id).await? else {
+                return Ok(None);
+            };
+            let same = match (decision, lead.stage) {
+                (Decision::Accept { opportunity_id }, Stage::Accepted) => {
+                    lead.opportunity_id.as_deref() == Some(opportunity_id)
+                }
+                (Decision::Reject { reason, note }, Stage::Rejected) => {
+                    lead.rejection_reason.as_deref() == Some(reason) && lead.rejection_note == *note
+                }
+                _ => false,
+            };
+            if same {
+                return Ok(Some(Decided::Again(lead)));
+            }
+            if lead.stage.is_closed() {
+                let why = format!("the lead is {} already", lead.stage.as_str());
+                return Ok(Some(Decided::Refused {
+                    lead: Box::new(lead),
+                    why,
+                }));
+            }
+            let (stage, kind, detail) = match decision {
+                Decision::Accept { opportunity_id } => (
+                    Stage::Accepted,
+                    "accepted",
+                    json!({"opportunity_id": opportunity_id, "owner": lead.owner}),
+                ),
+                Decision::Reject { reason, note } => (
+                    Stage::Rejected,
+                    "rejected",
+                    json!({"reason": reason, "note": note, "owner": lead.owner}),
+                ),
+            };
+            let (opportunity, reason, note) = match decision {
+                Decision::Accept { opportunity_id } => (Some(opportunity_id.as_str()), None, None),
+                Decision::Reject { reason, note } => (None, Some(reason.as_str()), note.as_deref()),
+            };
+            on_tx!(&mut any, |conn| {
+                sqlx::query(
+                "UPDATE leads SET stage = $2, opportunity_id = $3, rejection_reason = $4, rejection_note = $5, updated_at = $6 WHERE id = $1"
+            )
+            .bind(id)
+            .bind(stage.as_str())
+            .bind(opportunity)
+            .bind(reason)
+            .bind(note)
+            .bind(millis(now))
+            .execute(conn)
+            .await
+        .map(|_| ())
+            })?;
+            if let (Some(team), Some(owner)) = (&lead.team, &lead.owner) {
+                count(&mut any, team, owner, -1, 0, now).await?;
+            }
+            history(&mut any, id, &actor.name, kind, detail, now).await?;
+            let view = select_lead(&mut any, "id", id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
+            tx.commit().await?;
+            Ok(Some(Decided::Done(view)))
+        })
+    }
+
+    /// Rejections for marketing: counts by reason, team and source.
+    pub async fn rejection_counts(self) -> Result<Vec<RejectionCount>, StoreError> {
+        on_reader!(self.store, |pool| {
+            let rows = sqlx::query(
+                "SELECT rejection_reason AS reason, team, source, COUNT(*) AS n FROM leads WHERE stage = 'rejected'
+                 GROUP BY rejection_reason, team, source ORDER BY n DESC, reason, team, source",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| RejectionCount {
+                    reason: r.opt_text("reason").unwrap_or_default(),
+                    team: r.opt_text("team"),
+                    source: r.opt_text("source"),
+                    count: r.int("n"),
+                })
+                .collect())
+        })
+    }
+}
+
+/// Rejected leads of one reason, team and source.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RejectionCount {
+    pub reason: String,
+    pub team: Option<String>,
+    pub source: Option<String>,
+    pub count: i64,
+}
+
+fn rep_state(r: &impl Cols) -> RepState {
+    RepState {
+        user: r.text("rep"),
+        open: r.int("open").max(0) as u32,
+        assigned: r.int("assigned").max(0) as u64,
+        active: r.int("active") != 0,
+        absent_from: r.opt_int("absent_from").map(from_millis),
+        absent_until: r.opt_int("absent_until").map(from_millis),
+    }
+}
+
+async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, StoreError> {
+    let now = request.now;
+    let actor = format!("run:{}", request.run_id);
+    let lead_id = request
+        .lead
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if lead_id.is_empty() {
+        return Err(StoreError::Invalid(
+            "the run's input has no lead `id`".into(),
+        ));
+    }
+    let team = &request.team.name;
+    // Assignments in one team one at a time, across processes too.
+    tx.lock("lead-team", team, "").await?;
+    let lead = match select_lead(tx, "id", &lead_id).await? {
+        Some(lead) => lead,
+        None => {
+            // A lead that came as an event: stored as it came.
+            let external = request
+                .lead
+                .get("external_id")
+                .and_then(Json::as_str)
+                .unwrap_or(&lead_id)
+                .to_string();
+            let company = request
+                .lead
+                .get("company")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let source = request
+                .lead
+                .get("source")
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            let data = request.lead.to_string();
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data.as_bytes()));
+            let new = NewRow {
+                id: &lead_id,
+                external_id: &external,
+                hash: &hash,
+                data: &data,
+                company: &company,
+                source: source.as_deref(),
+                run_id: Some(request.run_id),
+            };
+            insert_lead(tx, &new, now).await?;
+            history(
+                tx,
+                &lead_id,
+                &actor,
+                "created",
+                json!({"external_id": external, "source": source, "as": "event"}),
+                now,
+            )
+            .await?;
+            select_lead(tx, "id", &lead_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?
+        }
+    };
+    let states: Vec<RepState> = on_tx!(tx, |conn| {
+        let rows = sqlx::query("SELECT rep, open, assigned, active, absent_from, absent_until FROM lead_reps WHERE team = $1")
+            .bind(team)
+            .fetch_all(conn)
+            .await?;
+        Ok::<_, StoreError>(rows.iter().map(rep_state).collect())
+    })?;
+    let had_it: Vec<String> = if request.reassign {
+        let rows: Vec<(String,)> = on_tx!(tx, |conn| {
+            sqlx::query_as(
+            "SELECT detail FROM lead_history WHERE lead_id = $1 AND kind IN ('assigned', 'reassigned') ORDER BY id"
+        )
+        .bind(&lead_id)
+        .fetch_all(conn)
+        .await
+        })?;
+        rows.iter()
+            .filter_map(|(d,)| serde_json::from_str::<Json>(d).ok())
+            .filter_map(|d| d.get("owner").and_then(Json::as_str).map(str::to_string))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let assignment: Assignment =
+        crate::crm::assignment::pick(request.team, &states, now, request.account_owner, &had_it);
+    // The earlier owner gives the lead up.
+    if let (Some(old_team), Some(old_owner)) = (&lead.team, &lead.owner)
+        && !lead.stage.is_closed()
+    {
+        count(tx, old_team, old_owner, -1, 0, now).await?;
+    }
+    if let Some(owner) = &assignment.owner {
+        count(tx, team, owner, 1, 1, now).await?;
+    }
+    let score = request.score;
+    let grade = score.and_then(|s| s.get("grade")).and_then(Json::as_str);
+    let stage = match grade {
+        Some(grade) if !lead.stage.is_closed() => Stage::for_grade(grade),
+        _ => lead.stage,
+    };
+    let routing = json!({
+        "territory": request.routing,
+        "assignment": assignment,
+    });
+    let reassigned = request.reassign && lead.owner.is_some();
+    on_tx!(tx, |conn| {
+        sqlx::query(
+        "UPDATE leads SET stage = $2, score = COALESCE($3, score), grade = COALESCE($4, grade),
+                explanation = COALESCE($5, explanation), team = $6, owner = $7, overflow = $8, routing = $9,
+                reassignments = reassignments + $10, run_id = COALESCE(run_id, $11), updated_at = $12
+         WHERE id = $1"
+    )
+    .bind(&lead_id)
+    .bind(stage.as_str())
+    .bind(score.and_then(|s| s.get("score")).and_then(Json::as_i64))
+    .bind(grade)
+    .bind(score.and_then(|s| s.get("explanation")).map(Json::to_string))
+    .bind(team)
+    .bind(assignment.owner.as_deref())
+    .bind(assignment.overflow.map(|o| o.as_str()))
+    .bind(routing.to_string())
+    .bind(i64::from(reassigned))
+    .bind(request.run_id)
+    .bind(millis(now))
+    .execute(conn)
+    .await
+        .map(|_| ())
+    })?;
+    if let Some(score) = score
+        && lead.score.is_none()
+    {
+        history(
+            tx,
+            &lead_id,
+            &actor,
+            "scored",
+            json!({"score": score.get("score"), "grade": grade}),
+            now,
+        )
+        .await?;
+    }
+    if stage != lead.stage {
+        history(
+            tx,
+            &lead_id,
+            &actor,
+            "stage",
+            json!({"from": lead.stage, "to": stage}),
+            now,
+        )
+        .await?;
+    }
+    let kind = match (&assignment.owner, reassigned) {
+        (None, _) => "overflow",
+        (Some(_), true) => "reassigned",
+        (Some(_), false) => "assigned",
+    };
+    history(
+        tx,
+        &lead_id,
+        &actor,
+        kind,
+        json!({
+            "team": team,
+            "owner": assignment.owner,
+            "previous_owner": lead.owner,
+            "overflow": assignment.overflow,
+            "rule": request.routing.and_then(|r| r.rule.clone()),
+            "reason": assignment.reason,
+        }),
+        now,
+    )
+    .await?;
+    let result = json!({
+        "lead": lead_id,
+        "stage": stage,
+        "team": team,
+        "owner": assignment.owner,
+        "overflow": assignment.overflow,
+        "team_lead": request.team.lead,
+        "locale": request.team.locale,
+        "calendar": request.team.calendar,
+        "reassignments": lead.reassignments + i64::from(reassigned),
+        "reason": assignment.reason,
+        "routing": routing,
+    });
+    on_tx!(tx, |conn| sqlx::query(
+        "INSERT INTO lead_assignments (key, lead_id, result, created_at) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(request.key)
+    .bind(&lead_id)
+    .bind(result.to_string())
+    .bind(millis(now))
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    Ok(result)
+}
