@@ -87,6 +87,12 @@ pub enum Permission {
     UsersWrite,
     /// The audit log.
     AuditRead,
+    /// Leads: list and read (sales only their own and their team's).
+    LeadsRead,
+    /// Leads: deliver new ones (a web form, a CRM, an import).
+    LeadsWrite,
+    /// Leads: accept or reject (sales: their own and their team's).
+    LeadsDecide,
     /// The manual test clock (only with `[testing] manual_clock`).
     TestingClock,
 }
@@ -113,6 +119,9 @@ impl Permission {
             Permission::UsersRead => "users:read",
             Permission::UsersWrite => "users:write",
             Permission::AuditRead => "audit:read",
+            Permission::LeadsRead => "leads:read",
+            Permission::LeadsWrite => "leads:write",
+            Permission::LeadsDecide => "leads:decide",
             Permission::TestingClock => "testing:clock",
         }
     }
@@ -170,6 +179,12 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     (P::UsersRead, &[]),
     (P::UsersWrite, &[]),
     (P::AuditRead, &[]),
+    (
+        P::LeadsRead,
+        &[R::Integrator, R::Marketing, R::Sales, R::Viewer],
+    ),
+    (P::LeadsWrite, &[R::Integrator, R::Marketing]),
+    (P::LeadsDecide, &[R::Sales]),
     (P::TestingClock, &[]),
 ];
 

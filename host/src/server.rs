@@ -224,6 +224,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_access: config.http.metrics,
         tokens: Arc::new(api::token_cache::TokenCache::new()),
         rate_limits,
+        lead_rejection_reasons: Arc::new(config.leads.rejection_reasons.clone()),
         webhooks: Arc::new(config.webhooks.clone()),
     });
     let server = tokio::spawn(api::listener::serve(

@@ -876,10 +876,10 @@ async fn every_route_answers_every_principal_as_the_permission_table_says() {
 
 async fn events_that_do_not_fit_are_refused_and_a_delivery_id_counts_once() {
     let (app, _f) = app().await;
-    // An Austrian postal code against a five-digit pattern: told, not dropped.
+    // A postal code longer than the schema allows: told, not dropped.
     let lead = json!({"type": "lead.created", "key": "L-1", "payload": {"id": "L-1",
         "email": "anna@beispiel.at", "company": "Kälte Wien GmbH", "country": "AT",
-        "postal_code": "1010", "industry": "food", "product": "cold-room"}})
+        "postal_code": "1010 Wien, Innere Stadt", "industry": "food", "product": "cold-room"}})
     .to_string();
     let (status, body) = call(&app, "POST", "/api/v1/events", Some(&lead), &[]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -359,14 +359,16 @@ async fn cron_triggers_fire_on_the_test_clock_in_a_real_server() {
 
 fn lead(id: &str, postal_code: &str, employees: i64, quote: bool) -> Value {
     json!({
-        "id": id, "email": "einkauf@example.de", "company": "Müller Maschinenbau GmbH",
+        "external_id": id, "email": "einkauf@example.de", "company": "Müller Maschinenbau GmbH",
         "title": "Leiter Einkauf", "country": "DE", "postal_code": postal_code,
-        "industry": "maschinenbau", "product": "B", "employees": employees, "quote_requested": quote
+        "industry": "maschinenbau", "products": ["B"], "employees": employees,
+        "quote_requested": quote, "source": "web"
     })
 }
 
-/// Lead routing with the compiled lead-scoring plugin: score (with its explanation),
-/// territory, owner, feedback, reminders in business hours.
+/// Lead routing through `POST /api/v1/leads` with the compiled lead-scoring plugin:
+/// score (with its explanation), territory, fair owner, acceptance, and reassignment in
+/// business hours when nobody reacts.
 async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
     // Monday 2026-06-08 10:00 Berlin.
     let server = Server::start(
@@ -377,66 +379,152 @@ async fn lead_routing_scores_with_the_plugin_assigns_and_follows_up() {
         ],
     )
     .unwrap();
+    let mut ids = Vec::new();
     for l in [
         lead("L-1", "20095", 320, true),
         lead("L-2", "80331", 10, false),
     ] {
-        let (status, body) = server
-            .api
-            .post(
-                "/api/v1/events",
-                &json!({"type": "lead.created", "payload": l}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 202, "{body}");
+        let (status, body) = server.api.post("/api/v1/leads", &l).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["stage"], "new");
+        ids.push(body["id"].as_str().unwrap().to_string());
     }
-    settle(&server).await;
-    let leads = records(&server, "leads").await;
-    assert_eq!(leads.len(), 2, "{leads:?}");
-    let l1 = leads.iter().find(|r| r["key"] == "L-1").unwrap();
-    let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
-    // L-1: DE 20 + 320 staff 25 + Maschinenbau 20 + quote 30 + "Leiter Einkauf" 10 = 105 → A;
-    // Hamburg 20095 × maschinenbau × product B → only team nord-maschinenbau owns B there.
-    assert_eq!(l1["data"]["stage"], "sales-qualified");
-    assert_eq!(l1["data"]["score"], 105);
-    assert_eq!(l1["data"]["team"], "nord-maschinenbau");
-    let explanation = l1["data"]["explanation"].as_array().unwrap();
-    assert_eq!(explanation.len(), 5);
-    assert_eq!(explanation[4]["value"], "Leiter Einkauf (leiter)");
-    // L-2: 20 + 5 + 20 + 10 = 55 → B: marketing-qualified, Munich → team sued.
-    assert_eq!(l2["data"]["stage"], "marketing-qualified");
-    assert_eq!(l2["data"]["score"], 55);
-    assert_eq!(l2["data"]["team"], "sued");
-
-    let (status, _) = server
+    // The same delivery again is the same lead; other fields under the same id are refused.
+    let (status, again) = server
+        .api
+        .post("/api/v1/leads", &lead("L-1", "20095", 320, true))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(ids[0].as_str())),
+        "{again}"
+    );
+    let (status, body) = server
+        .api
+        .post("/api/v1/leads", &lead("L-1", "20095", 321, true))
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = server
         .api
         .post(
-            "/api/v1/events",
-            &json!({"type": "lead.accepted", "key": "L-1", "payload": {"opportunity_id": "OPP-9"}}),
+            "/api/v1/leads",
+            &json!({"external_id": "L-3", "company": "X", "country": "DE", "postal_code": "8033"}),
         )
         .await
         .unwrap();
-    assert_eq!(status, 202);
-    settle(&server).await;
-    let leads = records(&server, "leads").await;
-    let l1 = leads.iter().find(|r| r["key"] == "L-1").unwrap();
-    assert_eq!(l1["data"]["stage"], "accepted");
-    assert_eq!(l1["data"]["opportunity"], "OPP-9");
-
-    // Nobody reacts to L-2: a reminder after every 16 business hours (two working
-    // days), and after the third the lead is marked unanswered.
-    advance(&server, "2d").await; // Wed 10:00
     assert_eq!(
-        records(&server, "lead_reminders").await[0]["data"]["reminders"],
-        1
+        (status, body["error"]["field"].as_str()),
+        (422, Some("postal_code")),
+        "{body}"
+    );
+    settle(&server).await;
+    let get = |id: String| {
+        let api = server.api.clone();
+        async move { api.get(&format!("/api/v1/leads/{id}")).await.unwrap().1 }
+    };
+    // L-1: DE 20 + 320 staff 25 + Maschinenbau 20 + quote 30 + "Leiter Einkauf" 10 = 105 → A;
+    // Hamburg 20095 × maschinenbau × product B → only team nord-maschinenbau owns B there.
+    let l1 = get(ids[0].clone()).await;
+    assert_eq!(l1["stage"], "sales-qualified", "{l1}");
+    assert_eq!(l1["score"], 105);
+    assert_eq!(l1["team"], "nord-maschinenbau");
+    assert_eq!(l1["owner"], "anna.schroeder");
+    assert_eq!(l1["routing"]["territory"]["rule"], "nord-machinery");
+    assert_eq!(l1["routing"]["assignment"]["strategy"], "round-robin");
+    let explanation = l1["explanation"].as_array().unwrap();
+    assert_eq!(explanation.len(), 5);
+    assert_eq!(explanation[4]["value"], "Leiter Einkauf (leiter)");
+    let kinds: Vec<&str> = l1["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "scored", "stage", "assigned"]);
+    // L-2: 20 + 5 + 20 + 10 = 55 → B: marketing-qualified, Munich → team sued, weighted by
+    // capacity (10, 30, 20): lena.maier first.
+    let l2 = get(ids[1].clone()).await;
+    assert_eq!(
+        (l2["stage"].as_str(), l2["score"].as_i64()),
+        (Some("marketing-qualified"), Some(55)),
+        "{l2}"
+    );
+    assert_eq!(
+        (l2["team"].as_str(), l2["owner"].as_str()),
+        (Some("sued"), Some("lena.maier"))
+    );
+
+    let (status, body) = server
+        .api
+        .post(
+            &format!("/api/v1/leads/{}/accept", ids[0]),
+            &json!({"opportunity_id": "OPP-9"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["stage"].as_str(), body["opportunity_id"].as_str()),
+        (Some("accepted"), Some("OPP-9"))
+    );
+    let (status, body) = server
+        .api
+        .post(
+            &format!("/api/v1/leads/{}/reject", ids[0]),
+            &json!({"reason": "no-budget"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    settle(&server).await;
+    let run = |id: String| {
+        let api = server.api.clone();
+        async move { api.get(&format!("/api/v1/runs/{id}")).await.unwrap().1 }
+    };
+    assert_eq!(
+        run(l1["run_id"].as_str().unwrap().to_string()).await["status"],
+        "completed"
+    );
+
+    // Nobody reacts to L-2: after 16 business hours (two working days) the next member
+    // gets it; when everyone had it, it waits in the team's overflow queue.
+    advance(&server, "2d").await; // Wed 10:00
+    let l2 = get(ids[1].clone()).await;
+    assert_eq!(
+        (l2["owner"].as_str(), l2["reassignments"].as_i64()),
+        (Some("xaver.bauer"), Some(1)),
+        "{l2}"
     );
     for _ in 0..8 {
         advance(&server, "1d").await;
     }
-    let leads = records(&server, "leads").await;
-    let l2 = leads.iter().find(|r| r["key"] == "L-2").unwrap();
-    assert_eq!(l2["data"]["stage"], "unanswered", "{l2}");
+    let l2 = get(ids[1].clone()).await;
+    assert_eq!(l2["owner"], Value::Null, "{l2}");
+    assert_eq!(l2["overflow"], "nobody-available");
+    let kinds: Vec<&str> = l2["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "scored",
+            "stage",
+            "assigned",
+            "reassigned",
+            "reassigned",
+            "overflow"
+        ]
+    );
+    assert_eq!(
+        run(l2["run_id"].as_str().unwrap().to_string()).await["status"],
+        "completed"
+    );
 }
 
 /// `kontor serve` in `dir` (its working folder) on a SQLite file there, with the given

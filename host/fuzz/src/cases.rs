@@ -24,6 +24,7 @@ pub fn workflow(data: &[u8]) {
         plugins: None,
         channels: None,
         templates: None,
+        territories: None,
     };
     if let Err(diagnostics) =
         kontor::workflow::compile::compile_workflow(Path::new("fuzz.yaml"), text, &environment)
@@ -188,6 +189,7 @@ impl Api {
                 metrics_access: kontor::config::MetricsAccess::Token,
                 tokens: Arc::new(kontor::api::token_cache::TokenCache::new()),
                 rate_limits: Arc::new(kontor::api::rate_limit::RateLimits::off()),
+                lead_rejection_reasons: Arc::new(Vec::new()),
                 webhooks: Arc::new([("fuzz".to_string(), source)].into_iter().collect()),
             })
         });

@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod extract;
 mod hooks;
+mod leads;
 pub mod listener;
 pub mod openapi;
 mod operations;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub tokens: Arc<token_cache::TokenCache>,
     /// Requests per token and per client address (`[http.rate_limits]`).
     pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// The reasons sales may give for rejecting a lead (`[leads] rejection_reasons`).
+    pub lead_rejection_reasons: Arc<Vec<String>>,
     /// The signed webhook sources (`[webhooks.SOURCE]`).
     pub webhooks: Arc<std::collections::BTreeMap<String, crate::webhooks::WebhookSource>>,
 }
@@ -293,6 +296,42 @@ pub fn route_table(testing: bool) -> Vec<Route> {
             "/api/v1/users/{id}",
             Access::Needs(P::UsersWrite),
             patch(users::change_user),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/leads",
+            Access::Needs(P::LeadsWrite),
+            post(leads::create_lead),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/leads",
+            Access::Needs(P::LeadsRead),
+            get(leads::list_leads),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/leads/rejections",
+            Access::Needs(P::LeadsRead),
+            get(leads::rejections),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/leads/{id}",
+            Access::Needs(P::LeadsRead),
+            get(leads::get_lead),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/leads/{id}/accept",
+            Access::Needs(P::LeadsDecide),
+            post(leads::accept_lead),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/leads/{id}/reject",
+            Access::Needs(P::LeadsDecide),
+            post(leads::reject_lead),
         ),
         Route::new(
             Method::GET,

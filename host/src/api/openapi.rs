@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    audit, customers, email, events, hooks, operations, plugins, records, runs, secrets, testing,
-    users, workflows,
+    audit, customers, email, events, hooks, leads, operations, plugins, records, runs, secrets,
+    testing, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,12 @@ use super::{
         users::get_user,
         users::change_user,
         audit::list_audit,
+        leads::create_lead,
+        leads::list_leads,
+        leads::get_lead,
+        leads::rejections,
+        leads::accept_lead,
+        leads::reject_lead,
         testing::get_clock,
         testing::move_clock,
     ),
@@ -87,6 +93,17 @@ use super::{
         crate::store::users::User,
         audit::AuditPage,
         crate::store::audit::AuditEntry,
+        crate::crm::lead::NewLead,
+        crate::crm::lead::Consent,
+        crate::crm::lead::Stage,
+        crate::store::leads::LeadView,
+        crate::store::leads::HistoryEntry,
+        crate::store::leads::RejectionCount,
+        leads::LeadDetail,
+        leads::LeadPage,
+        leads::Rejections,
+        leads::AcceptBody,
+        leads::RejectBody,
     )),
     modifiers(&BearerToken, &Permissions),
     security(("bearer" = [])),

@@ -52,6 +52,8 @@ pub struct Config {
     pub channel: std::collections::BTreeMap<String, crate::email::channel::ChannelConfig>,
     /// The ERP behind the customer overview (`[erp]`).
     pub erp: crate::customer_overview::ErpConfig,
+    /// Leads (`[leads]`).
+    pub leads: LeadsConfig,
     /// Signed inbound webhooks (`[webhooks.SOURCE]`, `POST /hooks/SOURCE`).
     pub webhooks: std::collections::BTreeMap<String, crate::webhooks::WebhookSource>,
     /// `KONTOR_MASTER_KEY` (hex): wins over `secrets.master_key_file`. Only from the
@@ -173,6 +175,25 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Leads (`[leads]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeadsConfig {
+    /// The reasons sales may give for rejecting a lead (`POST /api/v1/leads/{id}/reject`).
+    pub rejection_reasons: Vec<String>,
+}
+
+impl Default for LeadsConfig {
+    fn default() -> Self {
+        LeadsConfig {
+            rejection_reasons: crate::crm::lead::DEFAULT_REJECTION_REASONS
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        }
+    }
+}
+
 /// Controls for tests. Off by default; never enable them in production.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -208,6 +229,7 @@ impl Default for Config {
             email: Default::default(),
             channel: Default::default(),
             erp: Default::default(),
+            leads: Default::default(),
             webhooks: Default::default(),
         }
     }

@@ -95,6 +95,21 @@ pub struct Assignment {
     pub reason: String,
 }
 
+/// What a `route` step asks the engine to do: assign the lead in `team` (in the store,
+/// where the counters are), keyed by the step's effect key.
+#[derive(Debug, Clone)]
+pub struct AssignCall {
+    pub key: String,
+    /// The run's input: the lead.
+    pub lead: serde_json::Value,
+    pub team: std::sync::Arc<Team>,
+    pub routing: Option<super::territory::Routing>,
+    /// `{score, grade, explanation}` from scoring.
+    pub score: Option<serde_json::Value>,
+    pub account_owner: Option<String>,
+    pub reassign: bool,
+}
+
 /// Picks the owner among `team`'s members. `states` has the stored state of some of
 /// them (a member without one has taken nothing yet); `account_owner` is the company's
 /// owner in the ERP, when known; `had_it` are earlier owners of this lead.

@@ -97,35 +97,35 @@ pub struct Consent {
 pub struct NewLead {
     /// The source system's id; a second delivery with it is the same lead.
     pub external_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     /// The contact's job title (scored: Geschäftsführer, Head of …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub company: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vat_id: Option<String>,
     /// ISO 3166 alpha-2.
     pub country: String,
     /// As written; checked against the country's format (five digits in Germany, four in
     /// Austria and Switzerland).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub industry: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employees: Option<u64>,
     /// Products of interest; the first is the primary one.
     #[serde(default)]
     pub products: Vec<String>,
     /// Where the lead came from (`web`, `messe`, `partner`, …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default)]
     pub consent: Consent,

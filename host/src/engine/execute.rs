@@ -80,6 +80,8 @@ pub struct PendingCall {
     /// The connector function, for a `connector` step; `None` for a `plugin` step.
     pub function: Option<String>,
     pub input: Json,
+    /// Instead of a plugin call: a lead's assignment in the store (`route` steps).
+    pub assign: Option<Box<crate::crm::assignment::AssignCall>>,
     pub step: String,
     pub attempt: u32,
     state: RunProgress,

@@ -293,19 +293,7 @@ impl Engine {
         event: NewEvent,
         delivery_id: Option<&str>,
     ) -> Result<Delivered, EngineError> {
-        let catalog = self.catalog();
-        let mut starts = Vec::new();
-        for workflow in catalog.valid() {
-            if matches!(&workflow.trigger, Trigger::Event(t) if *t == event.event_type) {
-                if let Err(problems) = workflow.validate_as(&event.payload, "payload") {
-                    return Err(EngineError::InvalidPayload {
-                        workflow: workflow.name.clone(),
-                        problems,
-                    });
-                }
-                starts.push(self.new_run(workflow, event.payload.clone(), None)?);
-            }
-        }
+        let starts = self.triggered_runs(&event.event_type, &event.payload)?;
         let delivered = self
             .store
             .events()
@@ -317,6 +305,39 @@ impl Engine {
         }
         self.wake();
         Ok(delivered)
+    }
+
+    /// The runs an event of `event_type` with `payload` starts: one per workflow it
+    /// triggers. A payload that does not fit one's input schema refuses them all.
+    pub fn triggered_runs(
+        &self,
+        event_type: &str,
+        payload: &Json,
+    ) -> Result<Vec<NewRun>, EngineError> {
+        let catalog = self.catalog();
+        let mut starts = Vec::new();
+        for workflow in catalog.valid() {
+            if matches!(&workflow.trigger, Trigger::Event(t) if t == event_type) {
+                if let Err(problems) = workflow.validate_as(payload, "payload") {
+                    return Err(EngineError::InvalidPayload {
+                        workflow: workflow.name.clone(),
+                        problems,
+                    });
+                }
+                starts.push(self.new_run(workflow, payload.clone(), None)?);
+            }
+        }
+        Ok(starts)
+    }
+
+    /// Runs were added to the store by another part (a lead's intake): counted, and the
+    /// workers woken.
+    pub fn runs_added(&self, runs: &[NewRun]) {
+        for run in runs {
+            metrics::counter!("kontor_runs_started_total", "workflow" => run.workflow.clone())
+                .increment(1);
+        }
+        self.wake();
     }
 
     /// Cancels a run and its descendants. `None` if there is no such run; the list is
@@ -370,6 +391,7 @@ impl Engine {
                     plugins: None,
                     channels: None,
                     templates: None,
+                    territories: None,
                 };
                 let path = catalog.root.join(format!("{name}.yaml"));
                 let compiled = compile_workflow(&path, &source, &environment).map_err(|d| {

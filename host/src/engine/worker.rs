@@ -306,6 +306,9 @@ impl Engine {
         call: &execute::PendingCall,
         run: &crate::run::RunState,
     ) -> PluginResult {
+        if let Some(assign) = &call.assign {
+            return (self.assign(assign, run).await, None, Vec::new());
+        }
         let plugin = match self
             .plugins
             .as_ref()
@@ -378,6 +381,33 @@ impl Engine {
                 (Err(error), log(&failure.logs), Vec::new())
             }
         }
+    }
+
+    /// Assigns a lead for a `route` step, in the store (see [`crate::store::leads`]).
+    async fn assign(
+        &self,
+        call: &crate::crm::assignment::AssignCall,
+        run: &crate::run::RunState,
+    ) -> Result<Json, crate::steps::StepError> {
+        let request = crate::store::leads::RouteRequest {
+            key: &call.key,
+            lead: &call.lead,
+            team: &call.team,
+            routing: call.routing.as_ref(),
+            score: call.score.as_ref(),
+            account_owner: call.account_owner.as_deref(),
+            reassign: call.reassign,
+            run_id: &run.id,
+            now: self.clock.now(),
+        };
+        self.store.leads().route(&request).await.map_err(|e| {
+            let retryable = !matches!(e, StoreError::Invalid(_));
+            crate::steps::StepError {
+                message: format!("assigning the lead failed: {e}"),
+                retryable,
+                retry_after: None,
+            }
+        })
     }
 
     /// Runs `settings.workers` workers until `shutdown` turns true.

@@ -70,6 +70,7 @@ impl StepAction for Connector {
             plugin: self.name.clone(),
             function: Some(self.function.clone()),
             input,
+            assign: None,
         }))
     }
 }

@@ -114,12 +114,15 @@ pub enum Parking {
     Children,
 }
 
-/// A plugin call a step asks the engine to make.
+/// A call a step asks the engine to make: a plugin's, or (for a `route` step) an
+/// assignment in the store.
 pub struct PluginCall {
     pub plugin: String,
     /// The connector function, for a `connector` step; `None` for a `plugin` step.
     pub function: Option<String>,
     pub input: Json,
+    /// Instead of a plugin: assign a lead (`plugin` is empty then).
+    pub assign: Option<Box<crate::crm::assignment::AssignCall>>,
 }
 
 /// Why a step failed.

@@ -30,6 +30,7 @@ pub mod end;
 pub mod fail;
 pub mod plugin;
 pub mod record;
+pub mod route;
 pub mod send_email;
 pub mod set;
 pub mod start;
@@ -56,4 +57,5 @@ actions! {
     plugin: Plugin,
     connector: Connector with call,
     send_email: SendEmail,
+    route: Route,
 }

@@ -53,6 +53,7 @@ impl StepAction for Plugin {
             plugin: self.name.clone(),
             function: None,
             input,
+            assign: None,
         }))
     }
 }

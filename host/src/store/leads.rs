@@ -650,23 +650,31 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
     } else {
         Vec::new()
     };
-    let assignment: Assignment =
-        crate::crm::assignment::pick(request.team, &states, now, request.account_owner, &had_it);
-    // The earlier owner gives the lead up.
-    if let (Some(old_team), Some(old_owner)) = (&lead.team, &lead.owner)
-        && !lead.stage.is_closed()
-    {
-        count(tx, old_team, old_owner, -1, 0, now).await?;
-    }
-    if let Some(owner) = &assignment.owner {
-        count(tx, team, owner, 1, 1, now).await?;
-    }
     let score = request.score;
     let grade = score.and_then(|s| s.get("grade")).and_then(Json::as_str);
     let stage = match grade {
         Some(grade) if !lead.stage.is_closed() => Stage::for_grade(grade),
         _ => lead.stage,
     };
+    // An unqualified lead stays with marketing: routed (its team is known), not assigned.
+    let assignment: Option<Assignment> = (stage != Stage::Unqualified).then(|| {
+        crate::crm::assignment::pick(request.team, &states, now, request.account_owner, &had_it)
+    });
+    // The earlier owner gives the lead up.
+    if let (Some(old_team), Some(old_owner)) = (&lead.team, &lead.owner)
+        && !lead.stage.is_closed()
+    {
+        count(tx, old_team, old_owner, -1, 0, now).await?;
+    }
+    let owner = assignment.as_ref().and_then(|a| a.owner.clone());
+    let overflow = assignment.as_ref().and_then(|a| a.overflow);
+    let reason = match &assignment {
+        Some(a) => a.reason.clone(),
+        None => "unqualified: it stays with marketing, nobody in sales is assigned".to_string(),
+    };
+    if let Some(owner) = &owner {
+        count(tx, team, owner, 1, 1, now).await?;
+    }
     let routing = json!({
         "territory": request.routing,
         "assignment": assignment,
@@ -685,8 +693,8 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
     .bind(grade)
     .bind(score.and_then(|s| s.get("explanation")).map(Json::to_string))
     .bind(team)
-    .bind(assignment.owner.as_deref())
-    .bind(assignment.overflow.map(|o| o.as_str()))
+    .bind(owner.as_deref())
+    .bind(overflow.map(|o| o.as_str()))
     .bind(routing.to_string())
     .bind(i64::from(reassigned))
     .bind(request.run_id)
@@ -719,10 +727,11 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         )
         .await?;
     }
-    let kind = match (&assignment.owner, reassigned) {
-        (None, _) => "overflow",
-        (Some(_), true) => "reassigned",
-        (Some(_), false) => "assigned",
+    let kind = match (&assignment, &owner, reassigned) {
+        (None, ..) => "routed",
+        (Some(_), None, _) => "overflow",
+        (Some(_), Some(_), true) => "reassigned",
+        (Some(_), Some(_), false) => "assigned",
     };
     history(
         tx,
@@ -731,11 +740,11 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         kind,
         json!({
             "team": team,
-            "owner": assignment.owner,
+            "owner": owner,
             "previous_owner": lead.owner,
-            "overflow": assignment.overflow,
+            "overflow": overflow,
             "rule": request.routing.and_then(|r| r.rule.clone()),
-            "reason": assignment.reason,
+            "reason": reason,
         }),
         now,
     )
@@ -744,13 +753,13 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         "lead": lead_id,
         "stage": stage,
         "team": team,
-        "owner": assignment.owner,
-        "overflow": assignment.overflow,
+        "owner": owner,
+        "overflow": overflow,
         "team_lead": request.team.lead,
         "locale": request.team.locale,
         "calendar": request.team.calendar,
         "reassignments": lead.reassignments + i64::from(reassigned),
-        "reason": assignment.reason,
+        "reason": reason,
         "routing": routing,
     });
     on_tx!(tx, |conn| sqlx::query(

@@ -157,6 +157,7 @@ impl Catalog {
             plugins,
             channels,
             templates: Some(catalog.templates.as_ref()),
+            territories: Some(catalog.territories.as_ref()),
         };
         for path in files {
             let name = stem(&path);

@@ -84,6 +84,7 @@ async fn serve_with(
         metrics_access: kontor::config::MetricsAccess::Loopback,
         tokens: Arc::new(kontor::api::token_cache::TokenCache::new()),
         rate_limits: Arc::new(rate_limits),
+        lead_rejection_reasons: Arc::new(kontor::config::LeadsConfig::default().rejection_reasons),
         webhooks: Arc::new([("shop".to_string(), shop)].into_iter().collect()),
     });
     (app, f)

@@ -103,6 +103,7 @@ impl Executor<'_> {
                     plugin: call.plugin,
                     function: call.function,
                     input: call.input,
+                    assign: call.assign,
                     step: step.id.clone(),
                     attempt,
                     state,

@@ -39,6 +39,8 @@ pub struct Environment<'a> {
     pub channels: Option<&'a BTreeSet<String>>,
     /// The email templates; `None` skips template checks (a stored version recompiled).
     pub templates: Option<&'a crate::templates::TemplateSet>,
+    /// The territory files; `None` skips the check that `route` steps name one.
+    pub territories: Option<&'a crate::crm::territory::Territories>,
 }
 
 /// Parses and compiles one workflow file.
