@@ -467,6 +467,32 @@ fn create_token(env: &[(String, String)], dir: &Path) -> anyhow::Result<String> 
 }
 
 /// The repository's `workflows/` folder.
+/// Moves the manual test clock of `server` by `by` (`2d`, `90m`) and waits until the
+/// engine has done everything then due.
+pub async fn advance(server: &Server, by: &str) {
+    let (status, body) = server
+        .api
+        .post("/api/v1/testing/clock", &serde_json::json!({"advance": by}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Workers wake on the clock change; give them a moment to commit.
+    settle(server).await;
+}
+
+/// Waits until the engine of `server` (on the manual clock) has done everything due at
+/// the clock's time.
+pub async fn settle(server: &Server) {
+    for _ in 0..400 {
+        let (_, body) = server.api.get("/api/v1/testing/clock").await.unwrap();
+        if body["due_jobs"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("runs kept running");
+}
+
 pub fn shipped_workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
 }

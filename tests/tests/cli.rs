@@ -44,7 +44,7 @@ fn check_reports_missing_and_unloadable_plugins() {
     );
     assert_eq!(code, 1);
     assert!(
-        stdout.contains("lead-routing.yaml:31:13: error: there is no plugin `lead-scoring`"),
+        stdout.contains("lead-routing.yaml:38:13: error: there is no plugin `lead-scoring`"),
         "{stdout}"
     );
     assert!(

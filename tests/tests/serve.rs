@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kontor_tests::{
-    Server, copy_tree, fixture, free_port, kontor_bin, shipped_workflows, test_plugins,
+    Server, advance, copy_tree, fixture, free_port, kontor_bin, settle, shipped_workflows,
+    test_plugins,
 };
 use mailparse::MailHeaderMap;
 use serde_json::{Value, json};
@@ -21,29 +22,6 @@ fn workflows_with_a_broken_one() -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-async fn advance(server: &Server, by: &str) {
-    let (status, body) = server
-        .api
-        .post("/api/v1/testing/clock", &json!({"advance": by}))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    // Workers wake on the clock change; give them a moment to commit.
-    settle(server).await;
-}
-
-/// Waits until the engine has done everything due at the test clock's time.
-async fn settle(server: &Server) {
-    for _ in 0..400 {
-        let (_, body) = server.api.get("/api/v1/testing/clock").await.unwrap();
-        if body["due_jobs"] == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("runs kept running");
 }
 
 async fn records(server: &Server, collection: &str) -> Vec<Value> {

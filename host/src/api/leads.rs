@@ -227,14 +227,8 @@ pub async fn accept_lead(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: AcceptBody = parse_body(&body)?;
-    let opportunity_id = body.opportunity_id.trim().to_string();
-    if opportunity_id.is_empty() || opportunity_id.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "opportunity_id",
-            "has 1 to 200 characters",
-        ));
-    }
-    decide(&state, &principal, &id, Decision::Accept { opportunity_id }).await
+    let decision = accept(&body.opportunity_id)?;
+    decide(&state, &principal, &id, decision).await
 }
 
 #[utoipa::path(post, path = "/api/v1/leads/{id}/reject", tag = "leads", request_body = RejectBody,
@@ -250,7 +244,30 @@ pub async fn reject_lead(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: RejectBody = parse_body(&body)?;
-    let reason = body.reason.trim().to_string();
+    let decision = reject(&state, &body.reason, body.note.as_deref())?;
+    decide(&state, &principal, &id, decision).await
+}
+
+/// An acceptance with `opportunity_id`, checked.
+pub(super) fn accept(opportunity_id: &str) -> Result<Decision, ApiError> {
+    let opportunity_id = opportunity_id.trim().to_string();
+    if opportunity_id.is_empty() || opportunity_id.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "opportunity_id",
+            "has 1 to 200 characters",
+        ));
+    }
+    Ok(Decision::Accept { opportunity_id })
+}
+
+/// A rejection for `reason` (one of `[leads] rejection_reasons`) with an optional note,
+/// checked.
+pub(super) fn reject(
+    state: &AppState,
+    reason: &str,
+    note: Option<&str>,
+) -> Result<Decision, ApiError> {
+    let reason = reason.trim().to_string();
     if !state.lead_rejection_reasons.contains(&reason) {
         return Err(ApiError::invalid(
             "reason",
@@ -260,18 +277,14 @@ pub async fn reject_lead(
             ),
         ));
     }
-    let note = body
-        .note
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
+    let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::invalid("note", "has at most 2,000 characters"));
     }
-    decide(&state, &principal, &id, Decision::Reject { reason, note }).await
+    Ok(Decision::Reject { reason, note })
 }
 
-/// Records the decision, then wakes the lead's run with it. The event has an id per lead
-/// and decision, so repeating a request after a failure between the two delivers it once.
+/// Records the decision, then wakes the lead's run with it (see [`record_decision`]).
 async fn decide(
     state: &AppState,
     principal: &Principal,
@@ -279,19 +292,29 @@ async fn decide(
     decision: Decision,
 ) -> Result<Json<LeadView>, ApiError> {
     reachable(state, principal, id).await?;
+    match record_decision(state, id, &decision, &principal.actor()).await? {
+        None => Err(ApiError::NotFound(format!("there is no lead `{id}`"))),
+        Some(Decided::Refused { why, .. }) => Err(ApiError::Conflict(why)),
+        Some(Decided::Done(lead) | Decided::Again(lead)) => Ok(Json(lead)),
+    }
+}
+
+/// Records `decision` on lead `id` as made by `actor`, then wakes the lead's run with
+/// `lead.accepted` / `lead.rejected`. The event has an id per lead and decision, so
+/// repeating a decision after a failure between the two delivers it once.
+pub(super) async fn record_decision(
+    state: &AppState,
+    id: &str,
+    decision: &Decision,
+    actor: &crate::store::audit::Actor,
+) -> Result<Option<Decided>, ApiError> {
     let now = state.engine.clock().now();
-    let decided = state
-        .store
-        .leads()
-        .decide(id, &decision, &principal.actor(), now)
-        .await?;
-    let lead = match decided {
-        None => return Err(ApiError::NotFound(format!("there is no lead `{id}`"))),
-        Some(Decided::Refused { why, .. }) => return Err(ApiError::Conflict(why)),
-        Some(Decided::Done(lead) | Decided::Again(lead)) => lead,
+    let decided = state.store.leads().decide(id, decision, actor, now).await?;
+    let Some(Decided::Done(lead) | Decided::Again(lead)) = &decided else {
+        return Ok(decided);
     };
-    let by = principal.actor().user_id;
-    let (event_type, payload) = match &decision {
+    let by = actor.user_id.clone().unwrap_or_else(|| actor.name.clone());
+    let (event_type, payload) = match decision {
         Decision::Accept { opportunity_id } => (
             "lead.accepted",
             json!({"lead": lead.id, "by": by, "opportunity_id": opportunity_id}),
@@ -310,5 +333,5 @@ async fn decide(
         .engine
         .deliver_event(event, Some(&format!("{event_type}:{}", lead.id)))
         .await?;
-    Ok(Json(lead))
+    Ok(decided)
 }

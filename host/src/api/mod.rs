@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod extract;
 mod hooks;
+mod lead_links;
 mod leads;
 pub mod listener;
 pub mod openapi;
@@ -356,6 +357,18 @@ pub fn route_table(testing: bool) -> Vec<Route> {
             "/u/{token}",
             Access::Public,
             post(email::unsubscribe),
+        ),
+        Route::new(
+            Method::GET,
+            "/l/{token}/{action}",
+            Access::Public,
+            get(lead_links::decision_page),
+        ),
+        Route::new(
+            Method::POST,
+            "/l/{token}/{action}",
+            Access::Public,
+            post(lead_links::decide_by_link),
         ),
     ];
     if testing {

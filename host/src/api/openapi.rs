@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    audit, customers, email, events, hooks, leads, operations, plugins, records, runs, secrets,
-    testing, users, workflows,
+    audit, customers, email, events, hooks, lead_links, leads, operations, plugins, records, runs,
+    secrets, testing, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -57,6 +57,8 @@ use super::{
         leads::rejections,
         leads::accept_lead,
         leads::reject_lead,
+        lead_links::decision_page,
+        lead_links::decide_by_link,
         testing::get_clock,
         testing::move_clock,
     ),

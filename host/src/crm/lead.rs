@@ -79,6 +79,23 @@ pub const DEFAULT_REJECTION_REASONS: &[&str] = &[
     "other",
 ];
 
+/// What a signed accept/reject link in an owner's mail says: the lead, the owner it was
+/// sent to (a link of an owner the lead was taken from no longer acts), and until when
+/// (seconds since 1970).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionLink {
+    pub lead: String,
+    pub owner: String,
+    pub expires: i64,
+}
+
+impl DecisionLink {
+    /// What the link's MAC covers besides the payload: these tokens are nothing else.
+    pub const CONTEXT: &'static str = "lead-decision|";
+    /// How long a link acts.
+    pub const VALID_DAYS: i64 = 30;
+}
+
 /// What marketing may say about the lead's consent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

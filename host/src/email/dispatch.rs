@@ -137,6 +137,41 @@ impl Dispatcher {
         format!("{}/u/{token}", self.public_url)
     }
 
+    /// A message's `decision_links: {lead, owner}` becomes the signed links the owner
+    /// accepts or rejects the lead with: `{accept, reject}` (`/l/TOKEN/accept`, …), valid
+    /// for [`DecisionLink::VALID_DAYS`]. Signed here, at sending, because the keyring is a
+    /// secret steps do not hold.
+    ///
+    /// [`DecisionLink::VALID_DAYS`]: crate::crm::lead::DecisionLink::VALID_DAYS
+    fn sign_decision_links(
+        &self,
+        data: &mut serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        use crate::crm::lead::DecisionLink;
+        let Some(links) = data.get_mut("decision_links") else {
+            return;
+        };
+        let (Some(lead), Some(owner)) = (
+            links.get("lead").and_then(|v| v.as_str()),
+            links.get("owner").and_then(|v| v.as_str()),
+        ) else {
+            return;
+        };
+        let token = self.keyring.sign_as(
+            DecisionLink::CONTEXT,
+            &DecisionLink {
+                lead: lead.to_string(),
+                owner: owner.to_string(),
+                expires: (now + chrono::Duration::days(DecisionLink::VALID_DAYS)).timestamp(),
+            },
+        );
+        *links = serde_json::json!({
+            "accept": format!("{}/l/{token}/accept", self.public_url),
+            "reject": format!("{}/l/{token}/reject", self.public_url),
+        });
+    }
+
     /// Runs until `stopped`: requeues what a crash left mid-send, then dispatches.
     pub fn spawn(
         self: &Arc<Self>,
@@ -322,7 +357,8 @@ impl Dispatcher {
                 });
                 (self.unsubscribe_url(&token), token)
             });
-            let message = message.clone();
+            let mut message = message.clone();
+            self.sign_decision_links(&mut message.email.data, now);
             tokio::task::spawn_blocking(move || {
                 let locale = message.email.locale.as_deref().unwrap_or("");
                 let rendered = templates

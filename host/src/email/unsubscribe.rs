@@ -1,4 +1,6 @@
 //! Unsubscribe tokens: who unsubscribes from what, signed so a link cannot be forged.
+//! The same keyring signs other links in mail (a lead's accept/reject links), each use
+//! with a context of its own in the MAC ([`Keyring::sign_as`]).
 //!
 //! A token is `KEY_ID.PAYLOAD.MAC` (base64url without padding): the payload names the
 //! address, the purpose and the locale of the confirmation page; the MAC is HMAC-SHA256
@@ -10,6 +12,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -135,15 +138,27 @@ impl Keyring {
 
     /// A token for `what`, signed with the newest key.
     pub fn sign(&self, what: &Unsubscribe) -> String {
-        let (id, key) = &self.keys[0];
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(what).expect("serializes"));
-        let signed = format!("{id}.{payload}");
-        let mac = URL_SAFE_NO_PAD.encode(mac(key, &signed));
-        format!("{signed}.{mac}")
+        self.sign_as("", what)
     }
 
     /// What `token` says, if one of our keys signed it.
     pub fn verify(&self, token: &str) -> Option<Unsubscribe> {
+        self.verify_as("", token)
+    }
+
+    /// A token for `what` in `context` (a lead's decision link, say): the MAC covers the
+    /// context, so a token made for one use is no token for another. The empty context is
+    /// the unsubscribe links'.
+    pub fn sign_as<T: Serialize>(&self, context: &str, what: &T) -> String {
+        let (id, key) = &self.keys[0];
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(what).expect("serializes"));
+        let signed = format!("{id}.{payload}");
+        let mac = URL_SAFE_NO_PAD.encode(mac(key, &format!("{context}{signed}")));
+        format!("{signed}.{mac}")
+    }
+
+    /// What `token` says in `context`, if one of our keys signed it for that context.
+    pub fn verify_as<T: DeserializeOwned>(&self, context: &str, token: &str) -> Option<T> {
         let mut parts = token.split('.');
         let (Some(id), Some(payload), Some(tag), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -153,7 +168,7 @@ impl Keyring {
         let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         let mut check = Hmac::<Sha256>::new_from_slice(key).ok()?;
-        check.update(format!("{id}.{payload}").as_bytes());
+        check.update(format!("{context}{id}.{payload}").as_bytes());
         check.verify_slice(&tag).ok()?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
@@ -266,5 +281,26 @@ mod tests {
         assert_eq!(ring(&[("a1", 9)]).verify(&token), None);
         assert_eq!(old.verify("a1.bm9wZQ"), None);
         assert_eq!(old.verify(""), None);
+    }
+
+    #[test]
+    fn a_token_of_one_context_is_no_token_of_another() {
+        let ring = ring(&[("a1", 1)]);
+        let lead = serde_json::json!({"lead": "L-1", "owner": "anna"});
+        let token = ring.sign_as("lead-decision|", &lead);
+        assert_eq!(
+            ring.verify_as::<serde_json::Value>("lead-decision|", &token),
+            Some(lead)
+        );
+        assert_eq!(ring.verify_as::<serde_json::Value>("", &token), None);
+        let unsubscribe = ring.sign(&Unsubscribe {
+            address: "a@example.de".into(),
+            purpose: "marketing".into(),
+            locale: "de".into(),
+        });
+        assert_eq!(
+            ring.verify_as::<serde_json::Value>("lead-decision|", &unsubscribe),
+            None
+        );
     }
 }

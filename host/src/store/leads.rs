@@ -563,6 +563,17 @@ fn rep_state(r: &impl Cols) -> RepState {
     }
 }
 
+/// The name and address of the active user whose id or rep id is `who` (team members
+/// and leads are named by either in territory files).
+async fn person(tx: &mut Tx<'_>, who: &str) -> Result<Option<(String, String)>, StoreError> {
+    Ok(on_tx!(tx, |conn| sqlx::query_as(
+        "SELECT name, email FROM users WHERE (id = $1 OR rep = $1) AND deactivated_at IS NULL"
+    )
+    .bind(who)
+    .fetch_optional(conn)
+    .await)?)
+}
+
 async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, StoreError> {
     let now = request.now;
     let actor = format!("run:{}", request.run_id);
@@ -749,7 +760,20 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         now,
     )
     .await?;
+    let owner_user = match &owner {
+        Some(owner) => person(tx, owner).await?,
+        None => None,
+    };
+    let lead_user = match &request.team.lead {
+        Some(lead) => person(tx, lead).await?,
+        None => None,
+    };
     let result = json!({
+        "owner_name": owner_user.as_ref().map(|(name, _)| name),
+        "owner_email": owner_user.as_ref().map(|(_, email)| email),
+        "team_lead_name": lead_user.as_ref().map(|(name, _)| name),
+        "team_lead_email": lead_user.as_ref().map(|(_, email)| email),
+        "previous_owner": lead.owner,
         "lead": lead_id,
         "stage": stage,
         "team": team,
