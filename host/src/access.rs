@@ -93,6 +93,8 @@ pub enum Permission {
     LeadsWrite,
     /// Leads: accept or reject (sales: their own and their team's).
     LeadsDecide,
+    /// Teams: a member's absence and whether they take leads (sales: their own team).
+    TeamsWrite,
     /// The manual test clock (only with `[testing] manual_clock`).
     TestingClock,
 }
@@ -122,6 +124,7 @@ impl Permission {
             Permission::LeadsRead => "leads:read",
             Permission::LeadsWrite => "leads:write",
             Permission::LeadsDecide => "leads:decide",
+            Permission::TeamsWrite => "teams:write",
             Permission::TestingClock => "testing:clock",
         }
     }
@@ -185,6 +188,7 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     ),
     (P::LeadsWrite, &[R::Integrator, R::Marketing]),
     (P::LeadsDecide, &[R::Sales]),
+    (P::TeamsWrite, &[R::Sales]),
     (P::TestingClock, &[]),
 ];
 

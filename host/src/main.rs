@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::user::UserCommand,
     },
+    /// Sales teams at run time: who takes leads now, absence, active.
+    Team {
+        #[command(subcommand)]
+        command: cli::team::TeamCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(cli::completions::CompletionsArgs),
 }
@@ -91,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret { command } => cli::secret::run(&config()?, command),
         Command::Token { command } => cli::token::run(&config()?, command),
         Command::User { command } => cli::user::run(&config()?, command),
+        Command::Team { command } => cli::team::run(&config()?, command),
         Command::Completions(args) => Ok(cli::completions::run(&args, Cli::command())),
     }
 }

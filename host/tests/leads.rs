@@ -418,4 +418,231 @@ kontor::on_both_backends!(
     reassignment_skips_earlier_owners_then_overflows,
     sales_accepts_or_rejects_once,
     lists_filter_and_page_and_reach_only_what_sales_may_see,
+    sales_reach_their_leads_and_their_team_only,
 );
+
+/// Through the router: sales see and decide only their own and their team's leads, and
+/// change only their own team's members; an absence set there is honoured by the next
+/// assignment and is in the audit log.
+async fn sales_reach_their_leads_and_their_team_only() {
+    use axum::http::StatusCode;
+    use common::router::{app, call, call_as};
+    use kontor::clock::Clock;
+    use kontor::store::tokens::NewToken;
+    use kontor::store::users::UserFields;
+
+    let (app, f) = app().await;
+    let store = f.engine.store().clone();
+    let cli = Actor::cli();
+    let now = Utc::now();
+    for (id, team, rep) in [
+        ("u-lena", "sued", "lena.maier"),
+        ("u-anna", "nord-maschinenbau", "anna.schroeder"),
+    ] {
+        let fields = UserFields {
+            name: Some(id.into()),
+            email: Some(format!("{id}@example.de")),
+            roles: Some(vec!["sales".into()]),
+            team: Some(Some(team.into())),
+            rep: Some(Some(rep.into())),
+            active: None,
+        };
+        store
+            .users()
+            .create(id, &fields, &cli, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let token = NewToken {
+            role: "sales",
+            user_id: Some(id),
+            ..NewToken::default()
+        };
+        let name = format!("kt_{id}");
+        store
+            .tokens()
+            .create(&name, &kontor::api::hash_token(&name), &token, &cli, now)
+            .await
+            .unwrap();
+    }
+    // Lena is away over Christmas: Xaver gets the next Munich lead in her place.
+    let absence =
+        json!({"absence": {"from": "2026-06-01T00:00:00Z", "until": "2026-06-30T00:00:00Z"}})
+            .to_string();
+    let (status, body) = call_as(
+        &app,
+        "kt_u-lena",
+        "PATCH",
+        "/api/v1/teams/sued/members/lena.maier",
+        Some(&absence),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["available"].as_bool(), body["active"].as_bool()),
+        (Some(false), Some(true)),
+        "{body}"
+    );
+    // Not her team, not a member, an absence that ends before it begins.
+    let (status, _) = call_as(
+        &app,
+        "kt_u-lena",
+        "PATCH",
+        "/api/v1/teams/nord-alle/members/maike.jansen",
+        Some(&absence),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(
+        &app,
+        "PATCH",
+        "/api/v1/teams/sued/members/nobody",
+        Some(&absence),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("members: josef.huber, lena.maier, xaver.bauer"),
+        "{body}"
+    );
+    let backwards =
+        json!({"absence": {"from": "2026-06-30T00:00:00Z", "until": "2026-06-01T00:00:00Z"}})
+            .to_string();
+    let (status, body) = call(
+        &app,
+        "PATCH",
+        "/api/v1/teams/sued/members/xaver.bauer",
+        Some(&backwards),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("absence.until")),
+        "{body}"
+    );
+    let (_, audit) = call(&app, "GET", "/api/v1/audit?action=team.member", None, &[]).await;
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{audit}"
+    );
+
+    let post = |lead: serde_json::Value| {
+        let app = app.clone();
+        async move { call(&app, "POST", "/api/v1/leads", Some(&lead.to_string()), &[]).await }
+    };
+    let munich = json!({"external_id": "M-1", "company": "Bäckerei Groß", "country": "DE", "postal_code": "80331",
+        "industry": "lebensmittel", "products": ["C"], "title": "Geschäftsführerin", "employees": 40, "quote_requested": true});
+    let hamburg = json!({"external_id": "H-1", "company": "Werft Nord", "country": "DE", "postal_code": "20095",
+        "industry": "maschinenbau", "products": ["A"], "title": "Geschäftsführer", "employees": 300, "quote_requested": true});
+    let (status, m) = post(munich).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let (_, h) = post(hamburg).await;
+    let (m, h) = (
+        m["id"].as_str().unwrap().to_string(),
+        h["id"].as_str().unwrap().to_string(),
+    );
+    // Routed as the workflow's `route` step does it (the shipped workflow scores with a
+    // plugin first, which this in-process engine has not loaded).
+    let territories = territories();
+    for (lead, team) in [(&m, "sued"), (&h, "nord-maschinenbau")] {
+        let input = json!({"id": lead});
+        store
+            .leads()
+            .route(&RouteRequest {
+                key: lead,
+                lead: &input,
+                team: &territories.teams[team],
+                routing: None,
+                score: Some(&json!({"score": 90, "grade": "A"})),
+                account_owner: None,
+                reassign: false,
+                run_id: "run-x",
+                now: f.clock.now(),
+            })
+            .await
+            .unwrap();
+    }
+    let (_, lead) = call(&app, "GET", &format!("/api/v1/leads/{m}"), None, &[]).await;
+    assert_eq!(
+        (lead["team"].as_str(), lead["owner"].as_str()),
+        (Some("sued"), Some("xaver.bauer")),
+        "{lead}"
+    );
+    let skipped = &lead["routing"]["assignment"]["candidates"];
+    assert!(
+        skipped
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["user"] == "lena.maier" && c["skipped"] == "absent"),
+        "{skipped}"
+    );
+
+    // Lena (team sued) sees the Munich lead, not the Hamburg one; Anna the other way round.
+    let (status, _) = call_as(
+        &app,
+        "kt_u-lena",
+        "GET",
+        &format!("/api/v1/leads/{m}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_as(
+        &app,
+        "kt_u-lena",
+        "GET",
+        &format!("/api/v1/leads/{h}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = call_as(&app, "kt_u-anna", "GET", "/api/v1/leads", None, &[]).await;
+    let ids: Vec<&str> = list["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [h.as_str()]);
+    let accept = json!({"opportunity_id": "OPP-1"}).to_string();
+    let (status, _) = call_as(
+        &app,
+        "kt_u-anna",
+        "POST",
+        &format!("/api/v1/leads/{m}/accept"),
+        Some(&accept),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call_as(
+        &app,
+        "kt_u-anna",
+        "POST",
+        &format!("/api/v1/leads/{h}/accept"),
+        Some(&accept),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, teams) = call(&app, "GET", "/api/v1/teams", None, &[]).await;
+    let nord = teams["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "nord-maschinenbau")
+        .unwrap();
+    assert_eq!(nord["members"][0]["assigned"], 1, "{nord}");
+    assert_eq!(nord["members"][0]["open"], 0, "accepted: no longer open");
+}

@@ -18,6 +18,11 @@ fn kontor_with(args: &[&str], plugins: &std::path::Path) -> (i32, String, String
         .env("KONTOR_PLUGINS_CACHE_DIR", cache)
         .output()
         .unwrap();
+    exit_and_output(&out)
+}
+
+/// Exit code, stdout and stderr of a finished command.
+fn exit_and_output(out: &std::process::Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -43,8 +48,17 @@ fn check_reports_missing_and_unloadable_plugins() {
         empty.path(),
     );
     assert_eq!(code, 1);
+    // Where the shipped workflow names the plugin.
+    let source = std::fs::read_to_string(shipped_workflows().join("lead-routing.yaml")).unwrap();
+    let line = source
+        .lines()
+        .position(|l| l.trim() == "plugin: lead-scoring")
+        .unwrap()
+        + 1;
     assert!(
-        stdout.contains("lead-routing.yaml:38:13: error: there is no plugin `lead-scoring`"),
+        stdout.contains(&format!(
+            "lead-routing.yaml:{line}:13: error: there is no plugin `lead-scoring`"
+        )),
         "{stdout}"
     );
     assert!(
@@ -331,11 +345,7 @@ fn email_preview_prints_everything_and_writes_files_only_when_asked() {
             .env("KONTOR_WORKFLOWS_DIR", shipped_workflows())
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        exit_and_output(&out)
     };
     let (code, stdout, stderr) = run(&["email", "preview", "recall-notice"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -460,4 +470,65 @@ fn check_reports_territory_problems_at_the_rule() {
         );
         assert!(stderr.contains("2 problem(s) found"), "{stderr}");
     }
+}
+
+#[test]
+fn team_members_are_marked_absent_and_back_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let team = |args: &[&str]| {
+        let out = Command::new(kontor_bin())
+            .arg("team")
+            .args(args)
+            .env(
+                "KONTOR_DATABASE_URL",
+                format!("sqlite://{}/kontor.db", dir.path().display()),
+            )
+            .env("KONTOR_WORKFLOWS_DIR", shipped_workflows())
+            .output()
+            .unwrap();
+        exit_and_output(&out)
+    };
+    let (code, _, err) = team(&[
+        "absent",
+        "sued",
+        "lena.maier",
+        "--from",
+        "2026-12-21",
+        "--until",
+        "2027-01-07",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Dates are their start in Berlin.
+    assert!(
+        err.contains("lena.maier in sued: active, absent from 2026-12-20T23:00:00+00:00 until 2027-01-06T23:00:00+00:00"),
+        "{err}"
+    );
+    let (code, out, _) = team(&["list"]);
+    assert_eq!(code, 0);
+    let lena = out
+        .lines()
+        .find(|l| l.starts_with("sued\tlena.maier\t"))
+        .unwrap();
+    assert_eq!(
+        lena,
+        "sued\tlena.maier\t30\t0\tyes\t2026-12-20T23:00:00+00:00\t2027-01-06T23:00:00+00:00\tyes"
+    );
+    let (code, _, err) = team(&["deactivate", "sued", "lena.maier"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = team(&["list"]);
+    assert!(out.contains("sued\tlena.maier\t30\t0\tno\t"), "{out}");
+    let (code, _, err) = team(&["present", "sued", "lena.maier"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("inactive, present"), "{err}");
+    let (code, _, err) = team(&["absent", "sued", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "team `sued` has no member `nobody` (members: josef.huber, lena.maier, xaver.bauer)"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = team(&["absent", "sued", "lena.maier", "--until", "gestern"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--until: `gestern` is neither"), "{err}");
 }

@@ -24,6 +24,7 @@ pub mod rate_limit;
 mod records;
 mod runs;
 mod secrets;
+mod teams;
 mod testing;
 pub mod token_cache;
 mod users;
@@ -333,6 +334,18 @@ pub fn route_table(testing: bool) -> Vec<Route> {
             "/api/v1/leads/{id}/reject",
             Access::Needs(P::LeadsDecide),
             post(leads::reject_lead),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/teams",
+            Access::Needs(P::LeadsRead),
+            get(teams::list_teams),
+        ),
+        Route::new(
+            Method::PATCH,
+            "/api/v1/teams/{team}/members/{member}",
+            Access::Needs(P::TeamsWrite),
+            patch(teams::change_member),
         ),
         Route::new(
             Method::GET,

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
     audit, customers, email, events, hooks, lead_links, leads, operations, plugins, records, runs,
-    secrets, testing, users, workflows,
+    secrets, teams, testing, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -57,6 +57,8 @@ use super::{
         leads::rejections,
         leads::accept_lead,
         leads::reject_lead,
+        teams::list_teams,
+        teams::change_member,
         lead_links::decision_page,
         lead_links::decide_by_link,
         testing::get_clock,
@@ -106,6 +108,11 @@ use super::{
         leads::Rejections,
         leads::AcceptBody,
         leads::RejectBody,
+        teams::TeamList,
+        teams::TeamView,
+        teams::MemberView,
+        teams::MemberChangeBody,
+        teams::AbsenceBody,
     )),
     modifiers(&BearerToken, &Permissions),
     security(("bearer" = [])),

@@ -15,6 +15,7 @@ pub mod email;
 pub mod plugin;
 pub mod secret;
 pub mod serve;
+pub mod team;
 pub mod token;
 pub mod user;
 

@@ -38,6 +38,20 @@ impl RepState {
     }
 }
 
+/// An absence from `from` until `until` (either end open): `until` must come after
+/// `from`.
+pub fn check_absence(
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    match (from, until) {
+        (Some(from), Some(until)) if until <= from => Err(format!(
+            "the absence ends ({until}) before it begins ({from})"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Why a member did not get the lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -521,6 +521,63 @@ impl Leads<'_> {
         })
     }
 
+    /// Changes whether member `rep` of `team` takes leads, audited as done by `actor`
+    /// with the state before and after; returns the state after.
+    pub async fn set_member(
+        self,
+        team: &str,
+        rep: &str,
+        change: &MemberChange,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<RepState, StoreError> {
+        on_writer!(self.store, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut any = Tx::from(&mut *tx);
+            // The same lock assignment takes: a change lands between two assignments.
+            any.lock("lead-team", team, "").await?;
+            count(&mut any, team, rep, 0, 0, now).await?;
+            let before: RepState = on_tx!(&mut any, |conn| {
+                let row = sqlx::query(
+                    "SELECT rep, open, assigned, active, absent_from, absent_until FROM lead_reps WHERE team = $1 AND rep = $2",
+                )
+                .bind(team)
+                .bind(rep)
+                .fetch_one(conn)
+                .await?;
+                Ok::<_, StoreError>(rep_state(&row))
+            })?;
+            let mut after = before.clone();
+            if let Some(active) = change.active {
+                after.active = active;
+            }
+            if let Some((from, until)) = change.absent {
+                after.absent_from = from;
+                after.absent_until = until;
+            }
+            on_tx!(&mut any, |conn| {
+                sqlx::query(
+                "UPDATE lead_reps SET active = $3, absent_from = $4, absent_until = $5, updated_at = $6 WHERE team = $1 AND rep = $2"
+            )
+            .bind(team)
+            .bind(rep)
+            .bind(i64::from(after.active))
+            .bind(after.absent_from.map(millis))
+            .bind(after.absent_until.map(millis))
+            .bind(millis(now))
+            .execute(conn)
+            .await
+            .map(|_| ())
+            })?;
+            let state = |s: &RepState| json!({"active": s.active, "absent_from": s.absent_from, "absent_until": s.absent_until});
+            let audited = super::audit::Change::new(actor, "team.member", format!("{team}/{rep}"))
+                .with(json!({"before": state(&before), "after": state(&after)}));
+            super::audit::append(any, &audited, now).await?;
+            tx.commit().await?;
+            Ok(after)
+        })
+    }
+
     /// Rejections for marketing: counts by reason, team and source.
     pub async fn rejection_counts(self) -> Result<Vec<RejectionCount>, StoreError> {
         on_reader!(self.store, |pool| {
@@ -541,6 +598,18 @@ impl Leads<'_> {
                 .collect())
         })
     }
+}
+
+/// An absence: from, until; either end open.
+pub type Absence = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A change of a team member's availability (`None` keeps the value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberChange {
+    pub active: Option<bool>,
+    /// `Some((from, until))` sets the absence (either end open); `Some((None, None))`
+    /// clears it.
+    pub absent: Option<Absence>,
 }
 
 /// Rejected leads of one reason, team and source.

@@ -241,6 +241,26 @@ impl Territories {
     pub fn team(&self, name: &str) -> Option<&Arc<Team>> {
         self.teams.get(name)
     }
+
+    /// Team `team` and its member `member` (a user's id or rep id), or what is wrong.
+    pub fn member(&self, team: &str, member: &str) -> Result<(&Arc<Team>, &Member), String> {
+        let found = self.teams.get(team).ok_or_else(|| {
+            let names: Vec<&str> = self.teams.keys().map(String::as_str).collect();
+            format!("there is no team `{team}` (teams: {})", names.join(", "))
+        })?;
+        let member = found
+            .members
+            .iter()
+            .find(|m| m.user == member)
+            .ok_or_else(|| {
+                let names: Vec<&str> = found.members.iter().map(|m| m.user.as_str()).collect();
+                format!(
+                    "team `{team}` has no member `{member}` (members: {})",
+                    names.join(", ")
+                )
+            })?;
+        Ok((found, member))
+    }
 }
 
 #[cfg(test)]
