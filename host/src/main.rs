@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::user::UserCommand,
     },
+    /// Leads: import a CSV or JSON-lines file.
+    Leads {
+        #[command(subcommand)]
+        command: cli::leads::LeadsCommand,
+    },
+    /// What lead routing would do with a file of leads, without writing anything.
+    Simulate(cli::simulate::SimulateArgs),
     /// Sales teams at run time: who takes leads now, absence, active.
     Team {
         #[command(subcommand)]
@@ -97,6 +104,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => cli::token::run(&config()?, command),
         Command::User { command } => cli::user::run(&config()?, command),
         Command::Team { command } => cli::team::run(&config()?, command),
+        Command::Leads { command } => cli::leads::run(&config()?, command),
+        Command::Simulate(args) => cli::simulate::run(&config()?, args),
         Command::Completions(args) => Ok(cli::completions::run(&args, Cli::command())),
     }
 }

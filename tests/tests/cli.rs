@@ -532,3 +532,171 @@ fn team_members_are_marked_absent_and_back_on_the_command_line() {
     assert_eq!(code, 1);
     assert!(err.contains("--until: `gestern` is neither"), "{err}");
 }
+
+#[test]
+fn simulate_routes_a_file_without_writing_and_shows_what_a_rule_change_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kontor.db");
+    let run = |args: &[&str]| {
+        let out = Command::new(kontor_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("KONTOR_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("KONTOR_WORKFLOWS_DIR", shipped_workflows())
+            .env("KONTOR_PLUGINS_DIR", test_plugins())
+            .env(
+                "KONTOR_PLUGINS_CACHE_DIR",
+                std::env::temp_dir().join("kontor-cli-test-plugin-cache"),
+            )
+            .output()
+            .unwrap();
+        exit_and_output(&out)
+    };
+    // A database with some state: Anna is away.
+    let (code, _, err) = run(&["team", "absent", "nord-maschinenbau", "anna.schroeder"]);
+    assert_eq!(code, 0, "{err}");
+    let before = std::fs::read(&db).unwrap();
+    let leads = dir.path().join("messe.csv");
+    std::fs::write(
+        &leads,
+        "external_id;company;country;postal_code;industry;products;employees;title;quote_requested\n\
+         M-1;Werft Nord GmbH;DE;20095;maschinenbau;A;300;Geschäftsführer;ja\n\
+         M-2;Klinik Alster;DE;22767;medizintechnik;A;300;Geschäftsführerin;ja\n\
+         M-3;Bäckerei Groß;DE;80331;lebensmittel;C;40;Inhaber;nein\n\
+         M-4;Wiener Kälte;AT;1010;lebensmittel;A;12000;CEO;ja\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["simulate", leads.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let line = |id: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("\t{id}\t")))
+            .unwrap_or_else(|| panic!("{id} in\n{out}"))
+    };
+    // Anna is absent, so Jens gets the machinery lead; the reasons say so.
+    assert!(
+        line("M-1").contains("\tnord-maschinenbau\tjens.petersen\t"),
+        "{out}"
+    );
+    assert!(
+        line("M-1").contains("`nord-machinery` and `nord-product-a` share priority 50"),
+        "{out}"
+    );
+    assert!(line("M-2").contains("\tnord-alle\t"), "{out}");
+    assert!(line("M-4").contains("\tkey-accounts\t"), "{out}");
+    assert!(out.contains("team\tleads\tper member"), "{out}");
+    // Nothing was written: the database file is byte for byte what it was.
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "simulate changed the database"
+    );
+
+    // Without the team-2 rule the medical-technology lead would go to inside sales.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::copy(
+        shipped_workflows().join("territories/sales.yaml"),
+        old.join("sales.yaml"),
+    )
+    .unwrap();
+    let new = dir.path().join("new");
+    std::fs::create_dir(&new).unwrap();
+    let text = std::fs::read_to_string(old.join("sales.yaml")).unwrap();
+    let start = text.find("  - name: nord-product-a").unwrap();
+    let end = text[start..].find("\n\n").unwrap() + start;
+    std::fs::write(
+        new.join("sales.yaml"),
+        format!("{}{}", &text[..start], &text[end + 2..]),
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "simulate",
+        leads.to_str().unwrap(),
+        "--territories",
+        new.to_str().unwrap(),
+        "--compare",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(
+        out.contains("1 of 4 lead(s) would move to another team:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 3\tM-2\tnord-alle → inside-sales"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+
+    // A bad row: its line and field, nothing done.
+    std::fs::write(
+        &leads,
+        "external_id,company,country,postal_code\nB-1,X,DE,2009\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["simulate", leads.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("messe.csv:2: error: postal_code: `2009` is not a postal code of DE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn leads_import_checks_every_row_first_then_stores_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kontor.db");
+    let run = |args: &[&str]| {
+        let out = Command::new(kontor_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("KONTOR_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("KONTOR_WORKFLOWS_DIR", shipped_workflows())
+            .output()
+            .unwrap();
+        exit_and_output(&out)
+    };
+    let file = dir.path().join("leads.jsonl");
+    std::fs::write(
+        &file,
+        "{\"external_id\": \"J-1\", \"company\": \"Müller\", \"country\": \"DE\", \"postal_code\": \"20095\"}\n\
+         {\"external_id\": \"J-2\", \"company\": \"Huber\", \"country\": \"DE\", \"postal_code\": \"8033\"}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["leads", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("leads.jsonl:2: error: postal_code:"), "{err}");
+    assert!(err.contains("nothing was done"), "{err}");
+    std::fs::write(
+        &file,
+        "{\"external_id\": \"J-1\", \"company\": \"Müller\", \"country\": \"DE\", \"postal_code\": \"20095\"}\n\
+         {\"external_id\": \"J-2\", \"company\": \"Huber\", \"country\": \"DE\", \"postal_code\": \"80331\"}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["leads", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("imported 2 new lead(s); 0 known already"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["leads", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("imported 0 new lead(s); 2 known already"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "{\"external_id\": \"J-1\", \"company\": \"Müller & Söhne\", \"country\": \"DE\"}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["leads", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "leads.jsonl:1: error: external_id: `J-1` was delivered before with other fields"
+        ),
+        "{err}"
+    );
+}

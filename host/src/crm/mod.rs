@@ -4,4 +4,6 @@
 
 pub mod assignment;
 pub mod lead;
+pub mod lead_file;
+pub mod simulation;
 pub mod territory;

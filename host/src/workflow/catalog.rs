@@ -128,13 +128,7 @@ impl Catalog {
         }
         catalog.calendars = Arc::new(calendars);
 
-        let calendar_names = catalog.calendars.keys().cloned().collect();
-        let territory_files = catalog
-            .read_shared(&root.join("territories"), max_file_size)
-            .into_iter()
-            .map(|(path, text)| crate::crm::territory::parse_file(&path, &text, &calendar_names))
-            .collect();
-        let territories = crate::crm::territory::Territories::assemble(territory_files);
+        let territories = catalog.load_territories(&root.join("territories"), max_file_size);
         catalog
             .diagnostics
             .extend(territories.diagnostics.iter().cloned());
@@ -190,6 +184,22 @@ impl Catalog {
         }
         catalog.refuse_start_cycles();
         catalog
+    }
+
+    /// The territory files of `dir`, checked against this catalog's calendars (the
+    /// catalog's own `territories/`, or another folder: `kontor simulate --territories`).
+    pub fn load_territories(
+        &mut self,
+        dir: &Path,
+        max_file_size: u64,
+    ) -> crate::crm::territory::Territories {
+        let calendar_names = self.calendars.keys().cloned().collect();
+        let files = self
+            .read_shared(dir, max_file_size)
+            .into_iter()
+            .map(|(path, text)| crate::crm::territory::parse_file(&path, &text, &calendar_names))
+            .collect();
+        crate::crm::territory::Territories::assemble(files)
     }
 
     /// The YAML files of a shared folder (`calendars/`, `territories/`) with their text;

@@ -187,12 +187,10 @@ impl Rule {
 /// The first dimension in which `a` is narrower than `b`, in words.
 pub fn more_specific_because(a: &Rule, b: &Rule) -> String {
     let (sa, sb) = (a.specificity(), b.specificity());
-    let count = |n: u64, what: &str| {
-        if n == u64::MAX {
-            format!("any {what}")
-        } else {
-            format!("{n} {what}")
-        }
+    let count = |n: u64, one: &str, many: &str| match n {
+        u64::MAX => format!("any {one}"),
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
     };
     if sa.open_dimensions != sb.open_dimensions {
         format!(
@@ -203,20 +201,20 @@ pub fn more_specific_because(a: &Rule, b: &Rule) -> String {
     } else if sa.postal_codes != sb.postal_codes {
         format!(
             "{} against {}",
-            count(sa.postal_codes, "postal codes"),
-            count(sb.postal_codes, "postal codes")
+            count(sa.postal_codes, "postal code", "postal codes"),
+            count(sb.postal_codes, "postal code", "postal codes")
         )
     } else if sa.industries != sb.industries {
         format!(
             "{} against {}",
-            count(sa.industries, "industries"),
-            count(sb.industries, "industries")
+            count(sa.industries, "industry", "industries"),
+            count(sb.industries, "industry", "industries")
         )
     } else if sa.products != sb.products {
         format!(
             "{} against {}",
-            count(sa.products, "products"),
-            count(sb.products, "products")
+            count(sa.products, "product", "products"),
+            count(sb.products, "product", "products")
         )
     } else if sa.employees != sb.employees {
         "a narrower staff range".to_string()

@@ -46,7 +46,7 @@ fn the_seed_case_routes_by_priority_then_specificity() {
     assert_eq!(r.team, "nord-maschinenbau");
     assert_eq!(r.matched.len(), 2);
     assert!(
-        r.reason.contains("more specific") && r.reason.contains("1 industries against 3"),
+        r.reason.contains("more specific") && r.reason.contains("1 industry against 3 industries"),
         "{}",
         r.reason
     );
