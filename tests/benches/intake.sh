@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Lead intake over HTTP, durable, side by side with the in-memory Node-RED peer:
-# `wrk -t2 -c32` POSTs new `lead.created` events to a release `kontor serve` on a fresh
-# SQLite file (each accepted request is one durable lead-routing run, scored by the
-# lead-scoring plugin), then measures how long the engine takes to finish the backlog
-# (every run scored, routed and parked), counts the committed runs through the API and
-# checks them against the accepted requests. Rounds alternate peer and Kontor; the last line is the
-# median ratio.
+# `wrk -t2 -c32` POSTs new leads to a release `kontor serve` on a fresh SQLite file —
+# to `POST /api/v1/leads` (TARGET `leads`, the default: each accepted request is a stored
+# lead and its lead-routing run, both durable before the answer) or as `lead.created`
+# events to `POST /api/v1/events` (TARGET `events`: the run alone) — then measures how
+# long the engine takes to finish the backlog (every lead scored by the lead-scoring
+# plugin, routed, assigned and parked waiting for sales), counts the committed runs
+# through the API and checks them against the accepted requests. Rounds alternate peer
+# and Kontor; the last line is the median ratio.
 #
-#   tests/benches/intake.sh [SECONDS] [ROUNDS] [PEERS_DIR]
+#   tests/benches/intake.sh [SECONDS] [ROUNDS] [PEERS_DIR] [TARGET]
 #
 # Needs a release build (`cargo build --release -p kontor`; KONTOR_BIN overrides the
 # binary) and wrk (Debian package `wrk`). The peer comes from PEERS_DIR (default
@@ -19,6 +21,12 @@ rounds="${2:-3}"
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 peers="$(cd "${3:-$repo/../shared/peers}" && pwd)"
+target="${4:-leads}"
+case "$target" in
+    leads) script="$here/leads.lua" ;;
+    events) script="$here/intake.lua" ;;
+    *) echo "TARGET is leads or events, not $target" >&2; exit 2 ;;
+esac
 kontor="${KONTOR_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/kontor}"
 [ -x "$kontor" ] || { echo "no release binary at $kontor: cargo build --release -p kontor" >&2; exit 2; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -51,8 +59,8 @@ TOML
     [ -n "$token" ] || { echo "kontor did not start:" >&2; cat "$dir/log" >&2; kill $pid; exit 1; }
     local durability; durability="$(grep -o 'durability=[^ ]*\( [a-z_]*=[^ ]*\)*' "$dir/log" | head -1)"
     local line
-    line="$(KONTOR_TOKEN="$token" wrk -t2 -c32 -d"${secs}s" -s "$here/intake.lua" \
-        "http://127.0.0.1:$port/api/v1/events" | tail -1)"
+    line="$(KONTOR_TOKEN="$token" wrk -t2 -c32 -d"${secs}s" -s "$script" \
+        "http://127.0.0.1:$port/api/v1/$target" | tail -1)"
     # The backlog: how long after the load until every run has been scored and routed
     # (parked, waiting for sales' feedback) — the engine keeps up, or says by how much not.
     local t0 drained

@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 use super::audit::Actor;
 use super::rows::{Cols, opt_json_of};
 use super::transaction::{Tx, on_tx};
-use super::{Store, StoreError, from_millis, millis};
+use super::{Backend, Store, StoreError, from_millis, millis};
 use crate::crm::assignment::{Assignment, RepState};
 use crate::crm::lead::{NewLead, Stage};
 use crate::crm::territory::{Routing, Team};
@@ -199,6 +199,69 @@ async fn history(
     Ok(())
 }
 
+/// A delivered lead to store, with the runs it starts.
+#[derive(Debug, Clone)]
+pub struct NewIntake {
+    pub id: String,
+    pub lead: NewLead,
+    pub hash: String,
+    pub runs: Vec<NewRun>,
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+}
+
+/// [`Leads::intake`] inside `tx`.
+pub(super) async fn intake_in(tx: &mut Tx<'_>, new: &NewIntake) -> Result<Intake, StoreError> {
+    let (id, lead, now) = (new.id.as_str(), &new.lead, new.now);
+    let data = serde_json::to_string(lead)?;
+    tx.lock("lead", &lead.external_id, "").await?;
+    let known: Option<(String,)> = on_tx!(tx, |conn| sqlx::query_as(
+        "SELECT request_hash FROM leads WHERE external_id = $1"
+    )
+    .bind(&lead.external_id)
+    .fetch_optional(conn)
+    .await)?;
+    if let Some((known_hash,)) = known {
+        let view = select_lead(tx, "external_id", &lead.external_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
+        return Ok(if known_hash == new.hash {
+            Intake::Again(view)
+        } else {
+            Intake::Conflict(view)
+        });
+    }
+    let row = NewRow {
+        id,
+        external_id: &lead.external_id,
+        hash: &new.hash,
+        data: &data,
+        company: &lead.company,
+        source: lead.source.as_deref(),
+        run_id: new.runs.first().map(|r| r.id.as_str()),
+    };
+    insert_lead(tx, &row, now).await?;
+    history(
+        tx,
+        id,
+        &new.actor.name,
+        "created",
+        json!({"external_id": lead.external_id, "source": lead.source}),
+        now,
+    )
+    .await?;
+    for run in &new.runs {
+        super::runs::insert_run(tx, run, false, now).await?;
+    }
+    if !new.runs.is_empty() {
+        tx.notify(super::transaction::Notice::Work).await?;
+    }
+    let view = select_lead(tx, "id", id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
+    Ok(Intake::Created(view))
+}
+
 async fn select_lead(
     tx: &mut Tx<'_>,
     column: &str,
@@ -278,8 +341,9 @@ async fn count(
 }
 
 impl Leads<'_> {
-    /// Stores a delivered lead (`data` its fields as JSON, `hash` their SHA-256) and starts
-    /// `runs` for it, in one transaction; a known external id stores nothing.
+    /// Stores a delivered lead (`hash` the SHA-256 of its fields) and starts `runs` for
+    /// it, in one transaction; a known external id stores nothing. On SQLite the write
+    /// shares a group commit with whatever else is being written.
     pub async fn intake(
         self,
         id: &str,
@@ -289,58 +353,18 @@ impl Leads<'_> {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Intake, StoreError> {
-        let data = serde_json::to_string(lead)?;
-        on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
-            let mut any = Tx::from(&mut *tx);
-            any.lock("lead", &lead.external_id, "").await?;
-            let known: Option<(String,)> = on_tx!(&mut any, |conn| sqlx::query_as(
-                "SELECT request_hash FROM leads WHERE external_id = $1"
-            )
-            .bind(&lead.external_id)
-            .fetch_optional(conn)
-            .await)?;
-            if let Some((known_hash,)) = known {
-                let view = select_lead(&mut any, "external_id", &lead.external_id)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
-                return Ok(if known_hash == hash {
-                    Intake::Again(view)
-                } else {
-                    Intake::Conflict(view)
-                });
-            }
-            let new = NewRow {
-                id,
-                external_id: &lead.external_id,
-                hash,
-                data: &data,
-                company: &lead.company,
-                source: lead.source.as_deref(),
-                run_id: runs.first().map(|r| r.id.as_str()),
-            };
-            insert_lead(&mut any, &new, now).await?;
-            history(
-                &mut any,
-                id,
-                &actor.name,
-                "created",
-                json!({"external_id": lead.external_id, "source": lead.source}),
-                now,
-            )
-            .await?;
-            for run in runs {
-                super::runs::insert_run(&mut any, run, false, now).await?;
-            }
-            if !runs.is_empty() {
-                any.notify(super::transaction::Notice::Work).await?;
-            }
-            let view = select_lead(&mut any, "id", id)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
-            tx.commit().await?;
-            Ok(Intake::Created(view))
-        })
+        let new = NewIntake {
+            id: id.to_string(),
+            lead: lead.clone(),
+            hash: hash.to_string(),
+            runs: runs.to_vec(),
+            actor: actor.clone(),
+            now,
+        };
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::leads::intake(db, new).await,
+            Backend::Postgres(db) => super::postgres::leads::intake(db, &new).await,
+        }
     }
 
     pub async fn get(self, id: &str) -> Result<Option<LeadView>, StoreError> {

@@ -18,6 +18,7 @@ pub(super) mod commit;
 pub(super) mod cron;
 pub(super) mod jobs;
 pub(super) mod leaders;
+pub(super) mod leads;
 pub(super) mod outbox;
 pub(super) mod retention;
 pub(super) mod runs;

@@ -33,6 +33,10 @@ pub(super) enum GroupWrite {
         reply:
             tokio::sync::oneshot::Sender<Result<crate::store::suppressions::Bounced, StoreError>>,
     },
+    Lead {
+        intake: Box<crate::store::leads::NewIntake>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::store::leads::Intake, StoreError>>,
+    },
     Deliver {
         event: NewEvent,
         delivery_id: Option<String>,
@@ -165,6 +169,9 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
             crate::store::suppressions::bounce_in(&mut AnyTx::from(&mut **tx), bounce, actor, *now)
                 .await?,
         ),
+        GroupWrite::Lead { intake, .. } => GroupResult::Lead(Box::new(
+            crate::store::leads::intake_in(&mut AnyTx::from(&mut **tx), intake).await?,
+        )),
         GroupWrite::Deliver { .. } => {
             let delivery = write.delivery().into_iter().collect::<Vec<_>>();
             let mut delivered = super::events::deliver_together(tx, &delivery).await?;
@@ -179,6 +186,7 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
 
 enum GroupResult {
     Bounce(crate::store::suppressions::Bounced),
+    Lead(Box<crate::store::leads::Intake>),
     Commit(Vec<bool>),
     Start(Vec<Started>),
     Deliver(Delivered),
@@ -200,6 +208,12 @@ impl GroupWrite {
                 let _ = reply.send(Ok(bounced));
             }
             (GroupWrite::Bounce { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (GroupWrite::Lead { reply, .. }, Ok(GroupResult::Lead(intake))) => {
+                let _ = reply.send(Ok(*intake));
+            }
+            (GroupWrite::Lead { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
             (GroupWrite::Commit { reply, .. }, Err(e)) => {
@@ -228,6 +242,9 @@ impl GroupWrite {
                 let _ = reply.send(Err(error()));
             }
             GroupWrite::Bounce { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Lead { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
         }

@@ -8,6 +8,7 @@ pub(super) mod commit;
 pub(super) mod cron;
 pub(super) mod events;
 pub(super) mod jobs;
+pub(super) mod leads;
 pub(super) mod outbox;
 pub(super) mod retention;
 pub(super) mod runs;
