@@ -27,6 +27,10 @@ pub trait StepAction: Sized + std::fmt::Debug {
     /// Whether the engine carries the action out by calling a plugin (async, in the
     /// sandbox) instead of inline; [`StepAction::execute`] then answers [`Flow::Call`].
     const CALLS_PLUGIN: bool = false;
+    /// Whether the call commits its own result (a lead's assignment in the store, keyed
+    /// by the step) instead of leaving it to the job's commit: such a call may follow
+    /// another call in the same job — repeated after a crash, it answers the same.
+    const CALL_COMMITS_ITSELF: bool = false;
 
     /// Checks the source and compiles it. Problems go to `compiler`; `None` when one of
     /// them leaves nothing to run.

@@ -80,6 +80,13 @@ macro_rules! actions {
                 }
             }
 
+            /// See [`StepAction::CALL_COMMITS_ITSELF`].
+            pub fn call_commits_itself(&self) -> bool {
+                match self {
+                    $( Action::$Type(_) => <$key::$Type as StepAction>::CALL_COMMITS_ITSELF, )*
+                }
+            }
+
             /// See [`StepAction::successors`].
             pub fn successors(&self, next: Option<usize>) -> Vec<usize> {
                 match self {

@@ -55,6 +55,7 @@ pub struct Route {
 impl StepAction for Route {
     type Source = RouteSource;
     const CALLS_PLUGIN: bool = true;
+    const CALL_COMMITS_ITSELF: bool = true;
 
     fn compile(
         source: &Spanned<RouteSource>,

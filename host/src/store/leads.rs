@@ -123,6 +123,68 @@ pub struct RouteRequest<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// A [`RouteRequest`] that owns its data, for the SQLite writer's queue.
+#[derive(Debug, Clone)]
+pub struct OwnedRoute {
+    key: String,
+    lead: Json,
+    team: Team,
+    routing: Option<Routing>,
+    score: Option<Json>,
+    account_owner: Option<String>,
+    reassign: bool,
+    run_id: String,
+    now: DateTime<Utc>,
+}
+
+impl OwnedRoute {
+    pub fn of(r: &RouteRequest<'_>) -> OwnedRoute {
+        OwnedRoute {
+            key: r.key.to_string(),
+            lead: r.lead.clone(),
+            team: r.team.clone(),
+            routing: r.routing.cloned(),
+            score: r.score.cloned(),
+            account_owner: r.account_owner.map(str::to_string),
+            reassign: r.reassign,
+            run_id: r.run_id.to_string(),
+            now: r.now,
+        }
+    }
+
+    pub fn request(&self) -> RouteRequest<'_> {
+        RouteRequest {
+            key: &self.key,
+            lead: &self.lead,
+            team: &self.team,
+            routing: self.routing.as_ref(),
+            score: self.score.as_ref(),
+            account_owner: self.account_owner.as_deref(),
+            reassign: self.reassign,
+            run_id: &self.run_id,
+            now: self.now,
+        }
+    }
+}
+
+/// [`Leads::route`] inside `tx`: the answer stored for the request's key, or a new
+/// assignment.
+pub(super) async fn route_keyed(
+    tx: &mut Tx<'_>,
+    request: &RouteRequest<'_>,
+) -> Result<Json, StoreError> {
+    let done: Option<(String,)> = on_tx!(tx, |conn| sqlx::query_as(
+        "SELECT result FROM lead_assignments WHERE key = $1"
+    )
+    .bind(request.key)
+    .fetch_optional(conn)
+    .await)?;
+    if let Some((result,)) = done {
+        return Ok(serde_json::from_str(&result)?);
+    }
+    route_in(tx, request).await
+}
+
 /// What accepting or rejecting did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decided {
@@ -451,22 +513,10 @@ impl Leads<'_> {
     /// Routes and assigns a lead for a `route` step (see [`RouteRequest`]); the answer is
     /// what the step outputs. A lead that came as a raw event (no row yet) is stored.
     pub async fn route(self, request: &RouteRequest<'_>) -> Result<Json, StoreError> {
-        on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
-            let mut any = Tx::from(&mut *tx);
-            let done: Option<(String,)> = on_tx!(&mut any, |conn| sqlx::query_as(
-                "SELECT result FROM lead_assignments WHERE key = $1"
-            )
-            .bind(request.key)
-            .fetch_optional(conn)
-            .await)?;
-            if let Some((result,)) = done {
-                return Ok(serde_json::from_str(&result)?);
-            }
-            let result = route_in(&mut any, request).await?;
-            tx.commit().await?;
-            Ok(result)
-        })
+        match &self.store.backend {
+            Backend::Sqlite(db) => super::sqlite::leads::route(db, OwnedRoute::of(request)).await,
+            Backend::Postgres(db) => super::postgres::leads::route(db, request).await,
+        }
     }
 
     /// Accepts or rejects lead `id`; `None` when there is no such lead.

@@ -69,7 +69,10 @@ impl Executor<'_> {
         inline: &mut usize,
     ) -> Result<(RunProgress, Result<Flow, StepError>), Execution> {
         let calls_plugin = step.action.calls_plugin();
-        if *inline >= MAX_INLINE_STEPS || (calls_plugin && state.called) {
+        // One plugin call per job, so each call's result is committed before the next;
+        // a call that commits its own result needs no commit of the job before it.
+        let commit_first = calls_plugin && state.called && !step.action.call_commits_itself();
+        if *inline >= MAX_INLINE_STEPS || commit_first {
             state.outcome.jobs.push(NewJob {
                 kind: JobKind::Step,
                 step: step.id.clone(),

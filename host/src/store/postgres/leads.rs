@@ -1,9 +1,10 @@
-//! A delivered lead on PostgreSQL: one transaction of its own (concurrent deliveries of one
-//! external id are serialized by an advisory lock inside).
+//! Leads on PostgreSQL: a delivered lead and an assignment each a transaction of its own
+//! (advisory locks inside serialize deliveries of one external id and the assignments of
+//! one team across processes).
 
 use super::PgStore;
 use crate::store::StoreError;
-use crate::store::leads::{Intake, NewIntake, intake_in};
+use crate::store::leads::{Intake, NewIntake, RouteRequest, intake_in, route_keyed};
 use crate::store::transaction::Tx;
 
 pub(in crate::store) async fn intake(db: &PgStore, new: &NewIntake) -> Result<Intake, StoreError> {
@@ -11,4 +12,14 @@ pub(in crate::store) async fn intake(db: &PgStore, new: &NewIntake) -> Result<In
     let intake = intake_in(&mut Tx::from(&mut *tx), new).await?;
     tx.commit().await?;
     Ok(intake)
+}
+
+pub(in crate::store) async fn route(
+    db: &PgStore,
+    request: &RouteRequest<'_>,
+) -> Result<serde_json::Value, StoreError> {
+    let mut tx = db.pool.begin().await?;
+    let result = route_keyed(&mut Tx::from(&mut *tx), request).await?;
+    tx.commit().await?;
+    Ok(result)
 }

@@ -33,6 +33,10 @@ pub(super) enum GroupWrite {
         reply:
             tokio::sync::oneshot::Sender<Result<crate::store::suppressions::Bounced, StoreError>>,
     },
+    Route {
+        route: Box<crate::store::leads::OwnedRoute>,
+        reply: tokio::sync::oneshot::Sender<Result<serde_json::Value, StoreError>>,
+    },
     Lead {
         intake: Box<crate::store::leads::NewIntake>,
         reply: tokio::sync::oneshot::Sender<Result<crate::store::leads::Intake, StoreError>>,
@@ -169,6 +173,9 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
             crate::store::suppressions::bounce_in(&mut AnyTx::from(&mut **tx), bounce, actor, *now)
                 .await?,
         ),
+        GroupWrite::Route { route, .. } => GroupResult::Route(
+            crate::store::leads::route_keyed(&mut AnyTx::from(&mut **tx), &route.request()).await?,
+        ),
         GroupWrite::Lead { intake, .. } => GroupResult::Lead(Box::new(
             crate::store::leads::intake_in(&mut AnyTx::from(&mut **tx), intake).await?,
         )),
@@ -187,6 +194,7 @@ async fn apply_group_write(tx: &mut Tx<'_>, write: &GroupWrite) -> Result<GroupR
 enum GroupResult {
     Bounce(crate::store::suppressions::Bounced),
     Lead(Box<crate::store::leads::Intake>),
+    Route(serde_json::Value),
     Commit(Vec<bool>),
     Start(Vec<Started>),
     Deliver(Delivered),
@@ -214,6 +222,12 @@ impl GroupWrite {
                 let _ = reply.send(Ok(*intake));
             }
             (GroupWrite::Lead { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (GroupWrite::Route { reply, .. }, Ok(GroupResult::Route(result))) => {
+                let _ = reply.send(Ok(result));
+            }
+            (GroupWrite::Route { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
             (GroupWrite::Commit { reply, .. }, Err(e)) => {
@@ -245,6 +259,9 @@ impl GroupWrite {
                 let _ = reply.send(Err(error()));
             }
             GroupWrite::Lead { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            GroupWrite::Route { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
         }
