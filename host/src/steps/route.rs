@@ -3,10 +3,10 @@
 //! had it. The territory decision is made here (pure); the assignment needs the team's
 //! counters, so the engine makes it in the store, in one transaction keyed by the step,
 //! and the step's output is the result: `team`, `owner` (null: the team's overflow
-//! queue, `overflow` says why), `stage`, `team_lead`, `locale`, `calendar`,
+//! queue, `overflow` says why), `stage`, `rule`, `team_lead`, `locale`, `calendar`,
 //! `reassignments`, `reason`, `owner_name`/`owner_email` and `team_lead_name`/`team_lead_email`
-//! (from the users whose id or rep id they are; null without one), `previous_owner`, and
-//! `routing` with every rule and candidate. A lead the
+//! (from the users whose id or rep id they are; null without one) and `previous_owner`.
+//! The whole decision (every rule and candidate) is kept with the lead. A lead the
 //! score leaves `unqualified` is routed but not assigned: it stays with marketing.
 //!
 //! ```yaml

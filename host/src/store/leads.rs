@@ -246,18 +246,35 @@ async fn history(
     detail: Json,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let detail = detail.to_string();
-    on_tx!(tx, |conn| sqlx::query(
-        "INSERT INTO lead_history (lead_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)"
-    )
-    .bind(lead)
-    .bind(millis(now))
-    .bind(actor)
-    .bind(kind)
-    .bind(&detail)
-    .execute(conn)
-    .await
-    .map(|_| ()))?;
+    histories(tx, lead, actor, &[(kind, detail)], now).await
+}
+
+/// Several history entries of one lead in one statement.
+async fn histories(
+    tx: &mut Tx<'_>,
+    lead: &str,
+    actor: &str,
+    entries: &[(&str, Json)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..entries.len())
+        .map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i))
+        .collect();
+    let sql = format!(
+        "INSERT INTO lead_history (lead_id, at, actor, kind, detail) VALUES {}",
+        values.join(", ")
+    );
+    let details: Vec<String> = entries.iter().map(|(_, d)| d.to_string()).collect();
+    on_tx!(tx, |conn| {
+        let mut query = sqlx::query(&sql).bind(lead).bind(millis(now)).bind(actor);
+        for ((kind, _), detail) in entries.iter().zip(&details) {
+            query = query.bind(*kind).bind(detail);
+        }
+        query.execute(conn).await.map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -268,6 +285,9 @@ pub struct NewIntake {
     pub lead: NewLead,
     pub hash: String,
     pub runs: Vec<NewRun>,
+    /// Per run, whether its workflow version is stored already (its text then is not
+    /// written again).
+    pub versions_stored: Vec<bool>,
     pub actor: Actor,
     pub now: DateTime<Utc>,
 }
@@ -312,16 +332,35 @@ pub(super) async fn intake_in(tx: &mut Tx<'_>, new: &NewIntake) -> Result<Intake
         now,
     )
     .await?;
-    for run in &new.runs {
-        super::runs::insert_run(tx, run, false, now).await?;
+    for (i, run) in new.runs.iter().enumerate() {
+        let stored = new.versions_stored.get(i).copied().unwrap_or(false);
+        super::runs::insert_run(tx, run, stored, now).await?;
     }
     if !new.runs.is_empty() {
         tx.notify(super::transaction::Notice::Work).await?;
     }
-    let view = select_lead(tx, "id", id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("a lead vanished".into()))?;
-    Ok(Intake::Created(view))
+    // As stored (times to the millisecond), without reading it back.
+    let at = from_millis(millis(now));
+    Ok(Intake::Created(LeadView {
+        id: id.to_string(),
+        external_id: lead.external_id.clone(),
+        stage: Stage::New,
+        data: serde_json::from_str(&data)?,
+        score: None,
+        grade: None,
+        explanation: None,
+        team: None,
+        owner: None,
+        overflow: None,
+        routing: None,
+        reassignments: 0,
+        opportunity_id: None,
+        rejection_reason: None,
+        rejection_note: None,
+        run_id: new.runs.first().map(|r| r.id.clone()),
+        created_at: at,
+        updated_at: at,
+    }))
 }
 
 async fn select_lead(
@@ -420,12 +459,13 @@ impl Leads<'_> {
             lead: lead.clone(),
             hash: hash.to_string(),
             runs: runs.to_vec(),
+            versions_stored: Vec::new(),
             actor: actor.clone(),
             now,
         };
         match &self.store.backend {
             Backend::Sqlite(db) => super::sqlite::leads::intake(db, new).await,
-            Backend::Postgres(db) => super::postgres::leads::intake(db, &new).await,
+            Backend::Postgres(db) => super::postgres::leads::intake(db, new).await,
         }
     }
 
@@ -706,15 +746,34 @@ fn rep_state(r: &impl Cols) -> RepState {
     }
 }
 
-/// The name and address of the active user whose id or rep id is `who` (team members
-/// and leads are named by either in territory files).
-async fn person(tx: &mut Tx<'_>, who: &str) -> Result<Option<(String, String)>, StoreError> {
-    Ok(on_tx!(tx, |conn| sqlx::query_as(
-        "SELECT name, email FROM users WHERE (id = $1 OR rep = $1) AND deactivated_at IS NULL"
+/// A name and an address.
+type Person = Option<(String, String)>;
+
+/// The names and addresses of the active users whose id or rep id are `owner` and
+/// `lead` (team members and leads are named by either in territory files), in one query.
+async fn people(
+    tx: &mut Tx<'_>,
+    owner: Option<&str>,
+    lead: Option<&str>,
+) -> Result<(Person, Person), StoreError> {
+    if owner.is_none() && lead.is_none() {
+        return Ok((None, None));
+    }
+    let rows: Vec<(String, Option<String>, String, String)> = on_tx!(tx, |conn| sqlx::query_as(
+        "SELECT id, rep, name, email FROM users
+         WHERE (id IN ($1, $2) OR rep IN ($1, $2)) AND deactivated_at IS NULL"
     )
-    .bind(who)
-    .fetch_optional(conn)
-    .await)?)
+    .bind(owner)
+    .bind(lead)
+    .fetch_all(conn)
+    .await)?;
+    let find = |who: Option<&str>| {
+        let who = who?;
+        rows.iter()
+            .find(|(id, rep, ..)| id == who || rep.as_deref() == Some(who))
+            .map(|(_, _, name, email)| (name.clone(), email.clone()))
+    };
+    Ok((find(owner), find(lead)))
 }
 
 async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, StoreError> {
@@ -857,29 +916,17 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
     .await
         .map(|_| ())
     })?;
+    let mut entries: Vec<(&str, Json)> = Vec::with_capacity(3);
     if let Some(score) = score
         && lead.score.is_none()
     {
-        history(
-            tx,
-            &lead_id,
-            &actor,
+        entries.push((
             "scored",
             json!({"score": score.get("score"), "grade": grade}),
-            now,
-        )
-        .await?;
+        ));
     }
     if stage != lead.stage {
-        history(
-            tx,
-            &lead_id,
-            &actor,
-            "stage",
-            json!({"from": lead.stage, "to": stage}),
-            now,
-        )
-        .await?;
+        entries.push(("stage", json!({"from": lead.stage, "to": stage})));
     }
     let kind = match (&assignment, &owner, reassigned) {
         (None, ..) => "routed",
@@ -887,10 +934,7 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         (Some(_), Some(_), true) => "reassigned",
         (Some(_), Some(_), false) => "assigned",
     };
-    history(
-        tx,
-        &lead_id,
-        &actor,
+    entries.push((
         kind,
         json!({
             "team": team,
@@ -900,17 +944,10 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
             "rule": request.routing.and_then(|r| r.rule.clone()),
             "reason": reason,
         }),
-        now,
-    )
-    .await?;
-    let owner_user = match &owner {
-        Some(owner) => person(tx, owner).await?,
-        None => None,
-    };
-    let lead_user = match &request.team.lead {
-        Some(lead) => person(tx, lead).await?,
-        None => None,
-    };
+    ));
+    histories(tx, &lead_id, &actor, &entries, now).await?;
+    let (owner_user, lead_user) =
+        people(tx, owner.as_deref(), request.team.lead.as_deref()).await?;
     let result = json!({
         "owner_name": owner_user.as_ref().map(|(name, _)| name),
         "owner_email": owner_user.as_ref().map(|(_, email)| email),
@@ -927,7 +964,7 @@ async fn route_in(tx: &mut Tx<'_>, request: &RouteRequest<'_>) -> Result<Json, S
         "calendar": request.team.calendar,
         "reassignments": lead.reassignments + i64::from(reassigned),
         "reason": reason,
-        "routing": routing,
+        "rule": request.routing.and_then(|r| r.rule.clone()),
     });
     on_tx!(tx, |conn| sqlx::query(
         "INSERT INTO lead_assignments (key, lead_id, result, created_at) VALUES ($1, $2, $3, $4)"

@@ -7,10 +7,21 @@ use crate::store::StoreError;
 use crate::store::leads::{Intake, NewIntake, RouteRequest, intake_in, route_keyed};
 use crate::store::transaction::Tx;
 
-pub(in crate::store) async fn intake(db: &PgStore, new: &NewIntake) -> Result<Intake, StoreError> {
+pub(in crate::store) async fn intake(
+    db: &PgStore,
+    mut new: NewIntake,
+) -> Result<Intake, StoreError> {
+    new.versions_stored = new
+        .runs
+        .iter()
+        .map(|r| db.version_stored(&r.version))
+        .collect();
     let mut tx = db.pool.begin().await?;
-    let intake = intake_in(&mut Tx::from(&mut *tx), new).await?;
+    let intake = intake_in(&mut Tx::from(&mut *tx), &new).await?;
     tx.commit().await?;
+    if matches!(intake, Intake::Created(_)) {
+        db.versions_stored(new.runs.iter().map(|r| &r.version));
+    }
     Ok(intake)
 }
 
