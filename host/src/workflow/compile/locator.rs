@@ -32,6 +32,29 @@ impl<'a> Locator<'a> {
         )
     }
 
+    /// Where `text` is first written at or after the start of `spanned` (line, column of
+    /// its first character): a scalar nested in a map or list has no span of its own, but
+    /// its expression is written out in the file.
+    pub fn written_after<T>(&self, spanned: &Spanned<T>, text: &str) -> Option<(u32, u32)> {
+        let first = spanned.referenced.line() as usize;
+        let from_column = spanned.referenced.column() as usize;
+        self.lines
+            .iter()
+            .enumerate()
+            .skip(first.saturating_sub(1))
+            .find_map(|(i, line)| {
+                let skip = if i + 1 == first {
+                    line.char_indices()
+                        .nth(from_column.saturating_sub(1))
+                        .map_or(line.len(), |(b, _)| b)
+                } else {
+                    0
+                };
+                let found = line[skip..].find(text)? + skip;
+                Some((i as u32 + 1, line[..found].chars().count() as u32 + 1))
+            })
+    }
+
     /// Position of the character `offset` chars into a single-line scalar that starts at
     /// the span (`inner_line` is the 1-based line within the scalar).
     pub fn inside<T>(

@@ -65,6 +65,7 @@ impl Compiler<'_> {
             step.value.expressions(&mut found);
             for Found {
                 scalar: spanned,
+                nested,
                 expression: expr,
                 fan_out,
             } in found.found
@@ -149,15 +150,26 @@ impl Compiler<'_> {
                         )),
                     };
                     if let Some((message, hint)) = problem {
-                        let d = self
-                            .at
-                            .inside(
+                        let written = nested
+                            .then(|| self.at.written_after(&spanned, expr.source()))
+                            .flatten();
+                        let d = match written {
+                            Some((line, column)) if reference.line == 1 => {
+                                crate::diagnostics::Diagnostic::new(
+                                    self.at.path,
+                                    line,
+                                    column + reference.column - 1,
+                                    message,
+                                )
+                            }
+                            _ => self.at.inside(
                                 &spanned,
                                 reference.line,
                                 reference.column + spanned_offset(&spanned, &expr),
                                 message,
-                            )
-                            .with_hint(hint);
+                            ),
+                        }
+                        .with_hint(hint);
                         self.error(d);
                     }
                 }
@@ -183,7 +195,10 @@ pub struct Expressions {
 }
 
 struct Found {
+    /// The scalar the expression is in; for a string nested in a map or list, the span
+    /// is the outermost value's and `nested` is set.
     scalar: Spanned<String>,
+    nested: bool,
     expression: Expression,
     /// In a fan-out's input, where `item` and `index` exist.
     fan_out: bool,
@@ -195,6 +210,7 @@ impl Expressions {
         if let Ok(expression) = Expression::compile(&text.value) {
             self.found.push(Found {
                 scalar: Spanned::new(text.value.clone(), text.referenced, text.defined),
+                nested: false,
                 expression,
                 fan_out: false,
             });
@@ -217,18 +233,33 @@ impl Expressions {
     }
 
     fn computed(&mut self, value: &ValueSource, fan_out: bool) {
-        if let Ok(computed) = ComputedValue::compile(&value.value) {
-            let text = match &value.value {
-                serde_json::Value::String(s) => s.clone(),
-                _ => String::new(),
-            };
-            for expression in computed.expressions() {
-                self.found.push(Found {
-                    scalar: Spanned::new(text.clone(), value.referenced, value.defined),
-                    expression: expression.clone(),
-                    fan_out,
-                });
+        self.scalars(value, &value.value, false, fan_out);
+    }
+
+    /// The expressions of every string in `json` (a map's or list's, one by one, so each
+    /// is reported at its own scalar).
+    fn scalars(&mut self, at: &ValueSource, json: &serde_json::Value, nested: bool, fan_out: bool) {
+        match json {
+            serde_json::Value::String(text) => {
+                let Ok(computed) = ComputedValue::compile(json) else {
+                    return;
+                };
+                for expression in computed.expressions() {
+                    self.found.push(Found {
+                        scalar: Spanned::new(text.clone(), at.referenced, at.defined),
+                        nested,
+                        expression: expression.clone(),
+                        fan_out,
+                    });
+                }
             }
+            serde_json::Value::Array(items) => items
+                .iter()
+                .for_each(|item| self.scalars(at, item, true, fan_out)),
+            serde_json::Value::Object(fields) => fields
+                .values()
+                .for_each(|field| self.scalars(at, field, true, fan_out)),
+            _ => {}
         }
     }
 }
