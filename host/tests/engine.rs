@@ -712,6 +712,68 @@ steps:
     assert_eq!(attempts, [1, 2, 3]);
 }
 
+async fn a_step_that_gives_up_continues_at_its_on_error_step() {
+    let f = fixture(
+        "2026-06-01T10:00:00Z",
+        &[(
+            "optional",
+            r#"
+name: optional
+steps:
+  - id: enrich
+    retry:
+      max_attempts: 2
+      backoff: 10s
+    fail:
+      message: ERP busy
+      retryable: true
+    on_error: fallback
+  - id: fallback
+    set:
+      why: ${steps.enrich.error}
+  - id: broken
+    set:
+      x: "${1 / (size(input) - size(input))}"
+    on_error: done
+  - id: skipped
+    set:
+      never: true
+  - id: done
+    end:
+      output:
+        why: ${vars.why}
+        broken: ${steps.broken.error}
+"#,
+        )],
+    )
+    .await;
+    let id = f.start("optional", json!({})).await;
+    f.settle().await;
+    assert_eq!(f.steps(&id).await, ["enrich:retrying"]);
+    f.advance(Duration::seconds(10)).await;
+    let run = f.run(&id).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+    assert_eq!(
+        f.steps(&id).await,
+        [
+            "enrich:retrying",
+            "enrich:failed",
+            "fallback:completed",
+            "broken:failed",
+            "done:completed"
+        ]
+    );
+    let output = run.output.unwrap();
+    assert_eq!(output["why"], "ERP busy (gave up after 2 attempts)");
+    assert!(
+        output["broken"]
+            .as_str()
+            .unwrap()
+            .contains("Division by zero"),
+        "{output}"
+    );
+}
+
 async fn failing_expressions_fail_the_run_readably() {
     let f = fixture(
         "2026-06-01T10:00:00Z",
@@ -1089,6 +1151,7 @@ kontor::on_both_backends!(
     a_failing_delivery_among_concurrent_ones_fails_alone,
     concurrent_deliveries_with_repeated_ids_are_delivered_once,
     retryable_failures_back_off_exponentially_then_fail_the_run,
+    a_step_that_gives_up_continues_at_its_on_error_step,
     failing_expressions_fail_the_run_readably,
     a_loop_without_waits_is_stopped_by_the_step_limit,
     timers_fire_and_can_be_recomputed_or_cancelled,

@@ -26,6 +26,11 @@ macro_rules! actions {
             pub next: Option<serde_saphyr::Spanned<String>>,
             #[serde(default)]
             pub retry: Option<serde_saphyr::Spanned<crate::workflow::source::RetrySource>>,
+            /// The step to continue with when this one fails for good (a fatal error, or
+            /// its retries used up); its output is then `{error: MESSAGE}`. Default: the
+            /// run fails.
+            #[serde(default)]
+            pub on_error: Option<serde_saphyr::Spanned<String>>,
             $(
                 #[doc = concat!("The `", stringify!($key), "` action: see [`", stringify!($key), "`].")]
                 #[serde(default)]

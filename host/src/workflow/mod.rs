@@ -134,6 +134,9 @@ pub struct Step {
     /// Index of the step that follows; `None` ends the run.
     pub next: Option<usize>,
     pub retry: RetryPolicy,
+    /// Index of the step to continue with when this one fails for good; `None`: the run
+    /// fails.
+    pub on_error: Option<usize>,
     /// What the step does: one of the actions in [`crate::steps`].
     pub action: Action,
 }

@@ -232,7 +232,8 @@ impl Executor<'_> {
     }
 
     /// A failed step: retried after its backoff while attempts are left and the error is
-    /// retryable, else the run fails.
+    /// retryable, else the run goes on at the step's `on_error` with the error as the
+    /// step's output, or fails.
     fn failed(
         &self,
         mut state: RunProgress,
@@ -286,6 +287,10 @@ impl Executor<'_> {
             Some(message.clone()),
             started,
         );
+        if let Some(recovery) = step.on_error {
+            state.set_step_output(&step.id, serde_json::json!({ "error": message }));
+            return Applied::Next(state, Some(recovery));
+        }
         let error = format!("step `{}` failed: {message}", step.id);
         Applied::Stop(state.finish(RunStatus::Failed, Some(step.id.clone()), None, Some(error)))
     }

@@ -1,5 +1,6 @@
-//! One step: the keys every step shares (`next`, `retry`, and `input` where its action
-//! takes one) and that it has exactly one action, which [`crate::steps`] compiles.
+//! One step: the keys every step shares (`next`, `retry`, `on_error`, and `input` where
+//! its action takes one) and that it has exactly one action, which [`crate::steps`]
+//! compiles.
 
 use std::collections::HashMap;
 
@@ -75,14 +76,32 @@ impl Compiler<'_> {
             next,
             index,
         };
+        if action == "end"
+            && let Some(target) = &step.on_error
+        {
+            let d = self
+                .at
+                .at(
+                    target,
+                    "`on_error` has no effect on `end`, which cannot fail",
+                )
+                .with_hint("remove `on_error`");
+            self.error(d);
+        }
+        let on_error = match &step.on_error {
+            Some(target) => Some(self.target(target, index)?),
+            None => None,
+        };
         let action = Action::compile(&site, self)?;
         let retry = self.retry(step)?;
-        let successors = action.successors(next);
+        let mut successors = action.successors(next);
+        successors.extend(on_error);
         Some((
             Step {
                 id: step.id.value.clone(),
                 next,
                 retry,
+                on_error,
                 action,
             },
             successors,
