@@ -30,6 +30,7 @@
 //!             country: "DE".into(),
 //!             industry: None,
 //!             locale: "de-DE".into(),
+//!             account_owner: Some("lena.maier".into()),
 //!         }))
 //!     }
 //! }

@@ -5,7 +5,7 @@
 //! scaffolds one, `kontor plugin build NAME` builds it). It implements [`Step`] with plain
 //! Rust types and exports it with [`export_step!`]; the SDK turns the JSON the host sends
 //! into your types, and your result or [`Error`] back into the WIT contract
-//! (`kontor:plugin@0.2.0`, world `step`, in `sdk/wit/`). An ERP connector implements
+//! (`kontor:plugin@0.3.0`, world `step`, in `sdk/wit/`). An ERP connector implements
 //! [`Connector`] and exports it with [`export_connector!`]. Plugins reach the outside
 //! only through granted capabilities: [`http`], [`secrets`], [`kv`] and their [`config`].
 //!
@@ -82,7 +82,7 @@ use serde::de::DeserializeOwned;
 pub use serde_json::{Value, json};
 
 /// The version of the WIT contract this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Bindings generated from `sdk/wit/`. Plugin code does not need them; [`export_step!`]
 /// wires a [`Step`] to them.
@@ -109,12 +109,12 @@ pub mod connector_bindings {
         default_bindings_module: "kontor_sdk::connector_bindings",
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, Eq],
         with: {
-            "kontor:plugin/types@0.2.0": crate::bindings::kontor::plugin::types,
-            "kontor:plugin/log@0.2.0": crate::bindings::kontor::plugin::log,
-            "kontor:plugin/config@0.2.0": crate::bindings::kontor::plugin::config,
-            "kontor:plugin/secrets@0.2.0": crate::bindings::kontor::plugin::secrets,
-            "kontor:plugin/kv@0.2.0": crate::bindings::kontor::plugin::kv,
-            "kontor:plugin/http@0.2.0": crate::bindings::kontor::plugin::http,
+            "kontor:plugin/types@0.3.0": crate::bindings::kontor::plugin::types,
+            "kontor:plugin/log@0.3.0": crate::bindings::kontor::plugin::log,
+            "kontor:plugin/config@0.3.0": crate::bindings::kontor::plugin::config,
+            "kontor:plugin/secrets@0.3.0": crate::bindings::kontor::plugin::secrets,
+            "kontor:plugin/kv@0.3.0": crate::bindings::kontor::plugin::kv,
+            "kontor:plugin/http@0.3.0": crate::bindings::kontor::plugin::http,
         },
     });
 }

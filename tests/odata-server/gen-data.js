@@ -33,6 +33,8 @@ const surnames = ['Müller', 'Schäfer', 'Weiß', 'Köhler', 'Groß', 'Jäger', 
   'Böhm', 'Kühn', 'Haß']
 const trades = ['Kältetechnik GmbH', 'Heizungsbau KG', 'Sanitär & Wärme GmbH', 'Gebäudetechnik AG',
   'Haustechnik e.K.', 'Klimaanlagen GmbH & Co. KG', 'Energiesysteme GmbH']
+// Who in sales owns the account (not drawn from the generator: the rest stays as it was).
+const owners = ['katrin.vogel', 'moritz.klein', null]
 const industries = ['HVAC', 'Plumbing', 'Facility Management', 'Construction']
 const places = [
   ['DE', '80331', 'München'], ['DE', '50667', 'Köln'], ['DE', '40213', 'Düsseldorf'],
@@ -85,7 +87,7 @@ async function main() {
     `INSERT INTO kontor_erp_${table} (${columns.join(',')}) VALUES (${columns.map(() => '?').join(',')})`)
   const term = insert('PaymentTerms', ['code', 'description', 'netDays', 'discountDays', 'discountPercent'])
   const customer = insert('Customers', ['ID', 'name', 'vatId', 'email', 'phone', 'street', 'postalCode',
-    'city', 'country', 'industry', 'language', 'creditLimit', 'currency', 'paymentTerms_code'])
+    'city', 'country', 'industry', 'language', 'accountOwner', 'creditLimit', 'currency', 'paymentTerms_code'])
   const contact = insert('Contacts', ['ID', 'customer_ID', 'name', 'role', 'email', 'phone',
     'preferredChannel', 'consent', 'language'])
   const delivery = insert('Deliveries', ['ID', 'customer_ID', 'salesOrder', 'article', 'articleName',
@@ -109,7 +111,8 @@ async function main() {
         country === 'AT' ? `ATU${pad(10000000 + i, 8)}` : `CHE-${pad(100000000 + i, 9)}`
       const currency = country === 'CH' ? 'CHF' : 'EUR'
       customer.run(id, name, vat, email, `+49 89 ${pad(i, 7)}`, `${pick(streets)} ${1 + Math.floor(random() * 120)}`,
-        postalCode, city, country, pick(industries), language, (10 + Math.floor(random() * 90)) * 1000,
+        postalCode, city, country, pick(industries), language, owners[i % owners.length],
+        (10 + Math.floor(random() * 90)) * 1000,
         currency, pick(terms)[0])
       const contacts = 1 + Math.floor(random() * 2)
       for (let c = 1; c <= contacts; c++) {

@@ -111,10 +111,10 @@ fn plugin_test_and_inspect_run_a_component_in_the_sandbox() {
     let (code, stdout, _) = kontor(&["plugin", "inspect", "lead-scoring"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("world:     step (kontor:plugin@0.2.0)"),
+        stdout.contains("world:     step (kontor:plugin@0.3.0)"),
         "{stdout}"
     );
-    assert!(stdout.contains("kontor:plugin/handler@0.2.0"), "{stdout}");
+    assert!(stdout.contains("kontor:plugin/handler@0.3.0"), "{stdout}");
     assert!(
         stdout.contains("requests:  http [], secrets [], kv false"),
         "{stdout}"
@@ -128,7 +128,7 @@ fn plugin_test_and_inspect_run_a_component_in_the_sandbox() {
     let (code, stdout, _) = kontor(&["plugin", "inspect", "erp-fixture"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("world:     erp-connector (kontor:plugin@0.2.0)"),
+        stdout.contains("world:     erp-connector (kontor:plugin@0.3.0)"),
         "{stdout}"
     );
     assert!(

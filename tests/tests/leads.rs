@@ -44,8 +44,9 @@ fn mails_to(sink: &SmtpSink, to: &str) -> Vec<Received> {
         .collect()
 }
 
-async fn the_owner_decides_through_the_signed_links_and_unanswered_leads_move_on() {
-    let sink = SmtpSink::start(0).unwrap();
+/// `kontor serve` with the shipped workflows on the manual clock (Monday 2026-06-08 10:00
+/// Berlin), its mail going to `sink`.
+fn launch(sink: &SmtpSink) -> kontor_tests::Server {
     let config = format!(
         r#"
 [email]
@@ -62,7 +63,6 @@ tls = "none"
 "#,
         sink.port
     );
-    // Monday 2026-06-08 10:00 Berlin.
     let mut server = kontor_tests::Server::prepare(
         &shipped_workflows(),
         Some(&config),
@@ -73,6 +73,12 @@ tls = "none"
     )
     .unwrap();
     server.launch().unwrap();
+    server
+}
+
+async fn the_owner_decides_through_the_signed_links_and_unanswered_leads_move_on() {
+    let sink = SmtpSink::start(0).unwrap();
+    let server = launch(&sink);
     for (name, rep, email) in [
         (
             "Lena Maier",
@@ -262,3 +268,82 @@ tls = "none"
 }
 
 kontor::on_both_backends!(the_owner_decides_through_the_signed_links_and_unanswered_leads_move_on);
+
+/// A key account the ERP knows (by its VAT id, written as people write it) goes to the
+/// account's owner in the ERP, whose mail says it is a customer already; an unknown
+/// company of the same size goes to the less loaded member.
+async fn a_known_customer_goes_to_its_account_owner_in_the_erp() {
+    let sink = SmtpSink::start(0).unwrap();
+    let server = launch(&sink);
+    for (name, rep) in [
+        ("Katrin Vogel", "katrin.vogel"),
+        ("Moritz Klein", "moritz.klein"),
+    ] {
+        let user = json!({
+            "name": name, "email": format!("{rep}@kaeltetechnik-sued.example"),
+            "roles": ["sales"], "team": "key-accounts", "rep": rep
+        });
+        let (status, body) = server.api.post("/api/v1/users", &user).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    // K-10001 Müller Kältetechnik GmbH; its owner in the ERP is moritz.klein.
+    let known = json!({
+        "external_id": "CRM-KA-1", "company": "Müller Kältetechnik GmbH", "country": "DE",
+        "postal_code": "80331", "vat_id": "DE 811 234 567", "employees": 6500,
+        "industry": "kaeltetechnik", "products": ["A"], "email": "einkauf@mueller-kaelte.example"
+    });
+    let (status, body) = server.api.post("/api/v1/leads", &known).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let known_id = body["id"].as_str().unwrap().to_string();
+    settle(&server).await;
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(mails[0].to, ["moritz.klein@kaeltetechnik-sued.example"]);
+    let text = text_of(&mails[0]);
+    assert!(
+        text.contains("Bestandskunde im ERP: K-10001 Müller Kältetechnik GmbH"),
+        "{text}"
+    );
+    let (_, view) = server
+        .api
+        .get(&format!("/api/v1/leads/{known_id}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (view["team"].as_str(), view["owner"].as_str()),
+        (Some("key-accounts"), Some("moritz.klein")),
+        "{view}"
+    );
+    assert!(
+        view["routing"]
+            .to_string()
+            .contains("the company's owner in the ERP"),
+        "{view}"
+    );
+
+    // Unknown to the ERP: Moritz has one open lead, so Katrin gets this one.
+    let unknown = json!({
+        "external_id": "CRM-KA-2", "company": "Neu & Groß AG", "country": "DE",
+        "postal_code": "80331", "vat_id": "DE999999999", "employees": 7000
+    });
+    let (status, body) = server.api.post("/api/v1/leads", &unknown).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let unknown_id = body["id"].as_str().unwrap().to_string();
+    settle(&server).await;
+    let mails = sink.wait_for(2, Duration::from_secs(20));
+    assert_eq!(mails[1].to, ["katrin.vogel@kaeltetechnik-sued.example"]);
+    assert!(!text_of(&mails[1]).contains("Bestandskunde"));
+    let (_, view) = server
+        .api
+        .get(&format!("/api/v1/leads/{unknown_id}"))
+        .await
+        .unwrap();
+    assert_eq!(view["owner"], "katrin.vogel", "{view}");
+    assert!(
+        view["routing"]
+            .to_string()
+            .contains("the ERP names no owner"),
+        "{view}"
+    );
+}
+
+kontor::on_both_backends!(a_known_customer_goes_to_its_account_owner_in_the_erp);

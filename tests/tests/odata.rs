@@ -104,6 +104,29 @@ async fn direct(erp: &ErpServer, id: &str) -> Value {
     serde_json::from_str(&erp.get(&format!("Customers('{id}')")).await.unwrap()).unwrap()
 }
 
+/// The account's sales employee, once the configuration names the ERP's property.
+#[tokio::test]
+async fn the_account_owner_comes_from_the_property_the_config_maps() {
+    let erp = erp();
+    let mut config = basic(&erp);
+    config["customers"] = json!({"fields": {"account_owner": "accountOwner"}});
+    let plugin = connector(&erp, config, odata::PASSWORD).await;
+    for id in ["K-000001", "K-000003"] {
+        let found = call(&plugin, "customer-by-id", json!({ "id": id }))
+            .await
+            .unwrap();
+        assert_eq!(
+            found["account_owner"],
+            direct(&erp, id).await["accountOwner"],
+            "{id}"
+        );
+    }
+    let owned = call(&plugin, "customer-by-id", json!({"id": "K-000001"}))
+        .await
+        .unwrap();
+    assert_eq!(owned["account_owner"], "moritz.klein");
+}
+
 #[tokio::test]
 async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
     let erp = erp();
@@ -129,6 +152,11 @@ async fn lookups_by_id_email_and_vat_id_keep_umlauts() {
         "no umlaut in {text}"
     );
     assert_eq!(by_id["locale"], row["language"]);
+    assert_eq!(
+        by_id["account_owner"],
+        Value::Null,
+        "not mapped by default: not every ERP's customer has one"
+    );
 
     // An internationalised address with an umlaut in the domain, asked in capitals.
     let row = direct(&erp, "K-000007").await;

@@ -331,7 +331,7 @@ async fn a_component_built_against_an_unknown_contract_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} was built against kontor:plugin@1.0.0, which this Kontor does not support (it runs kontor:plugin@0.2.0); rebuild the plugin with a kontor-sdk for 0.2.0",
+            "{} was built against kontor:plugin@1.0.0, which this Kontor does not support (it runs kontor:plugin@0.3.0); rebuild the plugin with a kontor-sdk for 0.3.0",
             component("future-contract").display()
         )
     );

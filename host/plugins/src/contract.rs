@@ -7,14 +7,14 @@ use std::path::Path;
 use crate::LoadError;
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 /// The interface a step plugin exports, without its version.
 pub(crate) const HANDLER: &str = "kontor:plugin/handler";
 /// The interface an ERP connector exports, without its version.
 pub(crate) const CONNECTOR: &str = "kontor:plugin/connector";
 /// Contract versions this host runs: (major, highest minor). While the major is 0, a
-/// minor is a major: only components built against exactly 0.2 are accepted.
-const SUPPORTED: &[(u64, u64)] = &[(0, 2)];
+/// minor is a major: only components built against exactly 0.3 are accepted.
+const SUPPORTED: &[(u64, u64)] = &[(0, 3)];
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -1,7 +1,7 @@
 //! The sandboxed WebAssembly plugin runtime of Kontor.
 //!
 //! Plugins are WebAssembly components implementing the `step` or the `erp-connector`
-//! world of the WIT contract `kontor:plugin@0.2.0` (`sdk/wit/plugin.wit`). This crate is
+//! world of the WIT contract `kontor:plugin@0.3.0` (`sdk/wit/plugin.wit`). This crate is
 //! the only place that touches wasmtime:
 //!
 //! - [`PluginRuntime`]: one wasmtime `Engine` (pooling allocator, on-disk code cache,

@@ -23,6 +23,8 @@ pub struct CustomerRow {
     pub industry: &'static str,
     pub locale: &'static str,
     pub terms: &'static str,
+    /// The sales employee responsible for the account, as Kontor names its users.
+    pub account_owner: Option<&'static str>,
 }
 
 /// A contact person at a customer.
@@ -98,6 +100,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Kältetechnik",
         locale: "de-DE",
         terms: "ZB14",
+        account_owner: Some("moritz.klein"),
     },
     CustomerRow {
         id: "K-10002",
@@ -112,6 +115,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Lebensmittel",
         locale: "de-DE",
         terms: "N30",
+        account_owner: None,
     },
     CustomerRow {
         id: "K-10003",
@@ -126,6 +130,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Haustechnik",
         locale: "de-DE",
         terms: "ZB14",
+        account_owner: Some("lena.maier"),
     },
     CustomerRow {
         id: "K-10004",
@@ -140,6 +145,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Hotellerie",
         locale: "de-AT",
         terms: "N30",
+        account_owner: None,
     },
     CustomerRow {
         id: "K-10005",
@@ -154,6 +160,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Haustechnik",
         locale: "de-CH",
         terms: "N30",
+        account_owner: None,
     },
     CustomerRow {
         id: "K-10006",
@@ -168,6 +175,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Logistik",
         locale: "en-GB",
         terms: "N45",
+        account_owner: Some("katrin.vogel"),
     },
     CustomerRow {
         id: "K-10007",
@@ -182,6 +190,7 @@ pub const CUSTOMERS: &[CustomerRow] = &[
         industry: "Landwirtschaft",
         locale: "de-DE",
         terms: "N30",
+        account_owner: None,
     },
 ];
 

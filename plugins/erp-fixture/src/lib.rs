@@ -31,7 +31,7 @@ pub struct Fixture;
 
 impl Connector for Fixture {
     fn info() -> Info {
-        Info::new("erp-fixture", "0.2.0")
+        Info::new("erp-fixture", "0.3.0")
             .description("Reference ERP connector over a built-in data set of German, Austrian and Swiss customers")
     }
 
@@ -292,6 +292,7 @@ fn customer(row: &CustomerRow) -> Customer {
         country: row.country.into(),
         industry: Some(row.industry.into()),
         locale: row.locale.into(),
+        account_owner: row.account_owner.map(Into::into),
     }
 }
 

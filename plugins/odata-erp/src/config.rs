@@ -163,6 +163,9 @@ const DEFAULTS: &[(&str, &str, &[FieldDefault])] = &[
             ("country", "country"),
             ("industry", "industry"),
             ("locale", "language"),
+            // Not in every ERP's customer: map it to the property that names the account's
+            // sales employee.
+            ("account_owner", ""),
             ("credit_limit", "creditLimit"),
             ("currency", "currency"),
             ("payment_terms", "paymentTerms_code"),

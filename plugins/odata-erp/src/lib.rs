@@ -45,6 +45,7 @@ const CUSTOMER: &[&str] = &[
     "country",
     "industry",
     "locale",
+    "account_owner",
 ];
 
 struct Erp {

@@ -116,6 +116,7 @@ pub(crate) fn customer(row: &Value, e: &Entity) -> Result<Customer, Error> {
         locale: locale(text(row, e, "locale"), &country),
         country,
         industry: text(row, e, "industry"),
+        account_owner: text(row, e, "account_owner"),
     })
 }
 

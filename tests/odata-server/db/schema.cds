@@ -22,6 +22,7 @@ entity Customers {
       country         : String(2);
       industry        : String(40);
       language        : String(5);
+      accountOwner    : String(60); // the responsible sales employee, as Kontor's user
       creditLimit     : Decimal(15, 2);
       currency        : String(3);
       paymentTerms    : Association to PaymentTerms;
