@@ -2,7 +2,8 @@
 //! runs while a per-second cron schedule ticks; one process (the first, which leads cron)
 //! is killed with SIGKILL mid-way. Every run must complete, every step attempt must be
 //! recorded once, every effect exist once, and every cron tick fire exactly once — also
-//! the ticks that fell into the leader's death.
+//! the ticks that fell into the leader's death. And three processes assign leads to one
+//! team at once, fairly.
 //!
 //! Needs `KONTOR_TEST_DATABASE_URL` (skipped without it, failed without it under CI=true).
 
@@ -214,4 +215,95 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
         killed_at.map(|k| k - started),
         ticks.len()
     );
+}
+
+/// Lead assignment across processes: three `kontor serve` on one PostgreSQL database take
+/// 40 leads for the same round-robin team at once (8 clients, each lead posted to one of
+/// the three APIs in turn), each process's engine routing what it claims. Every lead gets
+/// exactly one owner, and the two members' counts differ by at most 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_assign_leads_fairly() {
+    const LEADS: usize = 40;
+    let Some(admin) = kontor_tests::postgres_admin_url() else {
+        return;
+    };
+    let url = kontor::store::scratch_postgres_database(&admin, "kontor_cluster")
+        .await
+        .unwrap();
+    let env = [
+        ("KONTOR_DATABASE_URL", url.as_str()),
+        ("KONTOR_ENGINE_LEASE_SECONDS", LEASE_SECONDS),
+        (
+            "KONTOR_MASTER_KEY",
+            "6b6f6e746f722d636c75737465722d746573742d6d61737465722d6b65792121",
+        ),
+    ];
+    let mut servers: Vec<Server> = (0..3)
+        .map(|_| Server::start(&kontor_tests::shipped_workflows(), &env).unwrap())
+        .collect();
+    let apis: Vec<kontor_tests::Api> = servers.iter().map(|s| s.api.clone()).collect();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..8 {
+        let apis = apis.clone();
+        clients.spawn(async move {
+            for i in (client..LEADS).step_by(8) {
+                // Hamburg machinery, product A: team nord-maschinenbau (round-robin,
+                // anna.schroeder and jens.petersen, capacity 25 each); score 55.
+                let lead = json!({
+                    "external_id": format!("HH-{i}"), "company": format!("Maschinenbau Nord {i} GmbH"),
+                    "title": "Leiterin Einkauf", "country": "DE", "postal_code": "20095",
+                    "industry": "maschinenbau", "products": ["A"], "employees": 10, "source": "messe"
+                });
+                let (status, body) = apis[i % 3].post("/api/v1/leads", &lead).await.unwrap();
+                assert_eq!(status, 201, "{body}");
+            }
+        });
+    }
+    clients.join_all().await;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let owners: BTreeMap<String, usize> = loop {
+        let (status, page) = apis[0]
+            .get("/api/v1/leads?team=nord-maschinenbau&limit=100")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{page}");
+        let leads = page["leads"].as_array().unwrap();
+        let owned: Vec<&str> = leads.iter().filter_map(|l| l["owner"].as_str()).collect();
+        if owned.len() == LEADS {
+            let mut counts = BTreeMap::new();
+            for owner in owned {
+                *counts.entry(owner.to_string()).or_default() += 1;
+            }
+            break counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {LEADS} leads routed to nord-maschinenbau have an owner after 2 minutes: {page}",
+            owned.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let counts: Vec<usize> = owners.values().copied().collect();
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    assert!(counts[0].abs_diff(counts[1]) <= 1, "{owners:?}");
+    // The members' counters agree with the leads.
+    let (_, teams) = apis[1].get("/api/v1/teams").await.unwrap();
+    let team = teams["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "nord-maschinenbau")
+        .unwrap_or_else(|| panic!("{teams}"));
+    for member in team["members"].as_array().unwrap() {
+        let user = member["user"].as_str().unwrap();
+        assert_eq!(
+            member["open"].as_u64(),
+            owners.get(user).map(|&n| n as u64),
+            "{member}"
+        );
+    }
+    for server in &mut servers {
+        server.terminate().unwrap();
+    }
 }
