@@ -71,6 +71,7 @@ pub mod retention;
 pub mod run;
 pub mod secrets;
 pub mod server;
+pub mod service;
 pub mod steps;
 pub mod store;
 pub mod templates;

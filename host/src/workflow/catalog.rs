@@ -32,6 +32,8 @@ pub struct Catalog {
     pub templates: Arc<crate::templates::TemplateSet>,
     /// Teams and routing rules from `territories/`.
     pub territories: Arc<crate::crm::territory::Territories>,
+    /// Service tickets' SLA policies from `sla/`.
+    pub sla: Arc<crate::service::sla::SlaPolicies>,
     /// Problems with calendars and other shared files (workflow problems live in their
     /// entries).
     pub diagnostics: Vec<Diagnostic>,
@@ -134,6 +136,16 @@ impl Catalog {
             .extend(territories.diagnostics.iter().cloned());
         catalog.territories = Arc::new(territories);
 
+        let calendar_names = catalog.calendars.keys().cloned().collect();
+        let sla_files = catalog
+            .read_shared(&root.join("sla"), max_file_size)
+            .into_iter()
+            .map(|(path, text)| crate::service::sla::parse_file(&path, &text, &calendar_names))
+            .collect();
+        let sla = crate::service::sla::SlaPolicies::assemble(sla_files);
+        catalog.diagnostics.extend(sla.diagnostics.iter().cloned());
+        catalog.sla = Arc::new(sla);
+
         let templates = crate::templates::TemplateSet::load(&root.join("templates"));
         catalog
             .diagnostics
@@ -202,7 +214,7 @@ impl Catalog {
         crate::crm::territory::Territories::assemble(files)
     }
 
-    /// The YAML files of a shared folder (`calendars/`, `territories/`) with their text;
+    /// The YAML files of a shared folder (`calendars/`, `territories/`, `sla/`) with their text;
     /// files too large or unreadable become diagnostics.
     fn read_shared(&mut self, dir: &Path, max_file_size: u64) -> Vec<(PathBuf, String)> {
         let mut read = Vec::new();
