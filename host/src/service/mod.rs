@@ -7,6 +7,10 @@
 //! the same history against the new targets, so business time already used is kept and
 //! paused time stays excluded without any bookkeeping of its own.
 
+pub mod escalation;
 pub mod sla;
 pub mod sla_clock;
 pub mod ticket;
+
+#[cfg(test)]
+mod testing;
