@@ -9,7 +9,7 @@
 //!
 //! Data flows one way: trigger → engine → step → effects → store → dispatchers. Each module
 //! imports only those below it: [`run`] at the bottom; [`store`] on `run`; [`templates`],
-//! [`expr`], [`crm`] and [`workflow`] beside it; [`steps`] and [`engine`] on those; [`email`] on the
+//! [`expr`], [`crm`], [`service`] and [`workflow`] beside it; [`steps`] and [`engine`] on those; [`email`] on the
 //! store, the clock and the templates (never the engine); [`api`], [`bench`] on top;
 //! [`server`] wires, passing everything a part needs when it is made (no setters after).
 //! One pair knowingly imports both ways: [`workflow`]'s compiler hands each step to its
@@ -19,13 +19,14 @@
 //! | module | concern |
 //! |---|---|
 //! | [`run`] | the data path's vocabulary shared by engine and store: jobs, outcomes, run and step statuses, waits, effects, outgoing email and what its addresses and headers may hold, plugin key-value writes |
-//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared), one facade per concept (`store.runs()`, `.jobs()`, `.events()`, `.outbox()`, `.suppressions()`, `.secrets()`, `.tokens()`, `.users()`, `.audit()`, `.plugin_state()`, `.cron()`, `.retention()`, `commit`); `sqlite/` and `postgres/` with the same file names for what differs |
+//! | [`store`] | the only module that speaks SQL (SQLite embedded, PostgreSQL shared), one facade per concept (`store.runs()`, `.jobs()`, `.events()`, `.outbox()`, `.suppressions()`, `.secrets()`, `.tokens()`, `.users()`, `.audit()`, `.leads()`, `.tickets()`, `.plugin_state()`, `.cron()`, `.retention()`, `commit`); `sqlite/` and `postgres/` with the same file names for what differs |
 //! | [`clock`] | the [`clock::Clock`] all time goes through; a manual clock for tests |
 //! | [`diagnostics`] | compiler-style `file:line:col` messages |
 //! | [`expr`] | CEL expressions: compile, evaluate safely (length, depth and cost limits in `expr/budget.rs`), find referenced variables |
 //! | [`templates`] | handlebars message templates (subject, text, HTML per locale) from `workflows/templates/`, checked (size, nesting, partial circles: `templates/limits.rs`) and rendered; the set in force |
 //! | [`crm`] | what Kontor owns, as pure types and rules: leads, their stages and what a new one must hold (`crm/lead.rs`), territories and teams (`crm/territory/`: the files, postal-code ranges, who wins and why, what `kontor check` refuses), who in a team gets a lead (`crm/assignment.rs`) |
-//! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder (workflows, calendars, templates, territories) |
+//! | [`service`] | the service desk, as pure types and rules: ticket statuses and happenings (`service/ticket.rs`), SLA clocks replayed from them in business time (`service/sla_clock.rs`), SLA policy files and what `kontor check` refuses (`service/sla/`), the warnings and escalation levels due at a moment (`service/escalation.rs`) |
+//! | [`workflow`] | workflow files: YAML source with spans → checks ([`workflow::compile`]: file, steps, references, with `file:line:col`) → compiled [`workflow::Workflow`]; `${…}` values ([`workflow::interpolation`]); the [`workflow::Catalog`] of a `workflows/` folder (workflows, calendars, templates, territories, SLA policies) |
 //! | [`steps`] | one file per step action (`set`, `branch`, `wait`, `wait_for`, `timer`, `start`, `record`, `send_email`, `plugin`, `connector`, `fail`, `end`, …): its YAML shape, its checks, what it does when it runs; `steps/mod.rs` lists them |
 //! | [`engine`] | starts runs and delivers events (`engine/mod.rs`), claims jobs and commits their outcomes (`engine/worker.rs`), drives chains of steps through them ([`engine::execute`]: job kinds, inline chains, retries, plugin calls), cron triggers ([`engine::cron`]) |
 //! | [`email`] | channels (SMTP, folder; DKIM; throttles), the outbox dispatcher, unsubscribe tokens |

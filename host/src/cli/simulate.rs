@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 use kontor::config::Config;
 use kontor::crm::simulation::{Outcome, Scored, moved, per_team, simulate};
@@ -211,7 +212,14 @@ async fn current_counters(
             return Ok(BTreeMap::new());
         }
     }
-    let store = super::open_store(config).await?;
+    let store = kontor::store::Store::open_read_only(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {} to read its counters",
+                kontor::store::redact(&config.database_url)
+            )
+        })?;
     let mut states = BTreeMap::new();
     for team in territories.teams.keys() {
         states.insert(team.clone(), store.leads().reps(team).await?);

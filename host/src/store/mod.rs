@@ -94,6 +94,7 @@ pub mod scratch;
 pub mod secrets;
 pub mod suppressions;
 pub mod testing;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 
@@ -168,6 +169,19 @@ impl Store {
         Ok(Store { backend })
     }
 
+    /// The store for reading only: on SQLite every connection is read-only and no
+    /// migration runs, so not even a WAL checkpoint changes the file; on PostgreSQL, the
+    /// store as [`Store::open`] opens it.
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let db = sqlite::SqliteStore::open_read_only(url).await?;
+            return Ok(Store {
+                backend: Backend::Sqlite(db),
+            });
+        }
+        Store::open(url).await
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self.backend {
@@ -224,6 +238,11 @@ impl Store {
     /// Leads, their history and the counters assignment reads.
     pub fn leads(&self) -> leads::Leads<'_> {
         leads::Leads { store: self }
+    }
+
+    /// Service tickets and their timeline.
+    pub fn tickets(&self) -> tickets::Tickets<'_> {
+        tickets::Tickets { store: self }
     }
 
     /// People: their roles, team and rep id.

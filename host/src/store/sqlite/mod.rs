@@ -96,15 +96,59 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        let (group, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(group_commit::group_writer(writer.clone(), queue));
-        Ok(SqliteStore {
+        Ok(SqliteStore::with_pools(writer, reader, 1024))
+    }
+
+    /// The store on its pools, with the group-commit writer behind a queue of `queue`.
+    fn with_pools(writer: SqlitePool, reader: SqlitePool, queue: usize) -> SqliteStore {
+        let (group, requests) = tokio::sync::mpsc::channel(queue);
+        tokio::spawn(group_commit::group_writer(writer.clone(), requests));
+        SqliteStore {
             writer,
             reader,
             claims: Arc::default(),
             stored_versions: Arc::default(),
             group,
-        })
+        }
+    }
+
+    /// The database at `url` for reading only (`kontor simulate`): no migration runs, no
+    /// file is made, and every connection is read-only, so nothing — not even a WAL
+    /// checkpoint when the last connection closes — changes the file. A database that
+    /// predates this binary's migrations is refused.
+    pub async fn open_read_only(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .read_only(true)
+            .busy_timeout(StdDuration::from_secs(10));
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&reader)
+                .await
+                .unwrap_or(None);
+        let known = sqlx::migrate!("migrations/sqlite")
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        if applied.unwrap_or(0) < known {
+            return Err(StoreError::Open {
+                url: url.to_string(),
+                reason: "the database predates this Kontor (its migrations have not run): start `kontor serve` on it once".into(),
+            });
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore::with_pools(writer, reader, 1))
     }
 
     /// The durability settings in force, e.g. `journal_mode=wal, synchronous=FULL`.
