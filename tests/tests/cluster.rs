@@ -16,6 +16,8 @@ use kontor_tests::{Server, fixture};
 use serde_json::json;
 
 const RUNS: i64 = 1000;
+/// One cluster at a time: two of them (six servers) on two cores time each other out.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Seconds a leased job stays claimed: what a killed process's jobs wait at most.
 const LEASE_SECONDS: &str = "5";
 
@@ -44,6 +46,7 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
     let Some(admin) = kontor_tests::postgres_admin_url() else {
         return;
     };
+    let _alone = ONE_CLUSTER.lock().await;
     let url = kontor::store::scratch_postgres_database(&admin, "kontor_cluster")
         .await
         .unwrap();
@@ -227,6 +230,7 @@ async fn three_processes_assign_leads_fairly() {
     let Some(admin) = kontor_tests::postgres_admin_url() else {
         return;
     };
+    let _alone = ONE_CLUSTER.lock().await;
     let url = kontor::store::scratch_postgres_database(&admin, "kontor_cluster")
         .await
         .unwrap();
