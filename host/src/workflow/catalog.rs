@@ -136,16 +136,6 @@ impl Catalog {
             .extend(territories.diagnostics.iter().cloned());
         catalog.territories = Arc::new(territories);
 
-        let calendar_names = catalog.calendars.keys().cloned().collect();
-        let sla_files = catalog
-            .read_shared(&root.join("sla"), max_file_size)
-            .into_iter()
-            .map(|(path, text)| crate::service::sla::parse_file(&path, &text, &calendar_names))
-            .collect();
-        let sla = crate::service::sla::SlaPolicies::assemble(sla_files);
-        catalog.diagnostics.extend(sla.diagnostics.iter().cloned());
-        catalog.sla = Arc::new(sla);
-
         let templates = crate::templates::TemplateSet::load(&root.join("templates"));
         catalog
             .diagnostics
@@ -154,6 +144,19 @@ impl Catalog {
             .unreadable
             .extend(templates.unreadable.iter().cloned());
         catalog.templates = Arc::new(templates);
+
+        let calendar_names = catalog.calendars.keys().cloned().collect();
+        let template_names = catalog.templates.names().map(str::to_string).collect();
+        let sla_files = catalog
+            .read_shared(&root.join("sla"), max_file_size)
+            .into_iter()
+            .map(|(path, text)| {
+                crate::service::sla::parse_file(&path, &text, &calendar_names, &template_names)
+            })
+            .collect();
+        let sla = crate::service::sla::SlaPolicies::assemble(sla_files);
+        catalog.diagnostics.extend(sla.diagnostics.iter().cloned());
+        catalog.sla = Arc::new(sla);
 
         let files = yaml_files(root, &mut catalog.unreadable);
         let names: BTreeSet<String> = files.iter().map(|p| stem(p)).collect();

@@ -33,7 +33,13 @@ policies:
       - {at: 100% + 4h, notify: [service_lead], raise_priority: true, business_hours_only: false}
 "#;
     let calendars = BTreeSet::from(["service-de".to_string()]);
-    let all = SlaPolicies::assemble(vec![parse_file(Path::new("sla.yaml"), text, &calendars)]);
+    let templates = BTreeSet::from(["sla-warning".to_string(), "sla-escalation".to_string()]);
+    let all = SlaPolicies::assemble(vec![parse_file(
+        Path::new("sla.yaml"),
+        text,
+        &calendars,
+        &templates,
+    )]);
     assert!(all.diagnostics.is_empty(), "{:?}", all.diagnostics);
     all
 }

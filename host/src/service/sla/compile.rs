@@ -25,6 +25,8 @@ pub struct ParsedFile {
 /// Reports into a file's diagnostics.
 struct Checker<'a> {
     path: &'a Path,
+    /// The templates' names (folders of `templates/`) a level may mail with.
+    templates: &'a BTreeSet<String>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -86,6 +88,19 @@ impl Checker<'_> {
         }
     }
 
+    /// `name` is a template of `templates/`.
+    fn template<T>(&mut self, at: &Spanned<T>, name: &str) {
+        if !self.templates.contains(name) {
+            let hint = match closest(name, self.templates.iter().map(String::as_str)) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => {
+                    format!("add the folder templates/{name}/ (see the README's email templates)")
+                }
+            };
+            self.error(at, format!("there is no template `{name}`"), hint);
+        }
+    }
+
     fn threshold(&mut self, text: &Spanned<String>) -> Option<Threshold> {
         match parse_threshold(&text.value) {
             Ok(t) => Some(t),
@@ -119,10 +134,17 @@ pub fn parse_threshold(text: &str) -> Result<Threshold, String> {
     Ok(Threshold { percent, plus })
 }
 
-/// Parses and checks one SLA file; `calendars` are the calendar names a policy may use.
-pub fn parse_file(path: &Path, text: &str, calendars: &BTreeSet<String>) -> ParsedFile {
+/// Parses and checks one SLA file; `calendars` are the calendar names a policy may use,
+/// `templates` the mail templates its levels may send.
+pub fn parse_file(
+    path: &Path,
+    text: &str,
+    calendars: &BTreeSet<String>,
+    templates: &BTreeSet<String>,
+) -> ParsedFile {
     let mut check = Checker {
         path,
+        templates,
         diagnostics: Vec::new(),
     };
     let source: SlaFile = match serde_saphyr::from_str_with_options(
@@ -269,6 +291,9 @@ fn compile_policy(
     };
     let mut levels = Vec::new();
     if let Some(warnings) = field!(warnings) {
+        if !warnings.value.is_empty() {
+            check.template(warnings, "sla-warning");
+        }
         for w in &warnings.value {
             if let Some(at) = check.threshold(w) {
                 levels.push(Level {
@@ -408,6 +433,12 @@ fn compile_level(
         }
     };
     let raise_priority = source.raise_priority.as_ref().is_some_and(|r| r.value);
+    if !source.notify.is_empty() {
+        match &source.template {
+            Some(t) => check.template(t, &t.value),
+            None => check.template(level, "sla-escalation"),
+        }
+    }
     if source.notify.is_empty() && source.reassign.is_none() && !raise_priority {
         check.error(
             level,

@@ -14,8 +14,15 @@ fn calendars() -> BTreeSet<String> {
         .collect()
 }
 
+fn templates() -> BTreeSet<String> {
+    ["sla-warning", "sla-escalation"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn parse(name: &str, text: &str) -> ParsedFile {
-    parse_file(Path::new(name), text, &calendars())
+    parse_file(Path::new(name), text, &calendars(), &templates())
 }
 
 fn messages(diagnostics: &[crate::diagnostics::Diagnostic]) -> Vec<String> {
@@ -152,6 +159,7 @@ policies:
     warnings: [90%, 75%]
     escalation:
       - {at: 100%, clock: next_response, notify: [chef]}
+      - {at: 110%, notify: [assignee], template: sla-eskalation}
   - name: two
 "#,
     );
@@ -164,10 +172,11 @@ policies:
         "sla/broken.yaml:8:21: error: `75%` comes after `90%`",
         "sla/broken.yaml:10:27: error: the policy has no `next_response` target",
         "sla/broken.yaml:10:51: error: `chef` is no one to notify",
+        "sla/broken.yaml:11:50: error: there is no template `sla-eskalation`",
         "sla/broken.yaml:4:24: error: there is no priority `krtisch`",
         "sla/broken.yaml:4:44: error: there is no channel `fax`",
-        "sla/broken.yaml:11:11: error: policy `two` has no calendar",
-        "sla/broken.yaml:11:11: error: policy `two` has no target",
+        "sla/broken.yaml:12:11: error: policy `two` has no calendar",
+        "sla/broken.yaml:12:11: error: policy `two` has no target",
     ];
     for e in expected {
         assert!(
