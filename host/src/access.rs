@@ -95,6 +95,11 @@ pub enum Permission {
     LeadsDecide,
     /// Teams: a member's absence and whether they take leads (sales: their own team).
     TeamsWrite,
+    /// Tickets: list and read, with their SLA clocks and timeline.
+    TicketsRead,
+    /// Tickets: open them (a web form, a CRM), change status, priority, group and
+    /// assignee, add replies, notes and the customer's messages.
+    TicketsWrite,
     /// The manual test clock (only with `[testing] manual_clock`).
     TestingClock,
 }
@@ -125,6 +130,8 @@ impl Permission {
             Permission::LeadsWrite => "leads:write",
             Permission::LeadsDecide => "leads:decide",
             Permission::TeamsWrite => "teams:write",
+            Permission::TicketsRead => "tickets:read",
+            Permission::TicketsWrite => "tickets:write",
             Permission::TestingClock => "testing:clock",
         }
     }
@@ -189,6 +196,8 @@ pub const GRANTS: &[(Permission, &[Role])] = &[
     (P::LeadsWrite, &[R::Integrator, R::Marketing]),
     (P::LeadsDecide, &[R::Sales]),
     (P::TeamsWrite, &[R::Sales]),
+    (P::TicketsRead, &[R::ServiceLead, R::Integrator, R::Viewer]),
+    (P::TicketsWrite, &[R::ServiceLead, R::Integrator]),
     (P::TestingClock, &[]),
 ];
 

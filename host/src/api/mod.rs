@@ -26,6 +26,7 @@ mod runs;
 mod secrets;
 mod teams;
 mod testing;
+mod tickets;
 pub mod token_cache;
 mod users;
 mod workflows;
@@ -334,6 +335,36 @@ pub fn route_table(testing: bool) -> Vec<Route> {
             "/api/v1/leads/{id}/reject",
             Access::Needs(P::LeadsDecide),
             post(leads::reject_lead),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/tickets",
+            Access::Needs(P::TicketsWrite),
+            post(tickets::create_ticket),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/tickets",
+            Access::Needs(P::TicketsRead),
+            get(tickets::list_tickets),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/tickets/{id}",
+            Access::Needs(P::TicketsRead),
+            get(tickets::get_ticket),
+        ),
+        Route::new(
+            Method::PATCH,
+            "/api/v1/tickets/{id}",
+            Access::Needs(P::TicketsWrite),
+            patch(tickets::change_ticket),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/tickets/{id}/messages",
+            Access::Needs(P::TicketsWrite),
+            post(tickets::add_message),
         ),
         Route::new(
             Method::GET,

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
     audit, customers, email, events, hooks, lead_links, leads, operations, plugins, records, runs,
-    secrets, teams, testing, users, workflows,
+    secrets, teams, testing, tickets, users, workflows,
 };
 
 #[derive(OpenApi)]
@@ -59,6 +59,11 @@ use super::{
         leads::reject_lead,
         teams::list_teams,
         teams::change_member,
+        tickets::create_ticket,
+        tickets::list_tickets,
+        tickets::get_ticket,
+        tickets::change_ticket,
+        tickets::add_message,
         lead_links::decision_page,
         lead_links::decide_by_link,
         testing::get_clock,
@@ -113,6 +118,14 @@ use super::{
         teams::MemberView,
         teams::MemberChangeBody,
         teams::AbsenceBody,
+        crate::store::tickets::TicketView,
+        crate::store::tickets::TicketEvent,
+        tickets::NewTicketBody,
+        tickets::ContactBody,
+        tickets::TicketChangeBody,
+        tickets::MessageBody,
+        tickets::TicketDetail,
+        tickets::TicketPage,
     )),
     modifiers(&BearerToken, &Permissions),
     security(("bearer" = [])),
