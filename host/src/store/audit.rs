@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::BeginWrite;
 use super::rows::Cols;
 use super::transaction::{Tx, on_tx};
 use super::{Store, StoreError, from_millis, millis};
@@ -146,7 +147,7 @@ impl Audit<'_> {
     /// Logs a change that touches nothing else in the database (a workflow reload).
     pub async fn record(self, change: &Change<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             append(Tx::from(&mut *tx), change, now).await?;
             tx.commit().await?;
             Ok(())

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
+use super::BeginWrite;
 use super::audit::Actor;
 use super::rows::{Cols, opt_json_of};
 use super::transaction::{Tx, on_tx};
@@ -568,7 +569,7 @@ impl Leads<'_> {
         now: DateTime<Utc>,
     ) -> Result<Option<Decided>, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut any = Tx::from(&mut *tx);
             any.lock("lead-id", id, "").await?;
             let Some(lead) = select_lead(&mut any, "id", id).await? else {
@@ -646,7 +647,7 @@ impl Leads<'_> {
         now: DateTime<Utc>,
     ) -> Result<RepState, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut any = Tx::from(&mut *tx);
             // The same lock assignment takes: a change lands between two assignments.
             any.lock("lead-team", team, "").await?;

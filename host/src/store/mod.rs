@@ -327,3 +327,39 @@ pub fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// Opening a write transaction on either backend's writer.
+///
+/// On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that reads first and then
+/// writes is refused at once with "database is locked" when another process (a CLI
+/// command next to `kontor serve`) wrote in between — the busy timeout does not apply to
+/// that upgrade — while an immediate one waits for the write lock up front.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}

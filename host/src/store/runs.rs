@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use sqlx::Row;
 
+use super::BeginWrite;
 use super::jobs::insert_jobs;
 use super::rows::{child_counts, run_view, step_record};
 use super::transaction::{Notice, Tx, on_tx};
@@ -253,7 +254,7 @@ impl Runs<'_> {
         now: DateTime<Utc>,
     ) -> Result<Result<String, RetryRefused>, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let tx = &mut Tx::from(&mut *transaction);
             tx.lock_run(id).await?;
             let row: Option<(String, Option<String>)> = on_tx!(tx, |conn| sqlx::query_as(

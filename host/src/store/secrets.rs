@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::BeginWrite;
 use super::audit::{Actor, Change, append};
 use super::transaction::Tx;
 use super::{Store, StoreError, from_millis, millis};
@@ -47,7 +48,7 @@ impl Secrets<'_> {
         let change = Change::new(actor, "secret.put", name)
             .with(serde_json::json!({"key_id": sealed.key_id}));
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
@@ -135,7 +136,7 @@ impl Secrets<'_> {
     ) -> Result<bool, StoreError> {
         let change = Change::new(actor, "secret.delete", name);
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let deleted = sqlx::query("DELETE FROM secrets WHERE name = $1")
                 .bind(name)
                 .execute(&mut *tx)
@@ -166,7 +167,7 @@ impl Secrets<'_> {
             }
         };
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
             for r in &rows {
                 let name: String = r.get("name");

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::BeginWrite;
 use super::audit::{Actor, Change, append};
 use super::rows::suppression;
 use super::transaction::{Tx, on_tx};
@@ -64,7 +65,7 @@ impl Suppressions<'_> {
     ) -> Result<bool, StoreError> {
         let address = address.trim().to_lowercase();
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let added = add_in(
                 &mut Tx::from(&mut *tx),
                 &address,
@@ -115,7 +116,7 @@ impl Suppressions<'_> {
                 super::sqlite::bounces::bounce(db, bounce, actor, now).await
             }
             super::Backend::Postgres(db) => {
-                let mut transaction = db.pool.begin().await?;
+                let mut transaction = db.pool.begin_write().await?;
                 let bounced =
                     bounce_in(&mut Tx::from(&mut *transaction), bounce, actor, now).await?;
                 transaction.commit().await?;

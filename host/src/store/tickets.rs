@@ -11,6 +11,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
+use super::BeginWrite;
 use super::audit::Actor;
 use super::rows::Cols;
 use super::transaction::{Tx, on_tx};
@@ -271,7 +272,7 @@ impl Tickets<'_> {
         now: DateTime<Utc>,
     ) -> Result<TicketIntake, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let mut tx = Tx::from(&mut *transaction);
             if let Some(external) = &new.external_id {
                 tx.lock("ticket", external, "").await?;
@@ -436,7 +437,7 @@ impl Tickets<'_> {
         now: DateTime<Utc>,
     ) -> Result<Option<TicketView>, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let mut tx = Tx::from(&mut *transaction);
             tx.lock("ticket-id", id, "").await?;
             let Some(before) = select(&mut tx, "id", id).await? else {
@@ -504,7 +505,7 @@ impl Tickets<'_> {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let mut tx = Tx::from(&mut *transaction);
             tx.lock("ticket-id", id, "").await?;
             let Some(ticket) = select(&mut tx, "id", id).await? else {
@@ -545,7 +546,7 @@ impl Tickets<'_> {
     ) -> Result<bool, StoreError> {
         let text = serde_json::to_string(snapshot)?;
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let mut tx = Tx::from(&mut *transaction);
             let updated = on_tx!(&mut tx, |conn| {
                 sqlx::query(
@@ -585,7 +586,7 @@ impl Tickets<'_> {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         on_writer!(self.store, |pool| {
-            let mut transaction = pool.begin().await?;
+            let mut transaction = pool.begin_write().await?;
             let mut tx = Tx::from(&mut *transaction);
             let updated = on_tx!(&mut tx, |conn| sqlx::query(
                 "UPDATE tickets SET updated_at = $2 WHERE id = $1"

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::BeginWrite;
 use super::audit::{Actor, Change, append};
 use super::transaction::Tx;
 use super::{Store, StoreError, from_millis, millis};
@@ -116,7 +117,7 @@ impl Tokens<'_> {
             "description": token.description,
         }));
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO api_tokens (id, token_hash, role, description, created_at, expires_at, scopes, user_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -175,7 +176,7 @@ impl Tokens<'_> {
     ) -> Result<bool, StoreError> {
         let change = Change::new(actor, "token.revoke", id);
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
             )

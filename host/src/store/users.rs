@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
+use super::BeginWrite;
 use super::audit::{Actor, Change, append};
 use super::rows::Cols;
 use super::transaction::Tx;
@@ -129,7 +130,7 @@ impl Users<'_> {
         let roles = roles.join(" ");
         let deactivated = (fields.active == Some(false)).then_some(millis(now));
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found = sqlx::query_as(CONFLICTS)
                 .bind(id)
                 .bind(&email)
@@ -180,7 +181,7 @@ impl Users<'_> {
     ) -> Result<Option<Result<User, UserConflict>>, StoreError> {
         let select = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
         on_writer!(self.store, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             Tx::from(&mut *tx).lock("user", id, "").await?;
             let Some(row) = sqlx::query(&select)
                 .bind(id)

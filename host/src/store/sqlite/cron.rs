@@ -1,5 +1,6 @@
 //! Cron firings on SQLite: the firing, its run and the cursor in one writer transaction.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
@@ -17,7 +18,7 @@ pub(in crate::store) async fn fire(
     checked_to: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     let mut fired = false;
     if let Some(run) = run {
         let inserted = sqlx::query(

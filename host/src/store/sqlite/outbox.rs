@@ -1,6 +1,7 @@
 //! The outbox on SQLite: the single writer connection serializes claims, so a claim is
 //! one `UPDATE … RETURNING`; a crash leaves `sending` rows, requeued at the next start.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
@@ -16,7 +17,7 @@ pub(in crate::store) async fn enqueue(
     emails: &[OutgoingEmail],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     for email in emails {
         crate::store::outbox::enqueue_row(&mut AnyTx::from(&mut *tx), None, None, email, now)
             .await?;
@@ -67,7 +68,7 @@ pub(in crate::store) async fn update(
     db: &SqliteStore,
     updates: &[OutboxUpdate],
 ) -> Result<(), StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     for update in updates {
         match update {
             OutboxUpdate::Hold { id, until } => {

@@ -1,5 +1,6 @@
 //! Pruning on SQLite: id lists go in as one JSON array (`json_each`).
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
@@ -14,7 +15,7 @@ pub(in crate::store) async fn prune_runs(
     cutoff: DateTime<Utc>,
     batch: u32,
 ) -> Result<u64, StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT r.id FROM runs r
          WHERE r.status IN ('completed', 'cancelled') AND r.finished_at < ?1
@@ -54,7 +55,7 @@ pub(in crate::store) async fn prune_events(
     cutoff: DateTime<Utc>,
     batch: u32,
 ) -> Result<u64, StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM events WHERE received_at < ? ORDER BY id LIMIT ?")
             .bind(millis(cutoff))

@@ -1,6 +1,7 @@
 //! Runs on SQLite: starts go through the group-commit writer; the rest are transactions
 //! on the single writer connection.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -42,7 +43,7 @@ pub(in crate::store) async fn start_once(
     answer: &StoredAnswer,
     now: DateTime<Utc>,
 ) -> Result<IdempotentStart, StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     let existing =
         sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?")
             .bind(key)
@@ -105,7 +106,7 @@ pub(in crate::store) async fn cancel(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<String>>, StoreError> {
-    let mut tx = db.writer.begin().await?;
+    let mut tx = db.writer.begin_write().await?;
     let parent: Option<Option<String>> =
         sqlx::query_scalar("SELECT parent_id FROM runs WHERE id = ?")
             .bind(id)
