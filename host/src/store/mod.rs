@@ -95,6 +95,7 @@ pub mod secrets;
 pub mod suppressions;
 pub mod testing;
 pub mod tickets;
+pub mod timeline;
 pub mod tokens;
 pub mod users;
 

@@ -14,6 +14,7 @@ use serde_json::{Value as Json, json};
 use super::BeginWrite;
 use super::audit::Actor;
 use super::rows::Cols;
+use super::timeline::Timeline;
 use super::transaction::{Tx, on_tx};
 use super::{Store, StoreError, from_millis, millis};
 use crate::run::NewRun;
@@ -85,17 +86,16 @@ pub struct TicketView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One entry of a ticket's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct TicketEvent {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    /// `created`, `status`, `priority`, `category`, `group`, `assignee`, `tier`,
-    /// `policy`, `reply`, `note`, `customer-message`, `warning`, `escalation`, `erp`.
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub detail: Json,
-}
+/// One entry of a ticket's timeline: `created`, `status`, `priority`, `category`, `group`,
+/// `assignee`, `tier`, `policy`, `reply`, `note`, `customer-message`, `warning`,
+/// `escalation`, `erp`.
+pub type TicketEvent = super::timeline::TimelineEntry;
+
+/// A ticket's timeline.
+const EVENTS: Timeline = Timeline {
+    table: "ticket_events",
+    owner: "ticket_id",
+};
 
 /// What storing a delivered ticket did.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,19 +198,9 @@ async fn event(
     detail: Json,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let detail = serde_json::to_string(&detail)?;
-    on_tx!(tx, |conn| sqlx::query(
-        "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)"
-    )
-    .bind(ticket)
-    .bind(millis(now))
-    .bind(actor)
-    .bind(kind)
-    .bind(&detail)
-    .execute(conn)
-    .await
-    .map(|_| ()))?;
-    Ok(())
+    EVENTS
+        .append(tx, ticket, actor, &[(kind, detail)], now)
+        .await
 }
 
 /// The year's next number, `T-2026-000123`.
@@ -396,24 +386,7 @@ impl Tickets<'_> {
 
     /// The timeline, oldest first.
     pub async fn events(self, id: &str) -> Result<Vec<TicketEvent>, StoreError> {
-        on_reader!(self.store, |pool| {
-            let rows = sqlx::query(
-                "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(TicketEvent {
-                        at: from_millis(r.int("at")),
-                        actor: r.text("actor"),
-                        kind: r.text("kind"),
-                        detail: serde_json::from_str(&r.text("detail"))?,
-                    })
-                })
-                .collect()
-        })
+        EVENTS.read(self.store, id).await
     }
 
     /// What the SLA clocks are replayed from: creation, status changes, public replies
