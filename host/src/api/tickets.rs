@@ -182,13 +182,20 @@ fn status(value: &str) -> Result<Status, ApiError> {
     })
 }
 
-/// The policy for these facts, by name; none when no policy matches (no SLA).
-fn policy_for(sla: &SlaPolicies, ticket: &TicketView) -> Option<String> {
+/// The name of the first policy that matches the ticket's fields; none when no policy
+/// matches (no SLA).
+fn policy_for(
+    sla: &SlaPolicies,
+    category: Option<&str>,
+    priority: &str,
+    tier: Option<&str>,
+    channel: &str,
+) -> Option<String> {
     sla.select(&TicketFacts {
-        category: ticket.category.as_deref(),
-        priority: Some(&ticket.priority),
-        tier: ticket.tier.as_deref(),
-        channel: Some(&ticket.channel),
+        category,
+        priority: Some(priority),
+        tier,
+        channel: Some(channel),
     })
     .map(|p| p.name.clone())
 }
@@ -254,15 +261,13 @@ pub async fn create_ticket(
     let canonical = serde_json::to_vec(&ticket).map_err(|e| ApiError::Internal(e.to_string()))?;
     let hash = hex::encode(Sha256::digest(&canonical));
     let catalog = state.engine.catalog();
-    ticket.policy = catalog
-        .sla
-        .select(&TicketFacts {
-            category: ticket.category.as_deref(),
-            priority: Some(&ticket.priority),
-            tier: ticket.tier.as_deref(),
-            channel: Some(&ticket.channel),
-        })
-        .map(|p| p.name.clone());
+    ticket.policy = policy_for(
+        &catalog.sla,
+        ticket.category.as_deref(),
+        &ticket.priority,
+        ticket.tier.as_deref(),
+        &ticket.channel,
+    );
     let id = uuid::Uuid::now_v7().to_string();
     let now = state.engine.clock().now();
     match state
@@ -387,11 +392,13 @@ pub async fn change_ticket(
             .transpose()?,
         policy: None,
     };
-    let mut after = before.clone();
-    after.priority = change.priority.clone().unwrap_or(after.priority);
-    after.category = change.category.clone().or(after.category);
-    after.tier = change.tier.clone().or(after.tier);
-    change.policy = policy_for(&state.engine.catalog().sla, &after);
+    change.policy = policy_for(
+        &state.engine.catalog().sla,
+        change.category.as_deref().or(before.category.as_deref()),
+        change.priority.as_deref().unwrap_or(&before.priority),
+        change.tier.as_deref().or(before.tier.as_deref()),
+        &before.channel,
+    );
     let now = state.engine.clock().now();
     let changed = state
         .store
